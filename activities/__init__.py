@@ -1,0 +1,1 @@
+"""Side effects of the call workflows: PostgreSQL reads/writes, push outbox, media control."""

@@ -1,0 +1,2 @@
+"""FastAPI app: directory CRUD, call control, push channel. Starts workflows and sends
+updates; never sleeps or decides call logic."""

@@ -1,0 +1,100 @@
+"""``create_app(settings)``: the FastAPI application with its lifespan (asyncpg pool, Temporal client)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api import problems
+from api.problems import Problem, problem_response
+from api.routers import tokens
+from ringflow.contracts.errors import ErrCode
+from ringflow.settings import Settings
+from ringflow.temporal import connect
+from store.db import create_pool
+
+
+class BodyLimit:
+    """Reject request bodies over ``limit`` bytes with a 413 problem, before the app reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_large = Problem(
+            413,
+            "payload-too-large",
+            "Request body too large",
+            f"at most {self.limit} bytes",
+            ErrCode.PAYLOAD_TOO_LARGE,
+        )
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await problem_response(too_large)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive():  # type: ignore[no-untyped-def]
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await problem_response(too_large)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API for ``settings``. Its lifespan opens the asyncpg pool and the Temporal
+    client (``app.state.pool`` / ``app.state.temporal``) and closes them on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+        try:
+            app.state.temporal = await connect(settings)
+            async with _hub_lifespan(app):
+                yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="ringflow",
+        version="0.1.0",
+        summary="Durable call routing for door stations, access panels and campus phones",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    app.include_router(tokens.router)
+    _include_optional_routers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _include_optional_routers(app: FastAPI) -> None:
+    # Routers are added here as their modules land (directory, calls, push).
+    pass
+
+
+@asynccontextmanager
+async def _hub_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The push hub (LISTEN/NOTIFY -> WebSocket clients) starts here once it exists.
+    yield

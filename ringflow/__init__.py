@@ -1,0 +1,1 @@
+"""ringflow: a durable call routing engine for hardware that calls people."""

@@ -1,0 +1,246 @@
+"""Calls: REST requests and views, workflow inputs/results, workflow messages.
+
+Two workflows (DESIGN.md): ``EscalationWorkflow`` is one building call (id =
+``call_id`` = the request's Idempotency-Key), ``CallWorkflow`` is one
+caller-listener call (id = ``room_id`` = ``"<call_id>.<attempt>"``). The API
+only talks to the EscalationWorkflow; it forwards to the CallWorkflow it owns.
+Durations are seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+
+from ringflow.contracts.common import Contract, Identifier, Party, RoomType
+from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.events import CallEvent, EventName
+from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+
+
+class Phase(StrEnum):
+    """Phases of a call (troubleshooting guide sections 1-6), then ``ended``.
+
+    For a building call, ``wait`` means: ringing someone.
+    """
+
+    INITIATE = "initiate"
+    JOIN = "join"
+    WAIT = "wait"
+    TALK = "talk"
+    FINISH = "finish"
+    ENDED = "ended"
+
+
+class AttemptOutcome(StrEnum):
+    """How one target's attempt ended."""
+
+    ANSWERED = "answered"  # talked (the attempt then ends with hangUpVoip/abortVoip)
+    NO_ANSWER = "no_answer"  # timeout
+    REJECTED = "rejected"  # rejectVoip
+    BUSY = "busy"
+    SKIPPED = "skipped"  # failed a pre-call check (errCode 9, 13, 1001, 1003)
+    CANCELLED = "cancelled"  # the building call was cancelled / answered elsewhere / forced
+    FAILED = "failed"  # joinFail*/abortVoip before talk
+
+
+# ---------------------------------------------------------------- REST
+
+
+class CallCreate(Contract):
+    """``POST /v1/calls`` body: ring ``unit_id``'s residents, or ``callees``, from ``caller``.
+
+    Exactly one of ``unit_id`` and ``callees``. ``policy`` overrides the unit's
+    policy (or is the policy for explicit callees). ``time_limit_s`` is the
+    reference's timeLimit (maximum talk duration; FAQ 1.1).
+    """
+
+    caller: Party
+    unit_id: Identifier | None = None
+    callees: list[Party] | None = Field(None, min_length=1, max_length=50)
+    room_type: RoomType = RoomType.VIDEO
+    policy: EscalationPolicy | None = None
+    time_limit_s: float | None = Field(None, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CallCreate:
+        if (self.unit_id is None) == (self.callees is None):
+            raise ValueError("give exactly one of unit_id and callees")
+        return self
+
+
+class Attempt(Contract):
+    """One target's attempt (one caller-listener call, one room)."""
+
+    room_id: str
+    seq: int
+    round: int = 1
+    listener: Party
+    listener_name: str | None = None
+    fallback: bool = False
+    phase: Phase = Phase.INITIATE
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: AttemptOutcome | None = None
+    end_reason: EventName | None = None
+    err_code: ErrCode | None = None
+    reason: str | None = None
+    keep_time_s: int | None = None
+
+
+class CallView(Contract):
+    """``GET /v1/calls/{call_id}``: a building call, its attempts and its events."""
+
+    call_id: str
+    caller: Party
+    caller_name: str | None = None
+    unit_id: str | None = None
+    room_type: RoomType
+    strategy: RingStrategy
+    phase: Phase
+    started_at: datetime
+    talk_started_at: datetime | None = None
+    ended_at: datetime | None = None
+    answered_by: Party | None = None
+    end_reason: str | None = None
+    err_code: ErrCode | None = None
+    keep_time_s: int | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    events: list[CallEvent] = Field(default_factory=list)
+    temporal_ui_url: str | None = None
+
+
+# ---------------------------------------------------------------- workflows
+
+
+class EscalationInput(Contract):
+    """Input of ``EscalationWorkflow``. Defaults (seconds) come from settings at the API."""
+
+    call_id: str
+    caller: Party
+    unit_id: str | None = None
+    callees: list[Party] | None = None
+    room_type: RoomType = RoomType.VIDEO
+    policy: EscalationPolicy | None = None
+    time_limit_s: float = 3600.0
+    default_ring_timeout_s: float = 60.0
+    join_timeout_s: float = 30.0
+    media_required: bool = False  # True once the media bridge drives join (issue 3)
+
+
+class EscalationResult(Contract):
+    """Result of ``EscalationWorkflow``."""
+
+    call_id: str
+    answered_by: Party | None = None
+    end_reason: str
+    err_code: ErrCode | None = None
+    keep_time_s: int = 0
+    attempts: list[Attempt] = Field(default_factory=list)
+
+
+class CallInput(Contract):
+    """Input of ``CallWorkflow``: one caller-listener call in room ``room_id``."""
+
+    call_id: str
+    room_id: str
+    seq: int
+    round: int = 1
+    fallback: bool = False
+    caller: Party
+    caller_name: str
+    listener: Party
+    listener_name: str
+    room_type: RoomType = RoomType.VIDEO
+    ring_timeout_s: float = 60.0
+    join_timeout_s: float = 30.0
+    time_limit_s: float = 3600.0
+    media_required: bool = False
+    parent_workflow_id: str | None = None  # gets AttemptUpdate signals
+
+
+class CallResult(Contract):
+    """Result of ``CallWorkflow``."""
+
+    room_id: str
+    outcome: AttemptOutcome
+    end_reason: EventName | None = None
+    err_code: ErrCode | None = None
+    reason: str | None = None
+    keep_time_s: int = 0
+    talk_started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class AttemptUpdate(Contract):
+    """Signal from a CallWorkflow to its EscalationWorkflow: the attempt's new phase."""
+
+    room_id: str
+    phase: Phase
+    at: datetime
+    outcome: AttemptOutcome | None = None
+    end_reason: EventName | None = None
+
+
+# ---------------------------------------------------------------- messages (updates)
+
+
+class AnswerInput(Contract):
+    """Update ``answer``: ``party`` (a rung listener) answers. Errors:
+    ``AnsweredByAnother`` (errCode 1005), ``CallNotActive`` (1006), ``NotAParty`` (1007)."""
+
+    party: Party
+
+
+class RejectInput(Contract):
+    """Update ``reject``: a rung listener declines (``rejectVoip``)."""
+
+    party: Party
+
+
+class HangUpInput(Contract):
+    """Update ``hang_up``: a party hangs up. The caller before talk = cancel
+    (``cancelVoip``); the listener before talk = reject (``rejectVoip``); either
+    in talk = ``hangUpVoip`` (troubleshooting guide 3, 5, 6)."""
+
+    party: Party
+
+
+class ForceHangUpInput(Contract):
+    """Update ``force_hang_up``: the backend ends the call (reference ``forceHangUpVoip``):
+    ``cancelVoip`` before the listener joined, ``rejectVoip`` while the listener
+    waits for the caller, ``hangUpVoip`` in talk."""
+
+    reason: str = Field("forced by backend", max_length=200)
+
+
+class JoinInput(Contract):
+    """Signal ``joined`` / ``join_failed``: a party's media joined the room or failed (media bridge)."""
+
+    room_id: str
+    party: Party
+    error: str | None = None
+
+
+class ActionResult(Contract):
+    """Answer of every update: the call's phase after the action, the room it concerns."""
+
+    call_id: str
+    room_id: str | None = None
+    phase: Phase
+    event: EventName | None = None
+
+
+class CallStatus(Contract):
+    """Query ``status`` of ``EscalationWorkflow``: the live call."""
+
+    call_id: str
+    phase: Phase
+    strategy: RingStrategy
+    ringing: list[Party] = Field(default_factory=list)
+    answered_by: Party | None = None
+    talk_room_id: str | None = None
+    talk_started_at: datetime | None = None
+    attempts: list[Attempt] = Field(default_factory=list)

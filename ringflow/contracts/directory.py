@@ -1,0 +1,153 @@
+"""The directory: devices, device groups, users (residents), units, authorizations.
+
+REST bodies and the building file (``ringflow directory load``) use these
+models. Times are timezone-aware UTC datetimes; quotas are seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field
+
+from ringflow.contracts.common import Contract, Identifier
+from ringflow.contracts.policies import EscalationPolicy
+
+Name = str
+
+
+class DeviceIn(Contract):
+    """A device as created/replaced over REST or in a building file.
+
+    ``name`` is the display name residents authorized and see as the caller
+    name (reference FAQ 1.6: authorized device name = caller name).
+    ``voip_token_expires_at``: the device's VoIP token validity; a call from a
+    device whose token expired fails with errCode 13 (reference 1(2)); None =
+    no VoIP token registered (also errCode 13).
+    ``talk_quota_s``: remaining billable talk seconds (licence/traffic margin,
+    reference section 1); None = unlimited.
+    ``auto_answer``: the device answers calls placed to it by itself.
+    """
+
+    sn: Identifier
+    model_id: str = Field("generic", min_length=1, max_length=64)
+    name: Name = Field(..., min_length=1, max_length=128)
+    group_id: Identifier | None = None
+    voip_token_expires_at: AwareDatetime | None = None
+    talk_quota_s: int | None = Field(None, ge=0)
+    auto_answer: bool = False
+
+
+class Device(DeviceIn):
+    """A stored device."""
+
+    created_at: datetime
+    updated_at: datetime
+
+
+class DevicePatch(Contract):
+    """Partial update of a device; omitted fields stay as they are."""
+
+    model_id: str | None = Field(None, min_length=1, max_length=64)
+    name: Name | None = Field(None, min_length=1, max_length=128)
+    voip_token_expires_at: AwareDatetime | None = None
+    talk_quota_s: int | None = Field(None, ge=0)
+    auto_answer: bool | None = None
+
+
+class DeviceGroupIn(Contract):
+    """A device group; members join with ``POST /v1/device-groups/{id}/devices``."""
+
+    id: Identifier
+    name: Name = Field(..., min_length=1, max_length=128)
+
+
+class DeviceGroup(DeviceGroupIn):
+    """A stored device group with its member sns."""
+
+    devices: list[Identifier] = Field(default_factory=list)
+
+
+class GroupMembership(Contract):
+    """Add a device to a group. ``force_add`` moves it out of its current group
+    (reference 1(1): a device force-added to group B leaves group A, and users
+    who authorized only A can no longer be called from it)."""
+
+    sn: Identifier
+    force_add: bool = False
+
+
+class UserIn(Contract):
+    """A resident or staff member who can be called."""
+
+    id: Identifier
+    name: Name = Field(..., min_length=1, max_length=128)
+    do_not_disturb: bool = False
+
+
+class User(UserIn):
+    """A stored user."""
+
+    created_at: datetime
+
+
+class UserPatch(Contract):
+    """Partial update of a user."""
+
+    name: Name | None = Field(None, min_length=1, max_length=128)
+    do_not_disturb: bool | None = None
+
+
+class UnitIn(Contract):
+    """A unit (flat, office, room): ordered residents and an escalation policy.
+
+    ``residents`` order is the hunt order of the sequential strategy.
+    """
+
+    id: Identifier
+    name: Name = Field(..., min_length=1, max_length=128)
+    residents: list[Identifier] = Field(default_factory=list, max_length=50)
+    policy: EscalationPolicy = Field(default_factory=EscalationPolicy)
+
+
+class Unit(UnitIn):
+    """A stored unit."""
+
+    created_at: datetime
+    updated_at: datetime
+
+
+class AuthorizationTarget(StrEnum):
+    """What a user authorized: one device or a device group (reference 1(1))."""
+
+    DEVICE = "device"
+    GROUP = "group"
+
+
+class AuthorizationIn(Contract):
+    """``user_id`` authorizes ``target_id`` (a device sn or a group id) to call them."""
+
+    user_id: Identifier
+    target_kind: AuthorizationTarget
+    target_id: Identifier
+
+
+class Authorization(AuthorizationIn):
+    """A stored authorization."""
+
+    created_at: datetime
+
+
+class Building(Contract):
+    """A whole building file for ``ringflow directory load`` (YAML or JSON).
+
+    Loading is an upsert in one transaction: loading the same file twice
+    changes nothing. Authorizations listed are added; none are removed.
+    """
+
+    groups: list[DeviceGroupIn] = Field(default_factory=list)
+    devices: list[DeviceIn] = Field(default_factory=list)
+    users: list[UserIn] = Field(default_factory=list)
+    units: list[UnitIn] = Field(default_factory=list)
+    authorizations: list[AuthorizationIn] = Field(default_factory=list)

@@ -1,0 +1,43 @@
+"""Escalation policies: how a unit's residents are rung (reference FAQ 1.5, "round-robin calling").
+
+The field's names: sequential (linear hunt: A, then B, then C), simultaneous
+(ring all, first answer wins), round-robin with memory (start after whoever
+answered last). Durations in seconds.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from ringflow.contracts.common import Contract, Identifier
+
+
+class RingStrategy(StrEnum):
+    """Ring strategy of a unit's hunt group."""
+
+    SEQUENTIAL = "sequential"
+    SIMULTANEOUS = "simultaneous"
+    ROUND_ROBIN = "round_robin"
+
+
+class EscalationPolicy(Contract):
+    """A unit's ring plan.
+
+    - ``ring_timeout_s``: how long each target rings; None = the deployment's
+      default (settings ``ring_timeout_s``, reference: 60 s). FAQ 1.5's example is 30 s.
+    - ``rounds``: how many times the whole list is tried before the fallback (1-10).
+    Targets that are busy, have not authorized the caller device, or are on
+    do-not-disturb are always skipped at once, with the reason recorded.
+    - ``fallback_user_id``: rung once when nobody answered (the concierge), with
+      ``fallback_ring_timeout_s`` (None = ``ring_timeout_s``).
+    - ``record_media``: record the call's media (issue: media bridge).
+    """
+
+    strategy: RingStrategy = RingStrategy.SEQUENTIAL
+    ring_timeout_s: float | None = Field(None, gt=0, le=3600)
+    rounds: int = Field(1, ge=1, le=10)
+    fallback_user_id: Identifier | None = None
+    fallback_ring_timeout_s: float | None = Field(None, gt=0, le=3600)
+    record_media: bool = False

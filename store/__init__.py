@@ -1,0 +1,1 @@
+"""PostgreSQL: the schema (versioned SQL migrations) and every query, in one place."""
