@@ -9,8 +9,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import problems
+from api.hub import hub_lifespan
 from api.problems import Problem, problem_response
-from api.routers import tokens
+from api.routers import calls, directory, push, tokens
 from ringflow.contracts.errors import ErrCode
 from ringflow.settings import Settings
 from ringflow.temporal import connect
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
         try:
             app.state.temporal = await connect(settings)
-            async with _hub_lifespan(app):
+            async with hub_lifespan(app):
                 yield
         finally:
             await app.state.pool.close()
@@ -84,17 +85,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     problems.install(app)
     app.include_router(tokens.router)
-    _include_optional_routers(app)
+    app.include_router(directory.router)
+    app.include_router(calls.router)
+    app.include_router(push.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process serves requests (``{"status": "ok"}``)."""
+        return {"status": "ok"}
+
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
-
-
-def _include_optional_routers(app: FastAPI) -> None:
-    # Routers are added here as their modules land (directory, calls, push).
-    pass
-
-
-@asynccontextmanager
-async def _hub_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # The push hub (LISTEN/NOTIFY -> WebSocket clients) starts here once it exists.
-    yield
