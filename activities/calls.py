@@ -11,6 +11,7 @@ import asyncpg
 from temporalio import activity
 
 from ringflow.contracts.activities import LineClaim, LineInput, RecordInput
+from store import calls
 
 
 class CallActivities:
@@ -21,18 +22,25 @@ class CallActivities:
 
     @activity.defn(name="claim_line")
     async def claim_line(self, inp: LineInput) -> LineClaim:
-        """Claim the party's line for ``room_id`` atomically (busy check)."""
-        raise NotImplementedError
+        """Claim ``inp.party``'s line for ``inp.room_id`` atomically: the busy check
+        (reference section 4: a listener in another call is busy). Returns
+        ``claimed=True`` also when this room already holds the line (retry), else
+        ``held_by`` = the room that holds it."""
+        holder = await calls.claim_line(self.pool, inp.party, inp.call_id, inp.room_id)
+        if holder == inp.room_id:
+            return LineClaim(claimed=True)
+        return LineClaim(claimed=False, held_by=holder)
 
     @activity.defn(name="release_line")
     async def release_line(self, inp: LineInput) -> None:
-        """Release the party's line if ``room_id`` holds it."""
-        raise NotImplementedError
+        """Release ``inp.party``'s line if ``inp.room_id`` holds it (another room's claim stays)."""
+        await calls.release_line(self.pool, inp.party, inp.room_id)
 
     @activity.defn(name="record")
     async def record(self, inp: RecordInput) -> None:
-        """Write one state change in one transaction (see ``RecordInput``)."""
-        raise NotImplementedError
+        """Write one state change in one transaction (see ``RecordInput`` and ``store.calls.record``)."""
+        async with self.pool.acquire() as conn:
+            await calls.record(conn, inp)
 
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""
