@@ -1,0 +1,93 @@
+"""ringflow's Temporal worker: the call workflows and their activities, as one process.
+
+``python -m ringflow.worker`` (or ``ringflow worker``) runs it with the settings
+from ``RINGFLOW_*``; scale out by running more of them on the same task queue.
+SIGTERM or SIGINT stops polling, lets running activities finish for up to
+``graceful_shutdown_s`` seconds and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from ringflow.settings import Settings, get_settings
+
+log = logging.getLogger("ringflow.worker")
+
+GRACEFUL_SHUTDOWN_S = 10.0
+"""How long running activities get to finish after SIGTERM, seconds."""
+
+
+def workflow_classes() -> list[type]:
+    """The workflows this worker runs: ``EscalationWorkflow`` and ``CallWorkflow``."""
+    from workflows.call import CallWorkflow
+    from workflows.escalation import EscalationWorkflow
+
+    return [EscalationWorkflow, CallWorkflow]
+
+
+async def run_worker(
+    settings: Settings,
+    stop_event: asyncio.Event | None = None,
+    graceful_shutdown_s: float = GRACEFUL_SHUTDOWN_S,
+) -> None:
+    """Run the worker on ``settings.task_queue`` until ``stop_event`` is set.
+
+    Without ``stop_event``, SIGTERM and SIGINT set one (the process's main loop
+    only). Opens an asyncpg pool on ``settings.database_url`` and a Temporal
+    client on ``settings.temporal_address``; both are closed on return. Raises
+    what ``create_pool`` / ``connect`` raise when PostgreSQL or Temporal is
+    unreachable, and whatever makes the worker fail (e.g. an invalid workflow).
+    """
+    # Imported here so that `ringflow --help` stays fast and this module imports on its own.
+    from temporalio.worker import Worker
+
+    from activities.calls import CallActivities
+    from activities.directory import DirectoryActivities
+    from ringflow.temporal import connect
+    from store.db import create_pool
+
+    loop = asyncio.get_running_loop()
+    own_signals = stop_event is None
+    stop = stop_event if stop_event is not None else asyncio.Event()
+    if own_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+    try:
+        client = await connect(settings)
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=workflow_classes(),
+            activities=[*CallActivities(pool).all(), *DirectoryActivities(pool).all()],
+            graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_s),
+        )
+        running = asyncio.create_task(worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+        # Either a stop request, or the worker failing on its own (fatal poll error).
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not running.done():
+            log.info("worker stopping (graceful for up to %s s)", graceful_shutdown_s)
+            await worker.shutdown()
+        await running  # re-raises a worker failure
+    finally:
+        await pool.close()
+        if own_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+
+def main() -> None:
+    """Entry point of ``python -m ringflow.worker``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_worker(get_settings()))
+
+
+if __name__ == "__main__":
+    main()
