@@ -5,8 +5,11 @@ Owned by the directory work; SQL lives in ``store/directory.py``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from ringflow.contracts.activities import (
     PrecallInput,
@@ -14,7 +17,45 @@ from ringflow.contracts.activities import (
     RememberAnswerInput,
     ResolvedPlan,
     ResolveInput,
+    Target,
 )
+from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.directory import Device, User
+from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+from store import directory as store
+from store.directory import Conn
+
+
+def _unknown(party: Party) -> ApplicationError:
+    kind = "UnknownDevice" if party.kind is PartyKind.DEVICE else "UnknownUser"
+    return ApplicationError(f"no {party.kind.value} {party.id!r}", type=kind, non_retryable=True)
+
+
+async def _lookup(conn: Conn, party: Party) -> Device | User | None:
+    if party.kind is PartyKind.DEVICE:
+        return await store.find_device(conn, party.id)
+    return await store.find_user(conn, party.id)
+
+
+async def _target(conn: Conn, party: Party) -> Target:
+    found = await _lookup(conn, party)
+    if found is None:
+        raise _unknown(party)
+    return Target(party=party, name=found.name)
+
+
+def rotate_after(user_ids: list[str], last: str | None) -> list[str]:
+    """Round-robin with memory (reference FAQ 1.5): ``user_ids`` rotated to start
+    right after ``last``; unchanged when ``last`` is None or not in the list."""
+    if last not in user_ids:
+        return list(user_ids)
+    i = user_ids.index(last) + 1
+    return user_ids[i:] + user_ids[:i]
+
+
+def _fail(code: ErrCode, reason: str) -> PrecallResult:
+    return PrecallResult(ok=False, err_code=code, reason=reason)
 
 
 class DirectoryActivities:
@@ -25,18 +66,104 @@ class DirectoryActivities:
 
     @activity.defn(name="resolve_targets")
     async def resolve_targets(self, inp: ResolveInput) -> ResolvedPlan:
-        """Targets of a building call (see ``ResolvedPlan``)."""
-        raise NotImplementedError
+        """Targets of a building call (see ``ResolvedPlan``).
+
+        ``unit_id``: the unit's residents in hunt order as user targets, policy =
+        ``inp.policy`` or the unit's; for ``round_robin`` the list starts after the
+        user who answered the unit's last call (FAQ 1.5). ``callees``: those parties
+        in the given order, policy = ``inp.policy`` or ``EscalationPolicy()``.
+        ``fallback`` is ``policy.fallback_user_id``'s target. ``caller_name`` is the
+        caller device's display name (FAQ 1.6: the name residents authorized) or the
+        user's name. Targets are not filtered here: ``precall_check`` skips them with
+        a reason. Raises non-retryable ApplicationError ``UnknownUnit``,
+        ``UnknownDevice``, ``UnknownUser``; ``InvalidInput`` unless exactly one of
+        ``unit_id`` and ``callees`` is given.
+        """
+        if (inp.unit_id is None) == (inp.callees is None):
+            raise ApplicationError(
+                "give exactly one of unit_id and callees", type="InvalidInput", non_retryable=True
+            )
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            caller = await _target(conn, inp.caller)
+            unit_name = None
+            if inp.unit_id is not None:
+                unit = await store.find_unit(conn, inp.unit_id)
+                if unit is None:
+                    raise ApplicationError(f"no unit {inp.unit_id!r}", type="UnknownUnit", non_retryable=True)
+                unit_name = unit.name
+                policy = inp.policy or unit.policy
+                residents = unit.residents
+                if policy.strategy is RingStrategy.ROUND_ROBIN:
+                    residents = rotate_after(residents, await store.last_answered(conn, unit.id))
+                parties = [Party(kind=PartyKind.USER, id=uid) for uid in residents]
+            else:
+                policy = inp.policy or EscalationPolicy()
+                parties = list(inp.callees or [])
+            targets = [await _target(conn, p) for p in parties]
+            fallback = None
+            if policy.fallback_user_id is not None:
+                fallback = await _target(conn, Party(kind=PartyKind.USER, id=policy.fallback_user_id))
+        return ResolvedPlan(
+            caller_name=caller.name, unit_name=unit_name, policy=policy, targets=targets, fallback=fallback
+        )
 
     @activity.defn(name="precall_check")
     async def precall_check(self, inp: PrecallInput) -> PrecallResult:
-        """The reference's pre-call checks for one pair (see ``PrecallResult``)."""
-        raise NotImplementedError
+        """The reference's pre-call checks for one caller-listener pair, first failure wins:
+
+        1. the caller device's VoIP token is registered and not expired (compared with
+           now, UTC), else errCode 13 (reference 1(2));
+        2. the user of the pair authorized the device of the pair, directly or through
+           the device's current group, else errCode 9 (reference 1(1)); a device calling
+           a device has no user and no authorization rule;
+        3. the device of the pair (the caller, else the listener) has quota left
+           (``talk_quota_s`` not 0), else errCode 1001 (reference section 1, licence/traffic);
+        4. the listener user is not on do-not-disturb, else errCode 1003.
+
+        A party that no longer exists (deleted since ``resolve_targets``) fails with
+        errCode 1008 (the target is skipped, the call goes on). Raises nothing else.
+        """
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            caller = await _lookup(conn, inp.caller)
+            listener = await _lookup(conn, inp.listener)
+            for party, found in ((inp.caller, caller), (inp.listener, listener)):
+                if found is None:
+                    return _fail(ErrCode.UNKNOWN_RESOURCE, f"no {party.kind.value} {party.id!r}")
+            if isinstance(caller, Device):
+                expires = caller.voip_token_expires_at
+                if expires is None:
+                    return _fail(ErrCode.VOIP_TOKEN_INVALID, f"device {caller.sn!r} has no VoIP token")
+                if expires <= datetime.now(UTC):
+                    return _fail(
+                        ErrCode.VOIP_TOKEN_INVALID,
+                        f"device {caller.sn!r} VoIP token expired at {expires.isoformat()}",
+                    )
+            device = next((p for p in (caller, listener) if isinstance(p, Device)), None)
+            user = next((p for p in (caller, listener) if isinstance(p, User)), None)
+            if (
+                device is not None
+                and user is not None
+                and not await store.is_authorized(conn, user.id, device.sn)
+            ):
+                return _fail(
+                    ErrCode.DEVICE_NOT_AUTHORIZED,
+                    f"user {user.id!r} has not authorized device {device.sn!r} or its device group",
+                )
+            if device is not None and device.talk_quota_s == 0:
+                return _fail(ErrCode.QUOTA_EXCEEDED, f"device {device.sn!r} has no talk quota left")
+            if isinstance(listener, User) and listener.do_not_disturb:
+                return _fail(ErrCode.DO_NOT_DISTURB, f"user {listener.id!r} is on do-not-disturb")
+        return PrecallResult(ok=True)
 
     @activity.defn(name="remember_answer")
     async def remember_answer(self, inp: RememberAnswerInput) -> None:
-        """Round-robin memory of who answered the unit's last call."""
-        raise NotImplementedError
+        """Round-robin memory (FAQ 1.5): ``inp.party`` answered the unit's last call.
+        Only users are remembered (a device answering is ignored), and nothing is
+        written when the unit or the user was deleted meanwhile. Raises nothing."""
+        if inp.party.kind is not PartyKind.USER:
+            return
+        async with self.pool.acquire() as conn:
+            await store.remember_answer(conn, inp.unit_id, inp.party.id)
 
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""

@@ -1,0 +1,146 @@
+"""activities/directory.py: resolve_targets, pre-call checks (reference section 1) and round-robin memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.directory import DirectoryActivities, rotate_after
+from ringflow.contracts.activities import PrecallInput, RememberAnswerInput, ResolveInput
+from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.directory import AuthorizationIn, DeviceIn, DevicePatch, UserPatch
+from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+from ringflow.directory_load import load_building, read_building
+from store import directory as d
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "building.yaml"
+LOBBY = Party(kind=PartyKind.DEVICE, id="LOBBY-1")
+
+
+def user(uid: str) -> Party:
+    return Party(kind=PartyKind.USER, id=uid)
+
+
+def device(sn: str) -> Party:
+    return Party(kind=PartyKind.DEVICE, id=sn)
+
+
+@pytest.fixture
+async def acts(db_pool: asyncpg.Pool) -> DirectoryActivities:
+    await load_building(db_pool, read_building(EXAMPLE))
+    return DirectoryActivities(db_pool)
+
+
+async def test_resolve_unit_sequential(acts: DirectoryActivities) -> None:
+    plan = await acts.resolve_targets(ResolveInput(caller=LOBBY, unit_id="101"))
+    assert plan.caller_name == "Maple Court Lobby"  # FAQ 1.6: the authorized device name
+    assert plan.unit_name == "Unit 101"
+    assert [(t.party.id, t.name) for t in plan.targets] == [
+        ("alice", "Alice Moreau"),
+        ("bob", "Bob Moreau"),
+        ("carol", "Carol Moreau"),
+    ]
+    assert plan.policy.ring_timeout_s == 30
+    assert plan.fallback is not None and (plan.fallback.party, plan.fallback.name) == (
+        user("concierge"),
+        "Maple Court Concierge",
+    )
+    override = EscalationPolicy(strategy=RingStrategy.SIMULTANEOUS)
+    plan = await acts.resolve_targets(ResolveInput(caller=LOBBY, unit_id="101", policy=override))
+    assert plan.policy == override and plan.fallback is None
+
+
+async def test_resolve_round_robin_rotates_after_last_answer(acts: DirectoryActivities) -> None:
+    async def order() -> list[str]:
+        plan = await acts.resolve_targets(ResolveInput(caller=LOBBY, unit_id="201"))
+        return [t.party.id for t in plan.targets]
+
+    assert await order() == ["farid", "grace", "hugo"]
+    await acts.remember_answer(RememberAnswerInput(unit_id="201", party=user("grace")))
+    assert await order() == ["hugo", "farid", "grace"]
+    await acts.remember_answer(RememberAnswerInput(unit_id="201", party=user("hugo")))
+    assert await order() == ["farid", "grace", "hugo"]
+    # a device answering is not remembered; sequential units ignore the memory
+    await acts.remember_answer(RememberAnswerInput(unit_id="201", party=LOBBY))
+    assert await order() == ["farid", "grace", "hugo"]
+    await acts.remember_answer(RememberAnswerInput(unit_id="101", party=user("alice")))
+    plan = await acts.resolve_targets(ResolveInput(caller=LOBBY, unit_id="101"))
+    assert [t.party.id for t in plan.targets] == ["alice", "bob", "carol"]
+    assert rotate_after(["a", "b"], "zz") == ["a", "b"]
+
+
+async def test_resolve_callees_and_unknowns(acts: DirectoryActivities) -> None:
+    plan = await acts.resolve_targets(
+        ResolveInput(caller=user("concierge"), callees=[device("GARAGE-1"), user("dan")])
+    )
+    assert plan.caller_name == "Maple Court Concierge"
+    assert [(t.party, t.name) for t in plan.targets] == [
+        (device("GARAGE-1"), "Maple Court Garage"),
+        (user("dan"), "Dan Okafor"),
+    ]
+    assert plan.policy == EscalationPolicy() and plan.unit_name is None
+
+    cases = [
+        (ResolveInput(caller=LOBBY, unit_id="999"), "UnknownUnit"),
+        (ResolveInput(caller=device("NOPE"), unit_id="101"), "UnknownDevice"),
+        (ResolveInput(caller=LOBBY, callees=[user("ghost")]), "UnknownUser"),
+        (ResolveInput(caller=LOBBY), "InvalidInput"),
+    ]
+    for inp, kind in cases:
+        with pytest.raises(ApplicationError) as exc:
+            await acts.resolve_targets(inp)
+        assert exc.value.type == kind and exc.value.non_retryable
+
+
+async def test_precall_checks_each_errcode(acts: DirectoryActivities, db_pool: asyncpg.Pool) -> None:
+    async def check(caller: Party, listener: Party) -> ErrCode:
+        return (await acts.precall_check(PrecallInput(caller=caller, listener=listener))).err_code
+
+    assert await check(LOBBY, user("alice")) == ErrCode.OK
+    result = await acts.precall_check(PrecallInput(caller=LOBBY, listener=user("alice")))
+    assert result.ok and result.reason is None
+
+    now = datetime.now(UTC)
+    async with db_pool.acquire() as conn:
+        # 13 (reference 1(2)): no VoIP token, or an expired one; checked before authorization
+        await d.put_device(conn, DeviceIn(sn="NOTOKEN", name="No token"))
+        await d.put_device(conn, DeviceIn(sn="EXPIRED", name="Old", voip_token_expires_at=now - timedelta(1)))
+        assert await check(device("NOTOKEN"), user("alice")) == ErrCode.VOIP_TOKEN_INVALID
+        failed = await acts.precall_check(PrecallInput(caller=device("EXPIRED"), listener=user("alice")))
+        assert (failed.ok, failed.err_code) == (
+            False,
+            ErrCode.VOIP_TOKEN_INVALID,
+        ) and "expired" in failed.reason
+
+        # 9 (reference 1(1)): not authorized directly nor through the device's group
+        await d.put_device(conn, DeviceIn(sn="SIDE-1", name="Side", voip_token_expires_at=now + timedelta(1)))
+        assert await check(device("SIDE-1"), user("alice")) == ErrCode.DEVICE_NOT_AUTHORIZED
+        await d.add_authorization(
+            conn, AuthorizationIn(user_id="alice", target_kind="device", target_id="SIDE-1")
+        )
+        assert await check(device("SIDE-1"), user("alice")) == ErrCode.OK
+        # a user calling a device: the user must have authorized that device
+        assert await check(user("alice"), device("SIDE-1")) == ErrCode.OK
+        assert await check(user("bob"), device("SIDE-1")) == ErrCode.DEVICE_NOT_AUTHORIZED
+        # removed from its group: residents who authorized only the group lose it
+        await d.remove_group_device(conn, "main-entrance", "GARAGE-1")
+        assert await check(device("GARAGE-1"), user("bob")) == ErrCode.DEVICE_NOT_AUTHORIZED
+
+        # 1001: no talk quota left (0), None = unlimited
+        await d.patch_device(conn, "LOBBY-1", DevicePatch(talk_quota_s=0))
+        assert await check(LOBBY, user("alice")) == ErrCode.QUOTA_EXCEEDED
+        await d.patch_device(conn, "LOBBY-1", DevicePatch(talk_quota_s=120))
+        assert await check(LOBBY, user("alice")) == ErrCode.OK
+
+        # 1003: the listener is on do-not-disturb
+        await d.patch_user(conn, "bob", UserPatch(do_not_disturb=True))
+        assert await check(LOBBY, user("bob")) == ErrCode.DO_NOT_DISTURB
+
+        # a party deleted since resolve_targets: skipped with 1008, not an activity failure
+        await d.delete_device(conn, "SIDE-1")
+        assert await check(device("SIDE-1"), user("alice")) == ErrCode.UNKNOWN_RESOURCE
