@@ -86,20 +86,25 @@ async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set
 
 
 async def pending(
-    conn: asyncpg.Connection | asyncpg.Pool, recipient: str, after_seq: int = 0, limit: int = MAX_BATCH
+    conn: asyncpg.Connection | asyncpg.Pool,
+    recipient: str,
+    after_seq: int = 0,
+    exclude: Iterable[str] = (),
+    limit: int = MAX_BATCH,
 ) -> list[OutboxMessage]:
-    """Unacknowledged messages of ``recipient`` (party key) with ``seq > after_seq``, by ``seq``,
-    at most ``limit``."""
+    """Unacknowledged messages of ``recipient`` (party key) with ``seq > after_seq`` and an
+    id not in ``exclude`` (already sent on this connection), by ``seq``, at most ``limit``."""
     rows = await conn.fetch(
         """
         SELECT id, seq, recipient, type, call_id, room_id, at, payload::text AS payload
         FROM outbox
-        WHERE recipient = $1 AND seq > $2 AND acked_at IS NULL
+        WHERE recipient = $1 AND seq > $2 AND acked_at IS NULL AND id <> ALL($3::text[])
         ORDER BY seq
-        LIMIT $3
+        LIMIT $4
         """,
         recipient,
         after_seq,
+        list(exclude),
         limit,
     )
     return [OutboxMessage(**{**dict(r), "payload": json.loads(r["payload"])}) for r in rows]
