@@ -1,7 +1,488 @@
-"""Router stub: replaced by the calls work."""
+"""Calls: place a building call, read it and its history, and the parties' actions.
+
+The API starts ``EscalationWorkflow`` and sends it updates by NAME (DESIGN.md: the
+API never imports workflow code nor decides call logic); the call history comes
+from PostgreSQL (``store/calls.py``), written by the workflows' ``record`` activity.
+
+- ``POST /v1/calls`` (backend ``X-API-Key``, or a device's bearer token for its own
+  calls) with ``Idempotency-Key``: the workflow id, so a double press starts ONE call.
+- ``GET /v1/calls/{call_id}``, ``GET /v1/calls`` (history filters).
+- ``POST /v1/calls/{id}/answer|reject|hang-up|cancel`` (party token) and
+  ``/force-hang-up`` (backend): workflow updates returning ``ActionResult``;
+  :func:`party_action` is shared with the WebSocket push channel.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BaseModel
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    RPCError,
+    WorkflowExecutionDescription,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCStatusCode
+
+from api.deps import (
+    BackendAuth,
+    PartyDep,
+    PoolDep,
+    SettingsDep,
+    TemporalDep,
+    party_from_token,
+    require_api_key,
+)
+from api.deps import unauthenticated as _unauthenticated
+from api.problems import Problem, not_found
+from ringflow.contracts.calls import (
+    ActionResult,
+    AnswerInput,
+    CallCreate,
+    CallView,
+    EscalationInput,
+    ForceHangUpInput,
+    HangUpInput,
+    Phase,
+    RejectInput,
+)
+from ringflow.contracts.common import Contract, Identifier, Party, PartyKind
+from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.policies import RingStrategy
+from ringflow.contracts.search import CALL_CALLEES, CALL_CALLER, CALL_PHASE, CALL_UNIT
+from ringflow.settings import Settings
+from store import calls as store
+from store import directory
+
+router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+WORKFLOW = "EscalationWorkflow"
+"""The building call's workflow type (``workflows/``), started by name."""
+
+UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
+"""How long an action waits for the workflow to accept or reject it before 503."""
+
+_bearer = HTTPBearer(auto_error=False)
+
+# ApplicationError types the workflows raise from update validators/handlers -> problems.
+_REJECTIONS: dict[str, tuple[int, str, str, ErrCode]] = {
+    "AnsweredByAnother": (
+        409,
+        "answered-by-another",
+        "Answered by another party",
+        ErrCode.ANSWERED_BY_ANOTHER,
+    ),
+    "CallNotActive": (
+        409,
+        "call-not-active",
+        "The call is not in a phase for this action",
+        ErrCode.CALL_NOT_ACTIVE,
+    ),
+    "NotAParty": (403, "not-a-party", "Not a party of this call", ErrCode.NOT_A_PARTY),
+}
+
+
+# ---------------------------------------------------------------- models
+
+
+class CallCreated(Contract):
+    """``POST /v1/calls`` answer: the call id (= Idempotency-Key), its phase, related URLs."""
+
+    call_id: str
+    phase: Phase
+    links: dict[str, str]
+
+
+class CallList(BaseModel):
+    """``GET /v1/calls``: calls newest first (without attempts and events) and the cursor
+    of the next page (None on the last page)."""
+
+    items: list[CallView]
+    next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _backend_or_party(
+    settings: SettingsDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Party | None:
+    """None for the backend (``X-API-Key``), else the party of the bearer token; 401 otherwise."""
+    if x_api_key is not None:
+        require_api_key(settings, x_api_key)
+        return None
+    if creds is not None:
+        return party_from_token(creds.credentials, settings)
+    raise _unauthenticated("missing X-API-Key or bearer token")
+
+
+BackendOrParty = Annotated[Party | None, Depends(_backend_or_party)]
+
+
+def not_a_party(party: Party, call_id: str) -> Problem:
+    """403 ``not-a-party`` (errCode 1007)."""
+    return Problem(
+        403,
+        "not-a-party",
+        "Not a party of this call",
+        f"{party.key()} is not in call {call_id!r}",
+        ErrCode.NOT_A_PARTY,
+    )
+
+
+def call_not_active(call_id: str, detail: str | None = None) -> Problem:
+    """409 ``call-not-active`` (errCode 1006): the call has ended or the action does not fit its phase."""
+    return Problem(
+        409,
+        "call-not-active",
+        "The call is not in a phase for this action",
+        detail or f"call {call_id!r} has ended",
+        ErrCode.CALL_NOT_ACTIVE,
+    )
+
+
+def request_hash(body: CallCreate) -> str:
+    """sha256 (hex) of the canonical body: every field (defaults included), JSON with sorted
+    keys and no spaces, so the same request hashes the same however it was spelled."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _links(settings: Settings, call_id: str) -> dict[str, str]:
+    base = f"/v1/calls/{call_id}"
+    return {
+        "self": base,
+        "answer": f"{base}/answer",
+        "reject": f"{base}/reject",
+        "hang_up": f"{base}/hang-up",
+        "cancel": f"{base}/cancel",
+        "temporal_ui": temporal_ui_url(settings, call_id),
+    }
+
+
+def temporal_ui_url(settings: Settings, call_id: str) -> str:
+    """The call's page in the Temporal UI."""
+    return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{call_id}"
+
+
+async def _describe(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionDescription | None:
+    try:
+        return await handle.describe()
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def _closed(desc: WorkflowExecutionDescription) -> bool:
+    return desc.status not in (None, WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING)
+
+
+async def _check_parties(pool: Any, body: CallCreate) -> RingStrategy:
+    """Pre-start checks (reference section 1, what the API can answer at once): the caller
+    exists and, if a device, holds a valid VoIP token (else errCode 13); the unit,
+    callees and fallback user exist (404). Returns the ring strategy the call will use."""
+    async with pool.acquire() as conn:
+        await _require_party(conn, body.caller, "caller")
+        if body.caller.kind is PartyKind.DEVICE:
+            device = await directory.find_device(conn, body.caller.id)
+            assert device is not None
+            expires = device.voip_token_expires_at
+            if expires is None or expires <= datetime.now(UTC):
+                raise Problem(
+                    403,
+                    "voip-token-invalid",
+                    "The caller's VoIP token is invalid",
+                    f"device {device.sn!r} has "
+                    + ("no VoIP token" if expires is None else f"a VoIP token that expired at {expires}"),
+                    ErrCode.VOIP_TOKEN_INVALID,
+                )
+        strategy = body.policy.strategy if body.policy else RingStrategy.SEQUENTIAL
+        if body.unit_id is not None:
+            unit = await directory.find_unit(conn, body.unit_id)
+            if unit is None:
+                raise not_found("unit", body.unit_id)
+            if body.policy is None:
+                strategy = unit.policy.strategy
+        for callee in body.callees or []:
+            await _require_party(conn, callee, "callee")
+        if body.policy is not None and body.policy.fallback_user_id is not None:
+            await _require_party(
+                conn, Party(kind=PartyKind.USER, id=body.policy.fallback_user_id), "fallback"
+            )
+    return strategy
+
+
+async def _require_party(conn: Any, party: Party, role: str) -> None:
+    if party.kind is PartyKind.DEVICE:
+        found = await directory.find_device(conn, party.id) is not None
+    else:
+        found = await directory.find_user(conn, party.id) is not None
+    if not found:
+        raise Problem(
+            404,
+            "not-found",
+            f"Unknown {party.kind.value}",
+            f"{role}: no {party.kind.value} {party.id!r}",
+            ErrCode.UNKNOWN_RESOURCE,
+            kind=party.kind.value,
+        )
+
+
+# ---------------------------------------------------------------- place a call
+
+
+@router.post("", status_code=201, response_model=CallCreated)
+async def place_call(
+    body: CallCreate,
+    idempotency_key: Annotated[
+        Identifier,
+        Header(description="The call id; a retry with the same key and body returns the same call"),
+    ],
+    auth: BackendOrParty,
+    response: Response,
+    settings: SettingsDep,
+    pool: PoolDep,
+    client: TemporalDep,
+) -> CallCreated:
+    """Ring ``unit_id``'s residents (or ``callees``) from ``caller``: starts one
+    ``EscalationWorkflow`` whose id is the ``Idempotency-Key`` (= ``call_id``).
+
+    201 + ``Location`` for a new call; 200 with the same call for a retry with the same
+    key and body; 409 ``idempotency-conflict`` (errCode 1009) for the same key with another
+    body. 404 unknown caller/unit/callee, 403 ``voip-token-invalid`` (errCode 13,
+    reference 1(2)), 403 ``not-a-party`` when a device token places a call for another
+    caller, 422 malformed body or key. Nothing is started on any error.
+    """
+    if auth is not None and auth != body.caller:
+        raise not_a_party(auth, idempotency_key)
+    call_id = idempotency_key
+    digest = request_hash(body)
+    handle = client.get_workflow_handle(call_id)
+    response.headers["Location"] = f"/v1/calls/{call_id}"
+
+    existing = await _describe(handle)
+    if existing is None:
+        strategy = await _check_parties(pool, body)
+        target = f"unit {body.unit_id}" if body.unit_id else ", ".join(p.key() for p in body.callees or [])
+        attributes = [
+            SearchAttributePair(CALL_CALLER, body.caller.key()),
+            SearchAttributePair(CALL_PHASE, "initiate"),
+        ]
+        if body.unit_id:
+            attributes.append(SearchAttributePair(CALL_UNIT, body.unit_id))
+        if body.callees:
+            attributes.append(SearchAttributePair(CALL_CALLEES, [p.key() for p in body.callees]))
+        try:
+            await client.start_workflow(
+                WORKFLOW,
+                EscalationInput(
+                    call_id=call_id,
+                    caller=body.caller,
+                    unit_id=body.unit_id,
+                    callees=body.callees,
+                    room_type=body.room_type,
+                    policy=body.policy,
+                    time_limit_s=body.time_limit_s or settings.time_limit_s,
+                    default_ring_timeout_s=settings.ring_timeout_s,
+                    join_timeout_s=settings.join_timeout_s,
+                ),
+                id=call_id,
+                task_queue=settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={
+                    "request_hash": digest,
+                    "caller": body.caller.key(),
+                    "unit_id": body.unit_id,
+                    "room_type": body.room_type.value,
+                    "strategy": strategy.value,
+                },
+                search_attributes=TypedSearchAttributes(attributes),
+                static_summary=f"{body.caller.id} -> {target}"[:200],
+            )
+            return CallCreated(call_id=call_id, phase=Phase.INITIATE, links=_links(settings, call_id))
+        except WorkflowAlreadyStartedError:
+            existing = await _describe(handle)  # lost a race with the same key
+            if existing is None:
+                raise
+    stored = await existing.memo_value("request_hash", None, type_hint=str)
+    if stored != digest:
+        raise Problem(
+            409,
+            "idempotency-conflict",
+            "Idempotency-Key already used",
+            f"call {call_id!r} was placed with another request body",
+            ErrCode.IDEMPOTENCY_CONFLICT,
+        )
+    response.status_code = 200
+    view = await store.get_call(pool, call_id)
+    phase = view.phase if view else (Phase.ENDED if _closed(existing) else Phase.INITIATE)
+    return CallCreated(call_id=call_id, phase=phase, links=_links(settings, call_id))
+
+
+# ---------------------------------------------------------------- read
+
+
+@router.get("/{call_id}", response_model=CallView)
+async def get_call(
+    call_id: Identifier, auth: BackendOrParty, settings: SettingsDep, pool: PoolDep, client: TemporalDep
+) -> CallView:
+    """The call, its attempts and events (history from PostgreSQL), with its Temporal UI link.
+    A call just started (no row yet) is built from its workflow (phase ``initiate``,
+    ``ended`` if the workflow closed without a record). The backend sees every call; a
+    party only calls it is the caller or a listener of (else 403 ``not-a-party``). 404 unknown."""
+    view = await store.get_call(pool, call_id)
+    if view is None:
+        desc = await _describe(client.get_workflow_handle(call_id))
+        if desc is None or (memo := await desc.memo()).get("caller") is None:
+            raise not_found("call", call_id)
+        view = CallView(
+            call_id=call_id,
+            caller=Party.parse_key(memo["caller"]),
+            unit_id=memo.get("unit_id"),
+            room_type=memo["room_type"],
+            strategy=memo["strategy"],
+            phase=Phase.ENDED if _closed(desc) else Phase.INITIATE,
+            started_at=desc.start_time,
+        )
+    if auth is not None and auth != view.caller and all(a.listener != auth for a in view.attempts):
+        raise not_a_party(auth, call_id)
+    view.temporal_ui_url = temporal_ui_url(settings, call_id)
+    return view
+
+
+@router.get("", response_model=CallList, dependencies=[BackendAuth])
+async def list_calls(
+    pool: PoolDep,
+    request: Request,
+    unit_id: Identifier | None = None,
+    device: Annotated[Identifier | None, Query(description="device sn, as caller or listener")] = None,
+    user: Annotated[Identifier | None, Query(description="user id, as caller, listener or answerer")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="started_at >= since")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="started_at < until")] = None,
+    end_reason: Annotated[str | None, Query(max_length=64)] = None,
+    phase: Phase | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> CallList:
+    """Call history, newest first, filtered (every filter optional, combined with AND).
+    Page with ``cursor`` = the previous page's ``next_cursor``; a cursor this API did not
+    make is 422 ``validation`` (errCode 1010). Backend only."""
+    try:
+        items, next_cursor = await store.list_calls(
+            pool,
+            store.CallFilter(
+                unit_id=unit_id,
+                device=device,
+                user=user,
+                since=since,
+                until=until,
+                end_reason=end_reason,
+                phase=phase.value if phase else None,
+                limit=limit,
+                cursor=cursor,
+            ),
+        )
+    except ValueError as e:
+        raise Problem(422, "validation", "Invalid request", str(e), ErrCode.VALIDATION) from e
+    return CallList(items=items, next_cursor=next_cursor)
+
+
+# ---------------------------------------------------------------- actions
+
+PartyAction = Literal["answer", "reject", "hang_up"]
+_ACTION_INPUTS = {"answer": AnswerInput, "reject": RejectInput, "hang_up": HangUpInput}
+
+
+async def party_action(client: Client, call_id: str, action: PartyAction, party: Party) -> ActionResult:
+    """``party`` answers, rejects or hangs up call ``call_id`` (workflow update ``action``).
+    Shared by the REST actions and the WebSocket push channel. Raises :class:`Problem`
+    (see :func:`run_update`)."""
+    return await run_update(client, call_id, action, _ACTION_INPUTS[action](party=party))
+
+
+async def run_update(client: Client, call_id: str, update: str, arg: Contract) -> ActionResult:
+    """Send update ``update`` to the call's ``EscalationWorkflow`` and return its ``ActionResult``.
+
+    Problems: the workflow's rejections ``AnsweredByAnother`` 409 (1005), ``CallNotActive``
+    409 (1006), ``NotAParty`` 403 (1007), any other rejection 409 ``action-rejected``;
+    unknown call 404 (1008); finished call 409 ``call-not-active`` (1006); no answer
+    from the workflow within :data:`UPDATE_RPC_TIMEOUT` 503 ``unavailable`` (1012).
+    """
+    handle = client.get_workflow_handle(call_id)
+    try:
+        return await handle.execute_update(
+            update, arg, result_type=ActionResult, rpc_timeout=UPDATE_RPC_TIMEOUT
+        )
+    except WorkflowUpdateFailedError as e:
+        cause = e.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or e)
+        kind = cause.type if isinstance(cause, ApplicationError) else None
+        if kind in _REJECTIONS:
+            status, slug, title, code = _REJECTIONS[kind]
+            raise Problem(status, slug, title, message, code) from e
+        raise Problem(409, "action-rejected", "The call rejected the action", message) from e
+    except WorkflowUpdateRPCTimeoutOrCancelledError as e:
+        raise Problem(
+            503,
+            "unavailable",
+            "The call did not respond",
+            f"no answer from call {call_id!r} within {UPDATE_RPC_TIMEOUT.total_seconds():.0f} s",
+            ErrCode.OVERLOADED,
+            headers={"Retry-After": "1"},
+        ) from e
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # unknown workflow, or one that already completed
+        if await _describe(handle) is None:
+            raise not_found("call", call_id) from e
+        raise call_not_active(call_id) from e
+
+
+@router.post("/{call_id}/answer", response_model=ActionResult)
+async def answer(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
+    """The token's party answers (reference section 4). 409 ``answered-by-another`` (1005)
+    when someone else answered first (ring-all), 409 ``call-not-active`` (1006),
+    403 ``not-a-party`` (1007), 404 unknown call."""
+    return await party_action(client, call_id, "answer", party)
+
+
+@router.post("/{call_id}/reject", response_model=ActionResult)
+async def reject(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
+    """The token's party declines (``rejectVoip``, reference section 4). Errors as ``answer``."""
+    return await party_action(client, call_id, "reject", party)
+
+
+@router.post("/{call_id}/hang-up", response_model=ActionResult)
+async def hang_up(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
+    """The token's party hangs up: ``cancelVoip`` (caller before talk), ``rejectVoip``
+    (listener before talk) or ``hangUpVoip`` (talk); reference sections 3, 5, 6."""
+    return await party_action(client, call_id, "hang_up", party)
+
+
+@router.post("/{call_id}/cancel", response_model=ActionResult)
+async def cancel(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
+    """The caller gives up before talk (``cancelVoip``, reference section 3): the caller's
+    ``hang_up``; the workflow decides by phase and party what it means."""
+    return await party_action(client, call_id, "hang_up", party)
+
+
+@router.post("/{call_id}/force-hang-up", response_model=ActionResult, dependencies=[BackendAuth])
+async def force_hang_up(call_id: Identifier, body: ForceHangUpInput, client: TemporalDep) -> ActionResult:
+    """The backend ends the call (reference ``forceHangUpVoip``): ``cancelVoip`` before the
+    listener joined, ``rejectVoip`` while the listener waits, ``hangUpVoip`` in talk."""
+    return await run_update(client, call_id, "force_hang_up", body)
