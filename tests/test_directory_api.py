@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -113,6 +114,11 @@ async def test_device_lifecycle(api: httpx.AsyncClient, db_dsn: str) -> None:
     assert (await api.delete("/v1/devices/GARAGE-1")).status_code == 204
     _problem(await api.delete("/v1/devices/GARAGE-1"), 404, "not-found")
     assert (await _counts(db_dsn))["devices"] == 1
+
+    # two concurrent creates of one sn: exactly one wins, the other is a 409 problem
+    same = {"sn": "RACE-1", "name": "Race"}
+    results = await asyncio.gather(api.post("/v1/devices", json=same), api.post("/v1/devices", json=same))
+    assert sorted(r.status_code for r in results) == [201, 409]
 
 
 async def test_group_membership_and_authorizations(api: httpx.AsyncClient) -> None:
