@@ -120,12 +120,13 @@ def _backend_or_party(
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Party | None:
-    """None for the backend (``X-API-Key``), else the party of the bearer token; 401 otherwise."""
+    """The party of the bearer token when one is given, else None for the backend
+    (``X-API-Key``); 401 when neither is valid."""
+    if creds is not None:
+        return party_from_token(creds.credentials, settings)
     if x_api_key is not None:
         require_api_key(settings, x_api_key)
         return None
-    if creds is not None:
-        return party_from_token(creds.credentials, settings)
     raise _unauthenticated("missing X-API-Key or bearer token")
 
 
