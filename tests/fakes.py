@@ -1,0 +1,204 @@
+"""Fake activities for workflow tests: the real activity names over an in-memory
+directory, line table and list of recorded state changes, so tests assert the exact
+events, pushes and billing that the workflows write."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from temporalio import activity
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from ringflow.contracts.activities import (
+    Billing,
+    LineClaim,
+    LineInput,
+    PrecallInput,
+    PrecallResult,
+    RecordInput,
+    RememberAnswerInput,
+    ResolvedPlan,
+    ResolveInput,
+    Target,
+)
+from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.events import CallEvent
+from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+from ringflow.contracts.push import PushMessage
+from ringflow.contracts.search import SEARCH_ATTRIBUTES
+from workflows import WORKFLOWS
+
+LOBBY = Party(kind=PartyKind.DEVICE, id="LOBBY-1")
+
+
+def user(uid: str) -> Party:
+    """``Party(user, uid)``."""
+    return Party(kind=PartyKind.USER, id=uid)
+
+
+@dataclass
+class FakeUnit:
+    name: str
+    residents: list[str]
+    policy: EscalationPolicy = field(default_factory=EscalationPolicy)
+
+
+class FakeDirectory:
+    """In-memory directory + line table + recorded state changes; ``activities()`` for a Worker."""
+
+    def __init__(self) -> None:
+        self.units: dict[str, FakeUnit] = {
+            "101": FakeUnit("Unit 101", ["alice", "bob", "carol"]),
+        }
+        self.user_names: dict[str, str] = {
+            "alice": "Alice",
+            "bob": "Bob",
+            "carol": "Carol",
+            "concierge": "Concierge",
+        }
+        self.caller_name = "Maple Court Lobby"
+        self.precall_fail: dict[str, ErrCode] = {}  # party key -> errCode
+        self.lines: dict[str, str] = {}  # party key -> room_id holding the line
+        self.records: list[RecordInput] = []
+        self.last_answer: dict[str, str] = {}  # unit -> user id
+        self.claims: list[str] = []
+        self.releases: list[str] = []
+
+    # -------------------------------------------------------------- activities
+
+    @activity.defn(name="resolve_targets")
+    async def resolve_targets(self, inp: ResolveInput) -> ResolvedPlan:
+        if inp.unit_id is not None:
+            unit = self.units.get(inp.unit_id)
+            if unit is None:
+                raise ApplicationError(
+                    f"unit {inp.unit_id} not found", type="UnknownUnit", non_retryable=True
+                )
+            policy = inp.policy or unit.policy
+            ids = list(unit.residents)
+            last = self.last_answer.get(inp.unit_id)
+            if policy.strategy == RingStrategy.ROUND_ROBIN and last in ids:
+                i = ids.index(last) + 1
+                ids = ids[i:] + ids[:i]
+            targets = [Target(party=user(u), name=self.user_names[u]) for u in ids]
+            unit_name = unit.name
+        else:
+            policy = inp.policy or EscalationPolicy()
+            targets = [Target(party=p, name=self.user_names.get(p.id, p.id)) for p in inp.callees or []]
+            unit_name = None
+        fallback = None
+        if policy.fallback_user_id:
+            fid = policy.fallback_user_id
+            fallback = Target(party=user(fid), name=self.user_names[fid])
+        return ResolvedPlan(
+            caller_name=self.caller_name,
+            unit_name=unit_name,
+            policy=policy,
+            targets=targets,
+            fallback=fallback,
+        )
+
+    @activity.defn(name="precall_check")
+    async def precall_check(self, inp: PrecallInput) -> PrecallResult:
+        code = self.precall_fail.get(inp.listener.key())
+        if code is None:
+            return PrecallResult(ok=True)
+        return PrecallResult(ok=False, err_code=code, reason=f"errCode {int(code)}")
+
+    @activity.defn(name="remember_answer")
+    async def remember_answer(self, inp: RememberAnswerInput) -> None:
+        self.last_answer[inp.unit_id] = inp.party.id
+
+    @activity.defn(name="claim_line")
+    async def claim_line(self, inp: LineInput) -> LineClaim:
+        key = inp.party.key()
+        held = self.lines.get(key)
+        if held is not None and held != inp.room_id:
+            return LineClaim(claimed=False, held_by=held)
+        self.lines[key] = inp.room_id
+        self.claims.append(inp.room_id)
+        return LineClaim(claimed=True)
+
+    @activity.defn(name="release_line")
+    async def release_line(self, inp: LineInput) -> None:
+        if self.lines.get(inp.party.key()) == inp.room_id:
+            del self.lines[inp.party.key()]
+        self.releases.append(inp.room_id)
+
+    @activity.defn(name="record")
+    async def record(self, inp: RecordInput) -> None:
+        self.records.append(inp)
+
+    def activities(self) -> list:
+        return [
+            self.resolve_targets,
+            self.precall_check,
+            self.remember_answer,
+            self.claim_line,
+            self.release_line,
+            self.record,
+        ]
+
+    # -------------------------------------------------------------- assertions
+
+    def events(self, room_id: str | None = None, call_id: str | None = None) -> list[CallEvent]:
+        """Recorded events of one room (``room_id``) or the building call's own (``call_id``)."""
+        out = [e for r in self.records for e in r.events]
+        if room_id is not None:
+            return [e for e in out if e.room_id == room_id]
+        return [e for e in out if e.room_id is None and (call_id is None or e.call_id == call_id)]
+
+    def names(self, room_id: str | None = None, call_id: str | None = None) -> list[str]:
+        """Event names, in order."""
+        return [e.name.value for e in self.events(room_id, call_id)]
+
+    def pushes(self, room_id: str | None = None) -> list[PushMessage]:
+        out = [p for r in self.records for p in r.pushes]
+        return [p for p in out if room_id is None or p.room_id == room_id]
+
+    def billing(self) -> list[Billing]:
+        return [r.billing for r in self.records if r.billing is not None]
+
+
+async def register_search_attributes(env: WorkflowEnvironment) -> None:
+    """Register ringflow's search attributes on ``env``. The time-skipping test server
+    rejects upserts of unknown attributes (the workflow task then fails for ever) but
+    implements OperatorService.AddSearchAttributes; the dev server already has them."""
+    try:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},
+            )
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+
+
+@asynccontextmanager
+async def running(env: WorkflowEnvironment, task_queue: str, fake: FakeDirectory) -> AsyncIterator[Worker]:
+    """A worker with both workflows and the fake activities on ``task_queue``."""
+    await register_search_attributes(env)
+    async with Worker(
+        env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=fake.activities()
+    ) as w:
+        yield w
+
+
+async def until(pred: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll ``pred`` (real time; the test server does not skip time meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,98 @@
+"""Workflow-side helpers shared by both workflows: deterministic event/push builders,
+activity options, and the one ``record`` call per state change.
+
+Deterministic: time from ``workflow.now()``, ids from counters (``"<room or call id>#<seq>"``
+for events, ``"<event id>:<recipient key>"`` for pushes), so a retried ``record``
+activity de-duplicates by id.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.calls import CallActivities
+    from ringflow.contracts.activities import RecordInput
+    from ringflow.contracts.common import Party
+    from ringflow.contracts.errors import ErrCode
+    from ringflow.contracts.events import CallEvent, EventName
+    from ringflow.contracts.push import PushMessage, PushType
+
+ACTIVITY_TIMEOUT = timedelta(seconds=10)
+"""start_to_close of the short directory/line activities."""
+RECORD_TIMEOUT = timedelta(seconds=30)
+"""start_to_close of ``record`` (one PostgreSQL transaction)."""
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
+"""Retry transient failures for ever; activities fail on purpose with non-retryable errors."""
+
+
+class CallLog:
+    """Builds the events and pushes of one caller-listener call (``room_id`` given) or of
+    one building call (``room_id`` None): ids ``"<room_id or call_id>#<seq>"``, seq from 1."""
+
+    def __init__(self, call_id: str, room_id: str | None = None) -> None:
+        self.call_id = call_id
+        self.room_id = room_id
+        self.seq = 0
+
+    def event(
+        self,
+        name: EventName,
+        *,
+        party: Party | None = None,
+        listener: Party | None = None,
+        err_code: ErrCode | None = None,
+        keep_time_s: int | None = None,
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> CallEvent:
+        """The next event, at ``workflow.now()``; ``keep_time_s`` is keepTime in whole seconds."""
+        self.seq += 1
+        return CallEvent(
+            id=f"{self.room_id or self.call_id}#{self.seq}",
+            call_id=self.call_id,
+            room_id=self.room_id,
+            seq=self.seq,
+            name=name,
+            at=workflow.now(),
+            party=party,
+            listener=listener,
+            err_code=err_code,
+            keep_time_s=keep_time_s,
+            reason=reason,
+            data=data or {},
+        )
+
+    def push(
+        self, cause: CallEvent, recipient: Party, type_: PushType, payload: dict[str, Any]
+    ) -> PushMessage:
+        """A push caused by ``cause``; id ``"<cause.id>:<recipient key>"`` (one per recipient and event)."""
+        return PushMessage(
+            id=f"{cause.id}:{recipient.key()}",
+            recipient=recipient,
+            type=type_,
+            call_id=self.call_id,
+            room_id=self.room_id,
+            at=cause.at,
+            payload=payload,
+        )
+
+
+async def record(inp: RecordInput, summary: str) -> None:
+    """Write one state change with the ``record`` activity (one transaction, idempotent by ids)."""
+    await workflow.execute_activity_method(
+        CallActivities.record,
+        inp,
+        start_to_close_timeout=RECORD_TIMEOUT,
+        retry_policy=RETRY,
+        summary=summary,
+    )
+
+
+def seconds(s: float) -> str:
+    """``"30 s"``: a duration for summaries and details."""
+    return f"{s:g} s"
