@@ -40,7 +40,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from ringflow.settings import Settings
+from ringflow.settings import Settings, get_settings
 from ringflow.stack.database import database_name, prepare_database
 from ringflow.stack.ports import free_port
 from ringflow.stack.postgres import SUPERUSER, EmbeddedPostgres
@@ -65,7 +65,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def isolated_settings(data_dir: Path, base: Settings | None = None, **overrides: object) -> Settings:
     """``base`` (default: from the environment) with ``data_dir`` and free loopback ports for
     PostgreSQL, Temporal, its UI and the API: a stack that runs beside any other (tests, demo)."""
-    base = base if base is not None else Settings()
+    base = base if base is not None else get_settings()
     temporal_port = free_port()
     update: dict[str, object] = {
         "data_dir": data_dir,

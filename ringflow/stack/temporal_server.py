@@ -18,7 +18,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
@@ -32,19 +34,23 @@ from ringflow.temporal import DATA_CONVERTER
 
 
 async def ensure_search_attributes(
-    client: Client, namespace: str, keys: Sequence[SearchAttributeKey] = tuple(SEARCH_ATTRIBUTES)
+    client: Client, namespace: str, keys: Sequence[SearchAttributeKey[Any]] | None = None
 ) -> list[str]:
-    """Register every search attribute of ``keys`` that ``namespace`` lacks.
+    """Register every search attribute of ``keys`` (default: ringflow's ``SEARCH_ATTRIBUTES``)
+    that ``namespace`` lacks.
 
     Returns the names that were added (empty when all existed). Raises
     ``temporalio.service.RPCError`` if the server refuses (e.g. a name already
     registered with another type).
     """
+    wanted = cast("Sequence[SearchAttributeKey[Any]]", SEARCH_ATTRIBUTES) if keys is None else keys
     have = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=namespace)
     )
     missing = {
-        key.name: int(key.indexed_value_type) for key in keys if key.name not in have.custom_attributes
+        key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
+        for key in wanted
+        if key.name not in have.custom_attributes
     }
     if missing:
         await client.operator_service.add_search_attributes(
