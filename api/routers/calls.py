@@ -279,7 +279,7 @@ async def place_call(
     if existing is None:
         strategy = await _check_parties(pool, body)
         target = f"unit {body.unit_id}" if body.unit_id else ", ".join(p.key() for p in body.callees or [])
-        attributes = [
+        attributes: list[SearchAttributePair[Any]] = [
             SearchAttributePair(CALL_CALLER, body.caller.key()),
             SearchAttributePair(CALL_PHASE, "initiate"),
         ]

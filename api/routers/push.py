@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -67,7 +68,7 @@ class _Close(Exception):
         self.reason = reason[:120]  # close reasons are at most 123 bytes
 
 
-def parse_frame(message: dict[str, Any]) -> ClientFrame:
+def parse_frame(message: Mapping[str, Any]) -> ClientFrame:
     """The client frame in an ASGI ``websocket.receive`` message. Raises ``_Close``."""
     data = message.get("text")
     raw = data.encode() if data is not None else (message.get("bytes") or b"")
