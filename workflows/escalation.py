@@ -126,6 +126,7 @@ class EscalationWorkflow:
         self._answered_by: Party | None = None  # claimed by the answer update (first wins)
         self._answer_room: str | None = None
         self._confirmed: set[str] = set()  # rooms that reached join/talk
+        self._done: set[str] = set()  # rooms whose CallWorkflow closed
         self._talk_started_at: datetime | None = None
         self._stop: tuple[str, Any] | None = None  # (signal, input) that ends the ringing
         self._ring_done = False
@@ -464,6 +465,7 @@ class EscalationWorkflow:
                 att.outcome = att.outcome or AttemptOutcome.CANCELLED
                 att.ended_at = workflow.now()
             att.phase = Phase.ENDED
+            self._done.add(room)
 
         asyncio.create_task(wait())  # noqa: RUF006 -- the workflow waits on the attempt's phase
 
@@ -555,7 +557,8 @@ class EscalationWorkflow:
     # ------------------------------------------------------------------ helpers
 
     def _ended(self, room: str) -> bool:
-        return self._attempts[room].phase == Phase.ENDED
+        """The room's workflow is closed and its result collected."""
+        return room in self._done
 
     def _live_rooms(self) -> list[str]:
         return [r for r, a in self._attempts.items() if a.phase != Phase.ENDED and r in self._handles]
