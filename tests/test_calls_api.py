@@ -2,9 +2,10 @@
 with nothing started, the Idempotency-Key contract (one workflow), the call view, history
 and the mapping of the workflow's update rejections.
 
-The workflow is a small stand-in registered as ``EscalationWorkflow`` (the real one was
-not committed when this was written): these tests are about the API's side of the
-contract (names, inputs, error types), which the stand-in fixes exactly.
+Most tests use a small stand-in registered as ``EscalationWorkflow``: they are about the
+API's side of the contract (names, inputs, error types), which the stand-in drives
+deterministically. ``test_real_workflows_end_to_end`` runs the committed workflows and
+activities (``ringflow.worker``) through the same API.
 """
 
 from __future__ import annotations
@@ -370,3 +371,51 @@ async def test_actions_need_a_party_token(api: httpx.AsyncClient, action: str) -
         f"/v1/calls/some-call/{action}", headers={"Authorization": "Bearer nope", "X-API-Key": ""}
     )
     assert_problem(r, 401, "unauthenticated", 1011)
+
+
+async def test_real_workflows_end_to_end(api: httpx.AsyncClient, db_pool: asyncpg.Pool) -> None:
+    """The committed EscalationWorkflow/CallWorkflow with the real activities (ringflow.worker)."""
+    import asyncio
+
+    from ringflow.worker import run_worker
+
+    await db_pool.execute(
+        "INSERT INTO authorizations (user_id, target_kind, target_id) VALUES"
+        " ('alice', 'device', 'LOBBY-1'), ('bob', 'device', 'LOBBY-1')"
+    )
+    settings = api.app.state.settings.model_copy(update={"task_queue": f"real-{uuid.uuid4()}"})  # type: ignore[attr-defined]
+    api.app.state.settings = settings  # type: ignore[attr-defined]
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop_event=stop))
+    try:
+        call_id = key()
+        r = await api.post(
+            "/v1/calls", json={"caller": LOBBY, "unit_id": "101"}, headers={"Idempotency-Key": call_id}
+        )
+        assert r.status_code == 201, r.text
+        for _ in range(200):
+            view = (await api.get(f"/v1/calls/{call_id}")).json()
+            if view["phase"] == "wait" and len(view["attempts"]) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert view["phase"] == "wait", view
+        answered = await api.post(f"/v1/calls/{call_id}/answer", headers=bearer(api, ALICE))
+        assert answered.status_code == 200, answered.text
+        assert_problem(
+            await api.post(f"/v1/calls/{call_id}/answer", headers=bearer(api, BOB)),
+            409,
+            "answered-by-another",
+            1005,
+        )
+        assert (await api.post(f"/v1/calls/{call_id}/hang-up", headers=bearer(api, ALICE))).status_code == 200
+        for _ in range(200):
+            view = (await api.get(f"/v1/calls/{call_id}")).json()
+            if view["phase"] == "ended":
+                break
+            await asyncio.sleep(0.05)
+        assert view["phase"] == "ended" and view["answered_by"] == ALICE.model_dump(mode="json")
+        names = [e["name"] for e in view["events"]]
+        assert "endVoip" in names and "finishVoip" in names
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 20)
