@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import sys
@@ -177,6 +178,23 @@ class EmbeddedStack:
     ) -> None:
         await self.stop()
 
+    def _stop_orphan_postgres(self) -> None:
+        """Stop a PostgreSQL left running on our data directory by a stack that was SIGKILLed
+        (the other children die with their parent; this server runs detached)."""
+        pid_file = self.postgres.data_dir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            return
+        if b"postgres" not in cmdline or str(self.postgres.data_dir).encode() not in cmdline:
+            return
+        print(f"ringflow: stopping PostgreSQL {pid} left over from an earlier run", file=sys.stderr)
+        os.kill(pid, signal.SIGINT)  # fast shutdown
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def _check_ports(self) -> None:
         s = self.settings
         host, port = s.temporal_host_port
@@ -198,6 +216,7 @@ class EmbeddedStack:
     async def start(self) -> None:
         """Start PostgreSQL and Temporal (in parallel), create + migrate the database, then
         the worker and the API; returns when all are ready."""
+        self._stop_orphan_postgres()
         self._check_ports()
         try:
             pg, temporal = await asyncio.gather(

@@ -119,6 +119,9 @@ class TemporalDevServer:
             self.log_level,
             "--dynamic-config-value",
             "frontend.enableUpdateWorkflowExecution=true",
+            # No internet here: the server must not phone home for version checks.
+            "--dynamic-config-value",
+            "frontend.enableServerVersionCheck=false",
             *dev_server_flags(),
         ]
         if self.ui_port is None:
