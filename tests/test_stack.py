@@ -1,5 +1,6 @@
-"""The embedded Temporal dev server: search attributes registered on every start, and
-workflow histories kept across a restart with the same SQLite file."""
+"""The embedded stack: the Temporal dev server (search attributes registered on every start,
+workflow histories kept across a restart with the same SQLite file), child processes, and
+the whole stack with its fault-injection controls."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest, RemoveSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from ringflow.contracts.search import CALL_PHASE, SEARCH_ATTRIBUTES
+from ringflow.settings import Settings
+from ringflow.stack.embedded import EmbeddedStack, isolated_settings, settings_env
 from ringflow.stack.ports import free_port
 from ringflow.stack.processes import ChildProcess, python_module
 from ringflow.stack.temporal_server import TemporalDevServer
@@ -81,3 +85,49 @@ def test_child_process_stop_and_kill(tmp_path: Path) -> None:
     child.start()
     assert child.stop() == -15  # SIGTERM: http.server has no handler, so the signal ends it
     assert "starting sleeper" in child.tail()
+
+
+async def test_embedded_stack_runs_restarts_and_stops_every_process(tmp_path: Path) -> None:
+    settings = isolated_settings(tmp_path / "data")
+    stack = EmbeddedStack(settings, ui=False)
+    async with stack:
+        assert stack.settings.database_url.endswith(f":{settings.postgres_port}/ringflow")
+        pids = {
+            "postgres": stack.postgres.pid,
+            "temporal": stack.temporal.pid,
+            "worker": stack.worker.pid,
+            "api": stack.api.pid,
+        }
+        assert all(pids.values()), pids
+        async with httpx.AsyncClient(base_url=stack.api_url) as http:
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
+        # The children see the stack's settings, not the defaults.
+        env = stack.worker.env
+        assert env["RINGFLOW_TEMPORAL_ADDRESS"] == settings.temporal_address
+        assert env["RINGFLOW_DATABASE_URL"] == stack.settings.database_url
+
+        await stack.restart_worker(kill=True)
+        assert stack.worker.pid not in (None, pids["worker"])
+        await stack.restart_api(kill=True)
+        assert stack.api.pid not in (None, pids["api"])
+        async with httpx.AsyncClient(base_url=stack.api_url) as http:
+            assert (await http.get("/healthz")).status_code == 200
+        live = [stack.postgres.pid, stack.temporal.pid, stack.worker.pid, stack.api.pid]
+    assert None not in live
+    assert [pid for pid in {*pids.values(), *live} if not _gone(pid)] == []
+    assert stack.worker.returncode == 0  # graceful: SIGTERM -> shutdown -> exit 0
+
+
+def _gone(pid: int | None) -> bool:
+    """True when process ``pid`` no longer runs (no /proc entry, or a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_settings_env_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = isolated_settings(tmp_path, ring_timeout_s=4.5)
+    for key, value in settings_env(settings).items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == settings  # type: ignore[call-arg]
