@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -512,7 +514,7 @@ class CallWorkflow:
         workflow.set_current_details(f"{self._inp.caller_name} -> {self._inp.listener_name}: {state}")
 
     def _visibility(self, phase: Phase, end_reason: EventName | None) -> None:
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             CALL_PHASE.value_set(phase.value),
             CALL_CALLER.value_set(self._inp.caller.key()),
             CALL_CALLEES.value_set([self._inp.listener.key()]),

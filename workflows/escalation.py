@@ -21,6 +21,7 @@ Messages (the API's interface):
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -352,9 +353,7 @@ class EscalationWorkflow:
             if i > 0:
                 await self._escalated(stages[i - 1], stage)
             rooms = [await self._start_attempt(t, stage, i + 1, len(stages)) for t in stage.targets]
-            await workflow.wait_condition(
-                lambda rooms=rooms: self._answer_room in self._confirmed or all(self._ended(r) for r in rooms)
-            )
+            await workflow.wait_condition(functools.partial(self._stage_over, rooms))
             room = self._answer_room
             if room is not None and room in self._confirmed:
                 await self._on_answered(room)
@@ -555,6 +554,10 @@ class EscalationWorkflow:
         )
 
     # ------------------------------------------------------------------ helpers
+
+    def _stage_over(self, rooms: list[str]) -> bool:
+        """An answer is confirmed, or every room of the stage closed."""
+        return self._answer_room in self._confirmed or all(self._ended(r) for r in rooms)
 
     def _ended(self, room: str) -> bool:
         """The room's workflow is closed and its result collected."""
