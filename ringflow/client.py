@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ class Received:
         return self.frame.get("call_id")
 
 
-Handler = Callable[["PartyClient", Received], Awaitable[None]]
+Handler = Callable[["PartyClient", Received], Coroutine[Any, Any, None]]
 
 
 @dataclass

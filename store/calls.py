@@ -321,7 +321,7 @@ async def get_call(conn: asyncpg.Connection | asyncpg.Pool, call_id: str) -> Cal
             party=_party(e["party"]),
             listener=_party(e["listener"]),
             err_code=e["err_code"],
-            keepTime=e["keep_time_s"],
+            keep_time_s=e["keep_time_s"],
             reason=e["reason"],
             data=json.loads(e["data"]),
         )

@@ -281,11 +281,13 @@ class CallWorkflow:
             self._caller_joined = True
             events.append(self._log.event(EventName.JOINED_ROOM_BY_CALLER, party=inp.caller))
         self._set_phase(Phase.WAIT)
+        # The parent must know this room rings before the push can reach the listener:
+        # an answer that arrives first would otherwise be refused as "not being rung".
+        await self._notify()
         await record(
             RecordInput(attempts=[self._attempt], events=events, pushes=pushes),
             f"record ringing {inp.listener_name}",
         )
-        await self._notify()
 
     async def _loop(self) -> None:
         """Wait for messages and deadlines until a terminal event is chosen."""

@@ -62,7 +62,7 @@ class CallLog:
             party=party,
             listener=listener,
             err_code=err_code,
-            keepTime=keep_time_s,
+            keep_time_s=keep_time_s,
             reason=reason,
             data=data or {},
         )

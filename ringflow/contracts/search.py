@@ -7,6 +7,8 @@ in production by ``temporal operator search-attribute create``; the list is
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey
 
 CALL_UNIT = SearchAttributeKey.for_keyword("RingflowUnit")
@@ -16,7 +18,14 @@ CALL_PHASE = SearchAttributeKey.for_keyword("RingflowPhase")
 CALL_END_REASON = SearchAttributeKey.for_keyword("RingflowEndReason")
 CALL_ANSWERED_BY = SearchAttributeKey.for_keyword("RingflowAnsweredBy")
 
-SEARCH_ATTRIBUTES = [CALL_UNIT, CALL_CALLER, CALL_CALLEES, CALL_PHASE, CALL_END_REASON, CALL_ANSWERED_BY]
+SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
+    CALL_UNIT,
+    CALL_CALLER,
+    CALL_CALLEES,
+    CALL_PHASE,
+    CALL_END_REASON,
+    CALL_ANSWERED_BY,
+]
 """Every custom search attribute ringflow upserts."""
 
 
