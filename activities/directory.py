@@ -129,15 +129,8 @@ class DirectoryActivities:
             for party, found in ((inp.caller, caller), (inp.listener, listener)):
                 if found is None:
                     return _fail(ErrCode.UNKNOWN_RESOURCE, f"no {party.kind.value} {party.id!r}")
-            if isinstance(caller, Device):
-                expires = caller.voip_token_expires_at
-                if expires is None:
-                    return _fail(ErrCode.VOIP_TOKEN_INVALID, f"device {caller.sn!r} has no VoIP token")
-                if expires <= datetime.now(UTC):
-                    return _fail(
-                        ErrCode.VOIP_TOKEN_INVALID,
-                        f"device {caller.sn!r} VoIP token expired at {expires.isoformat()}",
-                    )
+            if isinstance(caller, Device) and (problem := caller.voip_token_problem(datetime.now(UTC))):
+                return _fail(ErrCode.VOIP_TOKEN_INVALID, problem)
             device = next((p for p in (caller, listener) if isinstance(p, Device)), None)
             user = next((p for p in (caller, listener) if isinstance(p, User)), None)
             if (

@@ -201,14 +201,13 @@ async def _check_parties(pool: Any, body: CallCreate) -> RingStrategy:
         if body.caller.kind is PartyKind.DEVICE:
             device = await directory.find_device(conn, body.caller.id)
             assert device is not None
-            expires = device.voip_token_expires_at
-            if expires is None or expires <= datetime.now(UTC):
+            problem = device.voip_token_problem(datetime.now(UTC))
+            if problem is not None:
                 raise Problem(
                     403,
                     "voip-token-invalid",
                     "The caller's VoIP token is invalid",
-                    f"device {device.sn!r} has "
-                    + ("no VoIP token" if expires is None else f"a VoIP token that expired at {expires}"),
+                    problem,
                     ErrCode.VOIP_TOKEN_INVALID,
                 )
         strategy = body.policy.strategy if body.policy else RingStrategy.SEQUENTIAL

@@ -45,6 +45,19 @@ class Device(DeviceIn):
     created_at: datetime
     updated_at: datetime
 
+    def voip_token_problem(self, now: datetime) -> str | None:
+        """Why the device's VoIP token is not valid at ``now`` (aware UTC), or None when it is.
+
+        The reference's errCode 13 rule (troubleshooting guide 1(2)): no token, or an
+        expired one. Used by the API before a call starts and by ``precall_check``.
+        """
+        expires = self.voip_token_expires_at
+        if expires is None:
+            return f"device {self.sn!r} has no VoIP token"
+        if expires <= now:
+            return f"device {self.sn!r} VoIP token expired at {expires.isoformat()}"
+        return None
+
 
 class DevicePatch(Contract):
     """Partial update of a device; omitted fields stay as they are."""
