@@ -51,6 +51,36 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="Default maximum talk duration (timeLimit), seconds"
     )
 
+    # Media bridge (media/; issue 3). Addresses like mediasoup's listenIps/announcedIp.
+    media_enabled: bool = Field(
+        False, description="Calls require media: join/talk follow the bridge's peer connections"
+    )
+    media_host: str = Field("127.0.0.1", description="Address the media bridge's control API listens on")
+    media_port: int = Field(8090, description="Port of the media bridge's control API")
+    media_url: str = Field("http://127.0.0.1:8090", description="Base URL of the media bridge's control API")
+    media_listen_ips: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"], description="Addresses the bridge gathers ICE candidates on"
+    )
+    media_announced_ip: str | None = Field(
+        None, description="Address announced in the bridge's candidates (None: the listen address)"
+    )
+    media_allowed_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Remote ICE candidates outside these networks are ignored",
+    )
+    media_ice_servers: list[str] = Field(
+        default_factory=list, description="STUN/TURN URLs for the bridge (none: host candidates only)"
+    )
+    media_connect_timeout_s: float = Field(
+        10.0, gt=0, description="Time a peer has to reach 'connected' after its offer, seconds"
+    )
+    media_disconnect_grace_s: float = Field(
+        5.0, ge=0, description="Time a connected peer may stay 'disconnected' before media_lost, seconds"
+    )
+    media_request_timeout_s: float = Field(
+        15.0, gt=0, description="How long the API waits for the bridge to answer an offer, seconds"
+    )
+
     # Embedded stack
     data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")
     postgres_port: int = Field(5433, description="Port of the embedded PostgreSQL")

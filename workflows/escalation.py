@@ -14,7 +14,7 @@ Messages (the API's interface):
   ``AnsweredByAnother`` or ``CallNotActive``. An update returns once its action
   took effect in the child room.
 - query ``status`` -> ``CallStatus``.
-- signals ``joined`` / ``join_failed`` (JoinInput), forwarded to room
+- signals ``joined`` / ``join_failed`` / ``media_lost`` (JoinInput), forwarded to room
   ``JoinInput.room_id``; ``attempt_update`` (AttemptUpdate) from the children.
 """
 
@@ -78,6 +78,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_HANG_UP,
         SIGNAL_JOIN_FAILED,
         SIGNAL_JOINED,
+        SIGNAL_MEDIA_LOST,
         SIGNAL_REJECT,
         CallWorkflow,
     )
@@ -174,6 +175,12 @@ class EscalationWorkflow:
     async def join_failed(self, inp: JoinInput) -> None:
         """Media bridge: ``party`` could not join room ``inp.room_id``; forwarded to that room."""
         await self._signal(inp.room_id, SIGNAL_JOIN_FAILED, inp)
+
+    @workflow.signal(name=SIGNAL_MEDIA_LOST)
+    async def media_lost(self, inp: JoinInput) -> None:
+        """Media bridge: ``party``'s media vanished from room ``inp.room_id`` (abortVoip,
+        troubleshooting guide 3(1), 6(1)); forwarded to that room."""
+        await self._signal(inp.room_id, SIGNAL_MEDIA_LOST, inp)
 
     # ------------------------------------------------------------------ updates
 

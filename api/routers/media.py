@@ -1,0 +1,110 @@
+"""Media signaling: a party's SDP offer for its room -> the bridge's SDP answer.
+
+``POST /v1/calls/{call_id}/media`` (party bearer token), body ``SdpOffer``
+``{room_id, sdp, type: "offer"}`` with complete ICE (no trickle) -> ``SdpAnswer``
+``{sdp, type: "answer"}``. The API authorises the party from Temporal (the
+building call's ``CallCaller`` search attribute and its ``status`` query: the
+caller, or the listener of that attempt) and forwards the offer to the media
+bridge's control API (settings ``media_url``, ``media/server.py``); the bridge
+creates the room on its first offer and reports the connection to the workflow.
+
+Problems: 404 unknown call or room, 403 ``not-a-party``, 409 ``call-not-active``
+(call or room over), 422 ``validation`` / ``invalid-sdp``, 503
+``media-unavailable`` (bridge down or failing) / ``temporal-unavailable``.
+"""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import APIRouter
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import PartyDep, SettingsDep, TemporalDep
+from api.problems import Problem, not_found
+from api.routers.calls import call_not_active, not_a_party
+from media.models import PeerOffer, Role, SdpAnswer, SdpOffer
+from ringflow.contracts.calls import CallStatus, Phase
+from ringflow.contracts.common import Identifier, Party
+from ringflow.contracts.errors import PROBLEM_BASE, ErrCode
+from ringflow.contracts.search import CALL_CALLER
+
+router = APIRouter(prefix="/v1/calls", tags=["media"])
+
+
+def _unavailable(what: str, detail: str) -> Problem:
+    return Problem(503, f"{what}-unavailable", f"The {what.replace('-', ' ')} is unavailable", detail)
+
+
+async def room_role(client: Client, call_id: str, room_id: str, party: Party) -> Role:
+    """``party``'s role in room ``room_id`` of building call ``call_id``: the caller, or
+    the listener that attempt rings. Raises 404 (unknown call/room), 403 ``not-a-party``,
+    409 ``call-not-active`` (call or room ended), 503 ``temporal-unavailable``."""
+    handle = client.get_workflow_handle(call_id)
+    try:
+        desc = await handle.describe()
+        if desc.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
+            raise call_not_active(call_id, "the call is over")
+        status = await handle.query("status", result_type=CallStatus)
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise not_found("call", call_id) from e
+        raise _unavailable("temporal", str(e)) from e
+    except WorkflowQueryFailedError as e:
+        raise _unavailable("temporal", str(e)) from e
+    attempt = next((a for a in status.attempts if a.room_id == room_id), None)
+    if attempt is None:
+        raise not_found("room", room_id)
+    caller = desc.typed_search_attributes.get(CALL_CALLER)
+    if caller == party.key():
+        role = Role.CALLER
+    elif attempt.listener == party:
+        role = Role.LISTENER
+    else:
+        raise not_a_party(party, call_id)
+    if attempt.phase == Phase.ENDED:
+        raise call_not_active(call_id, f"room {room_id} is over")
+    return role
+
+
+async def forward_offer(
+    base_url: str, api_key: str, timeout_s: float, room_id: str, offer: PeerOffer
+) -> SdpAnswer:
+    """POST ``offer`` to the bridge at ``base_url``; the bridge's 4xx problems are passed on
+    (422 ``invalid-sdp``, 409 ``room-conflict``), anything else is 503 ``media-unavailable``."""
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s) as http:
+            r = await http.post(
+                f"/rooms/{room_id}/peers", json=offer.model_dump(mode="json"), headers={"X-API-Key": api_key}
+            )
+    except httpx.HTTPError as e:
+        raise _unavailable("media", f"media bridge at {base_url}: {e!r}") from e
+    if r.is_success:
+        return SdpAnswer.model_validate_json(r.content)
+    if 400 <= r.status_code < 500 and r.headers.get("content-type", "").startswith(
+        "application/problem+json"
+    ):
+        doc = r.json()
+        code = doc.get("errCode")
+        raise Problem(
+            r.status_code,
+            str(doc.get("type", "")).removeprefix(PROBLEM_BASE) or "media",
+            str(doc.get("title", "Media bridge refused the offer")),
+            doc.get("detail"),
+            ErrCode(code) if code is not None else None,
+        )
+    raise _unavailable("media", f"media bridge answered {r.status_code}")
+
+
+@router.post("/{call_id}/media")
+async def media_offer(
+    call_id: Identifier, body: SdpOffer, party: PartyDep, client: TemporalDep, settings: SettingsDep
+) -> SdpAnswer:
+    """Exchange SDP for the party's peer connection in ``body.room_id`` (see the module
+    docstring for the problems)."""
+    role = await room_role(client, call_id, body.room_id, party)
+    offer = PeerOffer(call_id=call_id, party=party, role=role, sdp=body.sdp)
+    return await forward_offer(
+        settings.media_url, settings.api_key, settings.media_request_timeout_s, body.room_id, offer
+    )

@@ -1,0 +1,64 @@
+"""Reporting media facts to Temporal: signals to the building call, room-end watch.
+
+The bridge signals the EscalationWorkflow (id = ``call_id``), which forwards
+``joined`` / ``join_failed`` / ``media_lost`` to the CallWorkflow of
+``JoinInput.room_id`` (``workflows/escalation.py``); a room closes when its
+CallWorkflow (id = ``room_id``) closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+from ringflow.contracts.calls import JoinInput
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND_PATIENCE_S = 10.0
+"""How long a room's workflow may be unknown before the watch gives up, seconds: the API
+authorises offers only for attempts the building call started, so a missing workflow is
+at most one that is still starting."""
+
+
+class TemporalReporter:
+    """:class:`media.bridge.Reporter` over a Temporal ``client`` (pydantic data converter)."""
+
+    def __init__(self, client: Client, retry_s: float = 1.0) -> None:
+        self.client = client
+        self.retry_s = retry_s
+
+    async def report(self, call_id: str, signal: str, inp: JoinInput) -> None:
+        """Signal ``signal`` with ``inp`` to workflow ``call_id``. A call that is already
+        over (NOT_FOUND) is logged and ignored; other RPC errors are logged (the workflow's
+        own join timers end the call if a signal never arrives)."""
+        try:
+            await self.client.get_workflow_handle(call_id).signal(signal, inp)
+        except RPCError as e:
+            level = logging.INFO if e.status == RPCStatusCode.NOT_FOUND else logging.WARNING
+            log.log(level, "signal %s to %s not delivered: %s", signal, call_id, e)
+
+    async def room_ended(self, room_id: str) -> None:
+        """Return when workflow ``room_id`` has closed (any outcome), or when it stayed
+        unknown for ``NOT_FOUND_PATIENCE_S``; other RPC errors are retried every ``retry_s``."""
+        handle = self.client.get_workflow_handle(room_id)
+        unknown_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await handle.result(follow_runs=False)
+                return
+            except WorkflowFailureError:
+                return  # failed, cancelled, terminated or timed out: closed all the same
+            except RPCError as e:
+                if e.status == RPCStatusCode.NOT_FOUND:
+                    unknown_since = unknown_since if unknown_since is not None else loop.time()
+                    if loop.time() - unknown_since > NOT_FOUND_PATIENCE_S:
+                        log.warning("room %s has no workflow; closing it", room_id)
+                        return
+                else:
+                    log.warning("watching room %s: %s", room_id, e)
+            await asyncio.sleep(self.retry_s)
