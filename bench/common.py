@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -79,6 +79,7 @@ class Bench:
     backend: Backend
     worker_pid: int | None
     api_pid: int | None = None
+    temporal_pid: int | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
 
     @property
@@ -114,7 +115,7 @@ async def open_bench(name: str, args: argparse.Namespace, **overrides: object) -
 
     data_dir = get_settings().data_dir.resolve() / f"bench-{name}"
     shutil.rmtree(data_dir, ignore_errors=True)
-    stack = EmbeddedStack(isolated_settings(data_dir, **overrides), ui=False)
+    stack = EmbeddedStack(isolated_settings(data_dir, None, **overrides), ui=False)
     t0 = time.monotonic()
     async with stack:
         info(f"[{name}] embedded stack up in {time.monotonic() - t0:.1f} s ({data_dir})")
@@ -130,6 +131,7 @@ async def open_bench(name: str, args: argparse.Namespace, **overrides: object) -
                 backend,
                 stack.worker.pid,
                 stack.api.pid,
+                stack.temporal.pid,
             )
         finally:
             await backend.aclose()
@@ -288,12 +290,15 @@ async def close_all(clients: dict[str, PartyClient]) -> None:
 
 
 async def paced(
-    rate_per_s: float, duration_s: float, fn: Callable[[int], Awaitable[None]], grace_s: float = 60.0
+    rate_per_s: float,
+    duration_s: float,
+    fn: Callable[[int], Coroutine[Any, Any, None]],
+    grace_s: float = 60.0,
 ) -> int:
     """Run ``fn(i)`` at ``rate_per_s`` (open loop: the i-th at t0 + i/rate, whether or not
     earlier ones finished) for ``duration_s``; wait up to ``grace_s`` more for them to
     finish (the rest are cancelled). Returns how many were started."""
-    n = max(1, int(round(rate_per_s * duration_s)))
+    n = max(1, round(rate_per_s * duration_s))
     t0 = time.monotonic()
     tasks: list[asyncio.Task[None]] = []
     for i in range(n):
@@ -319,7 +324,7 @@ _BARE_STARTED: dict[str, asyncio.Future[float]] = {}
 @activity.defn(name="bench_bare_mark")
 async def bare_mark() -> None:
     """The bare workflow's first (and only) activity: notes ``time.monotonic()`` of its start."""
-    fut = _BARE_STARTED.get(activity.info().workflow_id)
+    fut = _BARE_STARTED.get(activity.info().workflow_id or "")
     if fut is not None and not fut.done():
         fut.set_result(time.monotonic())
 
@@ -332,6 +337,18 @@ class BareWorkflow:
     @workflow.run
     async def run(self) -> None:
         await workflow.execute_activity(bare_mark, start_to_close_timeout=timedelta(seconds=30))
+
+
+@workflow.defn(name="BenchBareTimerWorkflow", sandboxed=False)
+class BareTimerWorkflow:
+    """The ring-timer baseline: sleep ``delay_s`` seconds on a durable timer; returns how
+    late the workflow task after the timer ran (``workflow.now()`` minus start + delay), seconds."""
+
+    @workflow.run
+    async def run(self, delay_s: float) -> float:
+        start = workflow.now()
+        await workflow.sleep(delay_s)
+        return (workflow.now() - start).total_seconds() - delay_s
 
 
 BARE_WORKFLOW_TASKS = 2
@@ -348,7 +365,7 @@ class BareBaseline:
         self._worker = Worker(
             client,
             task_queue=self.task_queue,
-            workflows=[BareWorkflow],
+            workflows=[BareWorkflow, BareTimerWorkflow],
             activities=[bare_mark],
             workflow_runner=UnsandboxedWorkflowRunner(),
         )
@@ -385,6 +402,29 @@ class BareBaseline:
             BareWorkflow.run, id=f"bare-{uuid.uuid4().hex}", task_queue=self.task_queue
         )
         await asyncio.wait_for(handle.result(), timeout_s)
+
+    async def timer_lateness(self, delays_s: Sequence[float], timeout_s: float) -> list[float]:
+        """Start one :class:`BareTimerWorkflow` per delay (seconds, from now), 50 starts at a
+        time; the lateness of each (seconds) that finished within ``timeout_s``."""
+        sem = asyncio.Semaphore(50)
+        t0 = time.monotonic()
+
+        async def one(delay: float) -> float | None:
+            async with sem:
+                remaining = delay - (time.monotonic() - t0)
+                handle = await self.client.start_workflow(
+                    BareTimerWorkflow.run,
+                    max(0.5, remaining),
+                    id=f"bare-timer-{uuid.uuid4().hex}",
+                    task_queue=self.task_queue,
+                )
+            try:
+                return await asyncio.wait_for(handle.result(), timeout_s)
+            except Exception:
+                return None
+
+        results = await asyncio.gather(*(one(d) for d in delays_s))
+        return [r for r in results if r is not None]
 
     async def latency_at_rate(self, rate_per_s: float, duration_s: float) -> tuple[list[float], int]:
         """Open-loop starts at ``rate_per_s`` for ``duration_s``: (start -> activity seconds of

@@ -50,7 +50,12 @@ PUSH_TIMEOUT_S = 30.0
 
 
 async def ringflow_at_rate(
-    bench: Bench, waiter: PushWaiter, devices: list[str], units: list[tuple[str, str]], rate: float, duration: float
+    bench: Bench,
+    waiter: PushWaiter,
+    devices: list[str],
+    units: list[tuple[str, str]],
+    rate: float,
+    duration: float,
 ) -> dict[str, Any]:
     """Open-loop calls at ``rate``/s for ``duration`` s; setup latencies (POST -> push at
     the socket) and POST response times, failures by kind."""
@@ -65,7 +70,9 @@ async def ringflow_at_rate(
         fut = waiter.expect(call_id, "incoming_call")
         t0 = time.monotonic()
         try:
-            r = await bench.backend.place_call(call_body(devices[i % len(devices)], unit_id, RING_TIMEOUT_S), call_id)
+            r = await bench.backend.place_call(
+                call_body(devices[i % len(devices)], unit_id, RING_TIMEOUT_S), call_id
+            )
             post.append(time.monotonic() - t0)
             if r.status_code >= 300:
                 failures[f"http {r.status_code}"] = failures.get(f"http {r.status_code}", 0) + 1
@@ -154,7 +161,9 @@ async def run(args: Any) -> dict[str, Any]:
 
 def table_text(rows: list[dict[str, Any]], cols: list[str] | None) -> str:
     """The result rows as a Markdown table."""
-    return table("call setup: POST /v1/calls -> incoming_call at the socket vs bare start -> activity", rows, cols)
+    return table(
+        "call setup: POST /v1/calls -> incoming_call at the socket vs bare start -> activity", rows, cols
+    )
 
 
 def main() -> None:
