@@ -99,7 +99,7 @@ async def run(args: Any) -> dict[str, Any]:
         place_s = time.monotonic() - t0
         info(f"[capacity] placed in {place_s:.0f} s ({n / place_s:.1f} calls/s); waiting until all ring ...")
         ringing = 0
-        deadline = time.monotonic() + 300.0
+        deadline = time.monotonic() + max(300.0, n * 0.2)
         while time.monotonic() < deadline:
             ringing = await bench.pool.fetchval(
                 "SELECT count(*) FROM outbox WHERE type = 'incoming_call' AND call_id LIKE $1", prefix + "%"
