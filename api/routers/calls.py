@@ -299,6 +299,7 @@ async def place_call(
                     time_limit_s=body.time_limit_s or settings.time_limit_s,
                     default_ring_timeout_s=settings.ring_timeout_s,
                     join_timeout_s=settings.join_timeout_s,
+                    media_required=settings.media_enabled,
                 ),
                 id=call_id,
                 task_queue=settings.task_queue,
