@@ -108,6 +108,20 @@ class ClientPeer:
         """Apply the bridge's answer; ICE and DTLS then start."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
 
+    async def connected(self) -> None:
+        """Wait until the connection state is ``connected``; raises ``ConnectionError`` if
+        it becomes ``failed`` or ``closed`` instead (bound it with ``asyncio.timeout``)."""
+        done = asyncio.Event()
+        self.pc.add_listener("connectionstatechange", done.set)
+        try:
+            while self.pc.connectionState != "connected":
+                if self.pc.connectionState in ("failed", "closed"):
+                    raise ConnectionError(f"peer connection {self.pc.connectionState}")
+                done.clear()
+                await done.wait()
+        finally:
+            self.pc.remove_listener("connectionstatechange", done.set)
+
     def heard(self, kind: str = "audio") -> int:
         """Loud frames received on ``kind`` tracks (audio) or frames (video)."""
         return sum(r.loud if kind == "audio" else r.frames for r in self.received if r.kind == kind)
