@@ -126,6 +126,17 @@ class World:
             f"call {call_id} did not end",
         )
 
+    async def wait_ended_in_db(self, call_id: str, timeout: float) -> None:
+        """Like :meth:`wait_ended`, from PostgreSQL directly (works while the API is down)."""
+        await poll(
+            lambda: self.pool.fetchval(
+                "SELECT count(*) FROM call_events WHERE call_id = $1 AND name = 'callEnded'", call_id
+            ),
+            lambda n: n == 1,
+            timeout,
+            f"call {call_id} did not end",
+        )
+
     async def wait_phase(self, call_id: str, phase: str, timeout: float) -> dict[str, Any]:
         return await poll(
             lambda: self.backend.call(call_id), lambda v: v["phase"] == phase, timeout, f"{call_id} {phase}"
@@ -259,6 +270,7 @@ class RawPushClient:
     def __init__(self, base_url: str, token: str) -> None:
         self.url = base_url.replace("http", "ws", 1) + f"/v1/push?token={token}"
         self.frames: list[dict[str, Any]] = []
+        self.connection_of: list[int] = []  # per frame: 1 = first connection, 2 = after a reconnect, ...
         self.connects = 0
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -276,15 +288,21 @@ class RawPushClient:
                     async for raw in ws:
                         frame = json.loads(raw)
                         self.frames.append(frame)
+                        self.connection_of.append(self.connects)
                         if frame.get("id") is not None:
                             await ws.send(json.dumps({"ack": [frame["id"]]}))
             except (OSError, websockets.exceptions.WebSocketException):
                 self._connected.clear()
             await asyncio.sleep(0.1)
 
-    def ids(self, call_id: str) -> list[str]:
-        """Ids of the frames received for ``call_id``, in order, duplicates included."""
-        return [f["id"] for f in self.frames if f.get("call_id") == call_id and "id" in f]
+    def ids(self, call_id: str, connection: int | None = None) -> list[str]:
+        """Ids of the frames received for ``call_id`` (on ``connection`` only, when given),
+        in order, duplicates included."""
+        return [
+            f["id"]
+            for f, n in zip(self.frames, self.connection_of, strict=True)
+            if f.get("call_id") == call_id and "id" in f and connection in (None, n)
+        ]
 
     async def close(self) -> None:
         if self._task is not None:

@@ -24,8 +24,10 @@ with workflow.unsafe.imports_passed_through():
 
 ACTIVITY_TIMEOUT = timedelta(seconds=10)
 """start_to_close of the short directory/line activities."""
-RECORD_TIMEOUT = timedelta(seconds=30)
-"""start_to_close of ``record`` (one PostgreSQL transaction)."""
+RECORD_TIMEOUT = timedelta(seconds=10)
+"""start_to_close of ``record`` (one PostgreSQL transaction, milliseconds). Also how long a
+call stalls when its worker dies mid-``record`` (kill -9): the attempt is only retried after
+this timeout, so keep it short (tests/test_faults.py, the finish)."""
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
 """Retry transient failures for ever; activities fail on purpose with non-retryable errors."""
 

@@ -1,0 +1,285 @@
+"""Fault injection (issues 2 and 4) on ONE embedded stack with ring timeouts of ~2 s:
+kill -9 of the worker while ringing, in talk and at the finish; an API kill with pushes
+pending; PostgreSQL stopped mid-call; an offline resident; two answers in the same
+millisecond. Every call must end, on time, with the events of docs/events.md, no room
+rung twice, no event lost or duplicated, every push delivered exactly once per client.
+
+"On time" margins: a worker killed by SIGKILL leaves its sticky task queue behind, and
+the server hands the next workflow task to a new worker only after the sticky
+schedule-to-start timeout (10 s, SDK default); activities lost mid-flight are retried
+after their start-to-close timeout. The margins below allow for that, no more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from ringflow.client import PartyClient, Received
+from ringflow.contracts.common import Party
+from tests.integration_helpers import (
+    LOBBY,
+    World,
+    event_order_problems,
+    outcomes,
+    poll,
+    room_names,
+    running_world,
+    user,
+)
+
+pytestmark = pytest.mark.integration
+
+RING_S = 2.0
+WORKER_LOSS_S = 15.0
+"""What a SIGKILLed worker may add before a new one carries on (sticky queue timeout + slack)."""
+FINISH_LOSS_S = 20.0
+"""... and when it dies inside the finish's ``record`` activity: that activity's start-to-close
+timeout (workflows/events.py ``RECORD_TIMEOUT``), the retry and the sticky queue timeout."""
+
+
+@pytest_asyncio.fixture(scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    async with running_world(tmp_path_factory.mktemp("faults")) as w:
+        yield w
+
+
+def incoming(call_id: str) -> Callable[[Received], bool]:
+    return lambda m: m.call_id == call_id and m.type == "incoming_call"
+
+
+def ended_push(call_id: str) -> Callable[[Received], bool]:
+    return lambda m: m.call_id == call_id and m.type == "call_ended"
+
+
+async def act(world: World, party: Party, call_id: str, name: str) -> httpx.Response:
+    """``POST /v1/calls/{call_id}/{name}`` as ``party``, waiting up to 40 s for the answer."""
+    token = await world.backend.token(party)
+    async with httpx.AsyncClient(base_url=world.api_url, timeout=40) as http:
+        return await http.post(f"/v1/calls/{call_id}/{name}", headers={"Authorization": f"Bearer {token}"})
+
+
+def ringing_per_room(view: dict) -> Counter[str]:  # type: ignore[type-arg]
+    return Counter(e["room_id"] for e in view["events"] if e["name"] == "ringing")
+
+
+def assert_rung_once(view: dict, clients: list[PartyClient]) -> None:  # type: ignore[type-arg]
+    """Exactly one ``ringing`` per rung room, one ``incoming_call`` per resident and room."""
+    rooms = [a["room_id"] for a in view["attempts"] if a["outcome"] not in ("busy", "skipped")]
+    assert ringing_per_room(view) == Counter(rooms)
+    for c in clients:
+        rings = [
+            m.frame["room_id"]
+            for m in c.received
+            if m.call_id == view["call_id"] and m.type == "incoming_call"
+        ]
+        assert len(rings) == len(set(rings)) <= 1, (c.party, rings)
+
+
+async def test_worker_killed_while_ringing_new_worker_escalates_on_time(world: World) -> None:
+    a, b, c = await world.residents(3, "kr")
+
+    async def answer_then_hang_up(client: PartyClient, msg: Received) -> None:
+        if msg.type == "incoming_call":
+            r = await client.action(str(msg.call_id), "answer")
+            assert r.status_code == 200, r.text
+            await asyncio.sleep(0.5)
+            await client.action(str(msg.call_id), "hang-up")
+
+    ca, cb = await world.connect(a), await world.connect(b)
+    cc = await world.connect(c, answer_then_hang_up)
+    call_id = await world.place(LOBBY, [a, b, c], ring_timeout_s=RING_S)
+    first = await ca.wait_for(incoming(call_id))
+    await world.stack.kill_worker()
+    await world.stack.start_worker()
+    second = await cb.wait_for(incoming(call_id), timeout=RING_S + WORKER_LOSS_S)
+    assert second.received_at - first.received_at < RING_S + WORKER_LOSS_S
+    third = await cc.wait_for(incoming(call_id), timeout=RING_S + WORKER_LOSS_S)
+    assert third.received_at - second.received_at >= RING_S * 0.9  # b rang its full ring timeout
+
+    view = await world.wait_ended(call_id, 20)
+    assert outcomes(view) == [(a.id, "no_answer"), (b.id, "no_answer"), (c.id, "answered")]
+    assert view["end_reason"] == "hangUpVoip"
+    assert event_order_problems(view) == []
+    assert_rung_once(view, [ca, cb, cc])
+
+
+async def test_worker_killed_in_talk_and_at_the_finish_calls_end_correctly(world: World) -> None:
+    a, b = await world.residents(2, "kt")
+    ca, cb = await world.connect(a), await world.connect(b)
+    talk = await world.place(LOBBY, [a], ring_timeout_s=RING_S)
+    await ca.wait_for(incoming(talk))
+    assert (await ca.action(talk, "answer")).status_code == 200
+    await world.wait_phase(talk, "talk", 10)
+    await world.stack.kill_worker()
+    await world.stack.start_worker()
+    # The update reaches the workflow once the server gives up on the dead worker's sticky
+    # queue: longer than PartyClient's 5 s HTTP timeout, so a patient request.
+    t0 = time.monotonic()
+    r = await act(world, a, talk, "hang-up")
+    assert r.status_code == 200, r.text
+    assert time.monotonic() - t0 < WORKER_LOSS_S
+
+    # At the finish: the room's last `record` (terminal event, endVoip, finishVoip, billing)
+    # is held in flight by a row lock, the worker is killed with it, the lock released.
+    finish = await world.place(LOBBY, [b], ring_timeout_s=RING_S)
+    await cb.wait_for(incoming(finish))
+    assert (await cb.action(finish, "answer")).status_code == 200
+    await world.wait_phase(finish, "talk", 10)
+    async with world.pool.acquire() as conn:
+        lock = conn.transaction()
+        await lock.start()
+        await conn.execute("SELECT 1 FROM attempts WHERE call_id = $1 FOR UPDATE", finish)
+        hang_up = asyncio.create_task(act(world, b, finish, "hang-up"))
+        await poll(
+            lambda: world.pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"),
+            lambda n: n > 0,
+            10,
+            "the finish's record waits for the lock",
+        )
+        await world.stack.kill_worker()
+        killed_at = time.monotonic()
+        await lock.rollback()
+    await world.stack.start_worker()
+    assert (await hang_up).status_code in (200, 503)  # the update may outlive its worker
+    await world.wait_ended(finish, FINISH_LOSS_S + 5)
+    assert time.monotonic() - killed_at < FINISH_LOSS_S
+
+    for call_id, resident, client in ((talk, a, ca), (finish, b, cb)):
+        view = await world.wait_ended(call_id, WORKER_LOSS_S + 30)
+        assert outcomes(view) == [(resident.id, "answered")], call_id
+        assert view["end_reason"] == "hangUpVoip"
+        assert event_order_problems(view) == []
+        names = next(iter(room_names(view).values()))
+        assert names.count("endVoip") == names.count("finishVoip") == 1
+        assert await world.pool.fetchval("SELECT count(*) FROM billing WHERE call_id = $1", call_id) == 1
+        assert await world.pool.fetchval("SELECT count(*) FROM line_claims WHERE call_id = $1", call_id) == 0
+        ended = await client.wait_for(ended_push(call_id))
+        assert ended.frame["payload"]["keepTime"] == view["keep_time_s"]
+
+
+PENDING = "SELECT id FROM outbox WHERE call_id = $1 AND recipient = $2 AND acked_at IS NULL"
+
+
+async def test_api_killed_with_pushes_pending_every_push_arrives_once(world: World) -> None:
+    a, b = await world.residents(2, "api")
+    ca = await world.connect(a)  # de-duplicating client
+    rb = await world.connect_raw(b)  # records every frame as sent
+    rdev = await world.connect_raw(LOBBY)
+    call_id = await world.place(LOBBY, [a, b], strategy="simultaneous", ring_timeout_s=RING_S)
+    await asyncio.gather(
+        ca.wait_for(incoming(call_id)), poll(lambda: asyncio.sleep(0, rb.ids(call_id)), bool, 5, "b rung")
+    )
+    await world.stack.kill_api()
+    # while the API is down the ring times out: call_cancelled/call_ended wait in the outbox
+    await world.wait_ended_in_db(call_id, RING_S + 15)
+    pending = {
+        p.key(): {r["id"] for r in await world.pool.fetch(PENDING, call_id, p.key())} for p in (a, b, LOBBY)
+    }
+    assert all(pending.values()), pending
+    await world.stack.start_api()
+
+    async def delivered() -> bool:
+        unacked = [await world.pool.fetch(PENDING, call_id, p.key()) for p in (a, b, LOBBY)]
+        return not any(unacked)
+
+    await poll(delivered, bool, 10, "every push delivered and acked after the restart")
+    for raw, party in ((rb, b), (rdev, LOBBY)):
+        expected = await world.outbox_ids(party, call_id)
+        assert raw.connects >= 2
+        # the new connection got exactly what was pending, each once ...
+        after = raw.ids(call_id, connection=raw.connects)
+        assert sorted(after) == sorted(pending[party.key()]), party
+        # ... and nothing was lost or sent twice on any one connection
+        assert set(raw.ids(call_id)) == expected, party
+        for n in range(1, raw.connects + 1):
+            ids = raw.ids(call_id, connection=n)
+            assert len(ids) == len(set(ids)), (party, n, ids)
+    got = [m.frame["id"] for m in ca.received if m.call_id == call_id]
+    assert len(got) == len(set(got)) and set(got) == await world.outbox_ids(a, call_id)
+    assert sorted(m.type for m in ca.received if m.call_id == call_id) == ["call_cancelled", "incoming_call"]
+
+
+async def test_postgres_stopped_while_ringing_call_completes_no_event_lost(world: World) -> None:
+    a, b = await world.residents(2, "pg")
+
+    async def answer_then_hang_up(client: PartyClient, msg: Received) -> None:
+        answered = (
+            msg.type == "incoming_call" and (await client.action(str(msg.call_id), "answer")).is_success
+        )
+        if answered:
+            await asyncio.sleep(0.3)
+            await client.action(str(msg.call_id), "hang-up")
+
+    ca = await world.connect(a)
+    cb = await world.connect(b, answer_then_hang_up)
+    call_id = await world.place(LOBBY, [a, b], ring_timeout_s=RING_S)
+    await ca.wait_for(incoming(call_id))
+    t0 = time.monotonic()
+    await asyncio.to_thread(world.stack.postgres.stop)
+    await asyncio.sleep(RING_S + 1)  # the ring timer fires while the database is down
+    await asyncio.to_thread(world.stack.postgres.start)
+    await cb.wait_for(incoming(call_id), timeout=30)
+    view = await world.wait_ended(call_id, 30)
+    assert time.monotonic() - t0 < 45
+    assert outcomes(view) == [(a.id, "no_answer"), (b.id, "answered")]
+    assert event_order_problems(view) == []  # ids unique, seq contiguous per room
+    rows = await world.pool.fetch("SELECT id, room_id, seq FROM call_events WHERE call_id = $1", call_id)
+    assert len(rows) == len(view["events"]) == len({r["id"] for r in rows})
+    assert_rung_once(view, [ca, cb])
+
+
+async def test_offline_resident_counts_as_no_answer(world: World) -> None:
+    offline, online = await world.residents(2, "off")
+    co = await world.connect(online, None)
+    call_id = await world.place(LOBBY, [offline, online], ring_timeout_s=RING_S)
+    t0 = time.monotonic()
+    msg = await co.wait_for(incoming(call_id), timeout=RING_S + 10)
+    assert msg.received_at - t0 >= RING_S * 0.9
+    assert (await co.action(call_id, "answer")).status_code == 200
+    assert (await co.action(call_id, "hang-up")).status_code == 200
+    view = await world.wait_ended(call_id, 10)
+    assert outcomes(view) == [(offline.id, "no_answer"), (online.id, "answered")]
+    assert event_order_problems(view) == []
+    # the offline resident's pushes wait in the outbox, undelivered
+    rows = await world.pool.fetch(
+        "SELECT type, acked_at FROM outbox WHERE call_id = $1 AND recipient = $2 ORDER BY seq",
+        call_id,
+        offline.key(),
+    )
+    assert [(r["type"], r["acked_at"]) for r in rows] == [("incoming_call", None), ("call_cancelled", None)]
+
+
+async def test_two_answers_in_the_same_millisecond_one_talks(world: World) -> None:
+    dan, erin = user("dan"), user("erin")
+    cd, ce = await world.connect(dan), await world.connect(erin)
+    r = await world.backend.place_call(
+        {
+            "caller": LOBBY.model_dump(mode="json"),
+            "unit_id": "102",
+            "room_type": "voice",
+            "policy": {"strategy": "simultaneous", "ring_timeout_s": 3.0},
+        },
+        f"same-ms-{time.time_ns()}",
+    )
+    assert r.status_code == 201, r.text
+    call_id = r.json()["call_id"]
+    await asyncio.gather(cd.wait_for(incoming(call_id)), ce.wait_for(incoming(call_id)))
+    answers = await asyncio.gather(cd.action(call_id, "answer"), ce.action(call_id, "answer"))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    loser = next(a for a in answers if a.status_code == 409).json()
+    assert loser["type"] == "urn:ringflow:problem:answered-by-another"
+    assert loser["errCode"] == 1005
+    winner = cd if answers[0].status_code == 200 else ce
+    assert (await winner.action(call_id, "hang-up")).status_code == 200
+    view = await world.wait_ended(call_id, 10)
+    assert view["answered_by"] == winner.party.model_dump(mode="json")
+    assert sorted(str(o) for _, o in outcomes(view)) == ["answered", "cancelled"]
+    assert event_order_problems(view) == []
+    assert sum(e["name"] == "calling" for e in view["events"]) == 1
