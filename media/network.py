@@ -22,6 +22,8 @@ Source of the rules: /work/shared/CONVENTIONS.md (aiortc section) and issue 3.
 from __future__ import annotations
 
 import ipaddress
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -62,6 +64,31 @@ def candidate_address(line: str) -> str | None:
 def candidate_addresses(sdp: str) -> list[str]:
     """Every candidate address in ``sdp``, in order (for checks and tests)."""
     return [a for a in (candidate_address(line) for line in sdp.splitlines()) if a is not None]
+
+
+def udp_addresses(pid: int | str = "self") -> set[str]:
+    """Local addresses of the UDP sockets process ``pid`` holds (Linux: its
+    ``/proc/<pid>/fd`` socket inodes looked up in ``/proc/net/udp`` and ``udp6``): where
+    its ICE sockets really listen. Raises ``OSError`` when ``pid`` does not exist."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    found = set()
+    for table, family in (("udp", socket.AF_INET), ("udp6", socket.AF_INET6)):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[9] not in inodes:
+                    continue
+                raw = bytes.fromhex(cols[1].split(":")[0])  # 32-bit words in host (little-endian) order
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(socket.inet_ntop(family, raw))
+    return found
 
 
 @dataclass(frozen=True)

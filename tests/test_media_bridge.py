@@ -8,8 +8,6 @@ become ``joined`` / ``join_failed`` / ``media_lost``, garbage SDP, foreign candi
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,7 +15,7 @@ import pytest_asyncio
 
 from media.bridge import Bridge, InvalidSdp
 from media.models import PeerOffer, Role
-from media.network import MediaNetwork, candidate_addresses
+from media.network import MediaNetwork, candidate_addresses, udp_addresses
 from media.peer import ClientPeer, ToneTrack
 from ringflow.contracts.calls import JoinInput
 from ringflow.contracts.common import Party, PartyKind
@@ -74,29 +72,6 @@ async def join(bridge: Bridge, peer: ClientPeer, party: Party, role: Role, room:
     return answer.sdp
 
 
-def udp_addresses() -> set[str]:
-    """Local addresses of this process's UDP sockets (/proc/self/fd x /proc/net/udp{,6})."""
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = set()
-    for path, family in (("/proc/net/udp", socket.AF_INET), ("/proc/net/udp6", socket.AF_INET6)):
-        with open(path) as f:
-            for line in f.readlines()[1:]:
-                cols = line.split()
-                if cols[9] not in inodes:
-                    continue
-                raw = bytes.fromhex(cols[1].split(":")[0])
-                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-                found.add(socket.inet_ntop(family, raw))
-    return found
-
-
 async def test_audio_relayed_both_ways_on_loopback_only(bridge: Bridge) -> None:
     caller, listener = ClientPeer([ToneTrack(440)]), ClientPeer([ToneTrack(880)])
     try:
@@ -110,7 +85,7 @@ async def test_audio_relayed_both_ways_on_loopback_only(bridge: Bridge) -> None:
         assert "opus/48000" in answer.lower()
         assert set(candidate_addresses(answer)) == {"127.0.0.1"}
         assert set(candidate_addresses(caller.pc.localDescription.sdp)) == {"127.0.0.1"}
-        assert udp_addresses() == {"127.0.0.1"}
+        assert udp_addresses() == {"127.0.0.1"}  # this process: the bridge and both peers
         [info] = bridge.info()
         assert {(p.role, p.state, p.joined) for p in info.peers} == {
             (Role.CALLER, "connected", True),

@@ -12,6 +12,8 @@ Everything is derived from one :class:`~ringflow.settings.Settings`:
 ``temporal_address``        the dev server's frontend (host:port)
 ``temporal_ui_port``        the Temporal UI
 ``api_host``/``api_port``   the API (uvicorn)
+``media_port``              the media bridge's control API (``media.server``),
+                            started only with ``media_enabled``
 ==========================  =================================================
 
 The worker and the API get every setting as ``RINGFLOW_*`` environment
@@ -76,6 +78,8 @@ def isolated_settings(data_dir: Path, base: Settings | None = None, **overrides:
         "api_host": "127.0.0.1",
         "api_port": free_port(),
     }
+    media_port = free_port()
+    update.update(media_port=media_port, media_url=f"http://127.0.0.1:{media_port}")
     update.update(overrides)
     return base.model_copy(update=update)
 
@@ -94,7 +98,8 @@ class EmbeddedStack:
     ``database_url`` on the embedded PostgreSQL, ``temporal_ui_url``), the ones
     the children get. ``ui=False`` runs Temporal headless; ``worker=False`` /
     ``api=False`` leave that process out (start it later with ``start_worker``
-    / ``start_api``).
+    / ``start_api``); ``media`` (default: ``settings.media_enabled``) adds the media
+    bridge process.
 
     ``start()`` raises ``RuntimeError`` when a port is taken or a process does
     not become ready (the message has the end of its log); whatever it started
@@ -108,6 +113,7 @@ class EmbeddedStack:
         ui: bool = True,
         worker: bool = True,
         api: bool = True,
+        media: bool | None = None,
         temporal_log_level: str = "warn",
     ) -> None:
         data_dir = settings.data_dir.resolve()
@@ -135,6 +141,9 @@ class EmbeddedStack:
         self.api = ChildProcess("api", python_module("ringflow.stack.serve_api"), env, logs / "api.log")
         self._want_worker = worker
         self._want_api = api
+        # The media bridge (media/server.py) runs only where calls need media.
+        self.media = ChildProcess("media", python_module("media.server"), env, logs / "media.log")
+        self._want_media = settings.media_enabled if media is None else media
         self._client: Client | None = None
 
     # -- where things are -------------------------------------------------------------
@@ -206,6 +215,8 @@ class EmbeddedStack:
             wanted.append(("RINGFLOW_TEMPORAL_UI_PORT", host, self.temporal.ui_port))
         if self._want_api:
             wanted.append(("RINGFLOW_API_PORT", s.api_host, s.api_port))
+        if self._want_media:
+            wanted.append(("RINGFLOW_MEDIA_PORT", s.media_host, s.media_port))
         taken = [f"{name} ({h}:{p})" for name, h, p in wanted if _port_in_use(h, p)]
         if taken:
             raise RuntimeError(
@@ -233,6 +244,8 @@ class EmbeddedStack:
                 waits.append(self.start_worker())
             if self._want_api:
                 waits.append(self.start_api())
+            if self._want_media:
+                waits.append(self.start_media())
             await asyncio.gather(*waits)
         except BaseException:
             await self.stop()
@@ -241,6 +254,7 @@ class EmbeddedStack:
     async def stop(self) -> None:
         """Stop the API, the worker (graceful: running activities finish), Temporal, PostgreSQL."""
         await asyncio.to_thread(self.api.stop)
+        await asyncio.to_thread(self.media.stop)
         await asyncio.to_thread(self.worker.stop)
         self._client = None
         await asyncio.to_thread(self.temporal.stop)
@@ -299,6 +313,13 @@ class EmbeddedStack:
         """Stop (or ``kill``) the API, start a new one, wait until it answers."""
         await (self.kill_api() if kill else self.stop_api())
         await self.start_api()
+
+    # -- media bridge -----------------------------------------------------------------
+    async def start_media(self) -> None:
+        """Start the media bridge process and wait until its ``GET /healthz`` answers 200."""
+        self.media.start()
+        async with httpx.AsyncClient(base_url=self.settings.media_url, timeout=2.0) as http:
+            await self._until(self.media, lambda: http.get("/healthz"), lambda r: r.status_code == 200)
 
     # -- helpers ----------------------------------------------------------------------
     async def _until(self, child: ChildProcess, probe: Callable, ready: Callable) -> None:
