@@ -485,6 +485,20 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+async def settle(pid: int | None, limit_s: float = 180.0, busy_share: float = 0.05) -> float:
+    """Wait until process ``pid`` uses less than ``busy_share`` of a core over 2 s (a backlog
+    has drained), at most ``limit_s`` seconds; returns the seconds waited (0 without a pid)."""
+    t0 = time.monotonic()
+    if pid is None:
+        return 0.0
+    while time.monotonic() - t0 < limit_s:
+        c0 = cpu_s(pid)
+        await asyncio.sleep(2.0)
+        if (cpu_s(pid) - c0) / 2.0 < busy_share:
+            break
+    return time.monotonic() - t0
+
+
 def loadavg() -> list[float]:
     """The 1, 5 and 15 minute load averages (``/proc/loadavg``)."""
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]

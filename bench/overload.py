@@ -2,8 +2,8 @@
 
 Measure only: ringflow has no admission control yet (no ``429`` + ``Retry-After`` on
 ``POST /v1/calls``), so every call is accepted and queues in Temporal; this reports
-what callers see. ``--sustainable`` calls/s (default 8: about what one worker sets up
-on this 2-core machine, see ``bench.setup_latency`` / ``bench.capacity``) x
+what callers see. ``--sustainable`` calls/s (default 3: about what one worker sets up
+and rings out on this shared 2-core machine, see ``bench.setup_latency`` / ``bench.capacity``) x
 ``--factor`` (5) for ``--duration`` seconds (10; ``--quick`` 5), each call to its own
 unit with one connected resident that never answers (ring timeout ``RING_TIMEOUT_S``).
 
@@ -34,6 +34,7 @@ from bench.common import (
     open_bench,
     paced,
     parser,
+    settle,
     summary_ms,
     table,
 )
@@ -91,6 +92,7 @@ async def run(args: Any) -> dict[str, Any]:
             await paced(rate, duration, one, grace_s=PUSH_TIMEOUT_S + 10)
             drained_s = last_push - t_burst if last_push else float("nan")
             await asyncio.sleep(RING_TIMEOUT_S + 2)
+            await settle(bench.worker_pid)  # the baseline runs on an idle ringflow
             async with BareBaseline(bench.client) as bare:
                 info(f"[overload] bare baseline at {rate:g}/s for {duration:g} s ...")
                 bare_lat, bare_failed = await bare.latency_at_rate(rate, duration)
@@ -135,7 +137,7 @@ async def run(args: Any) -> dict[str, Any]:
 
 def main() -> None:
     p = parser("overload burst")
-    p.add_argument("--sustainable", type=float, default=8.0, help="sustainable calls/s (default 8)")
+    p.add_argument("--sustainable", type=float, default=3.0, help="sustainable calls/s (default 3)")
     p.add_argument("--factor", type=float, default=5.0, help="burst = factor x sustainable (default 5)")
     p.add_argument("--duration", type=float, help="burst seconds (default 10, --quick 5)")
     asyncio.run(run(p.parse_args()))

@@ -35,6 +35,7 @@ from bench.common import (
     open_bench,
     paced,
     parser,
+    settle,
     summary_ms,
     table,
 )
@@ -109,7 +110,8 @@ async def run(args: Any) -> dict[str, Any]:
                     info(f"[setup] ringflow at {rate:g} calls/s for {duration:g} s ...")
                     load_before = machine()["loadavg"][0]
                     rf = await ringflow_at_rate(bench, waiter, directory.devices, units, rate, duration)
-                    await asyncio.sleep(RING_TIMEOUT_S + 2)  # let them time out: lines free, worker idle
+                    await asyncio.sleep(RING_TIMEOUT_S + 2)  # let them time out: lines free
+                    drain_s = await settle(bench.worker_pid)  # the worker's backlog is done
                     info(f"[setup] bare Temporal at {rate:g} workflows/s for {duration:g} s ...")
                     lat, bare_failed = await bare.latency_at_rate(rate, duration)
                     r_s, b_s = summary_ms(rf["setup"]), summary_ms(lat)
@@ -130,6 +132,7 @@ async def run(args: Any) -> dict[str, Any]:
                             "bare_p99_ms": b_s["p99_ms"],
                             "p99_ratio": r_s["p99_ms"] / b_s["p99_ms"] if b_s["n"] else float("nan"),
                             "load1": load_before,
+                            "drain_s": drain_s,
                             "failures": rf["failures"],
                         }
                     )
