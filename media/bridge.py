@@ -3,18 +3,20 @@
 A party's offer (complete ICE, no trickle) creates its peer (and the room, lazily,
 on the first offer); the bridge answers with its own candidates (only the
 configured listen addresses, see ``media/network.py``). Every track a party sends
-is consumed at once (a ``MediaBlackhole`` on a ``MediaRelay`` proxy, so frames never
-pile up) and relayed to the other party through ``MediaRelay.subscribe(track,
-buffered=False)`` (a slow consumer drops frames instead of queueing them). Audio is
-Opus end to end: both legs negotiate aiortc's codecs, Opus first.
+is consumed at once (a drain on a ``MediaRelay`` proxy that also notes when the
+party's last frame arrived, so frames never pile up) and relayed to the other party
+through ``MediaRelay.subscribe(track, buffered=False)`` (a slow consumer drops frames
+instead of queueing them). Audio is Opus end to end: both legs negotiate aiortc's
+codecs, Opus first.
 
 Connection states drive the call (troubleshooting guide sections 2-6, issue 3):
 
 - a peer reaching ``connected`` -> ``joined`` (once per peer);
 - a peer that never connects within ``connect_timeout_s`` of its offer, or fails or
   closes before connecting -> ``join_failed`` (joinFailCaller / joinFailListener);
-- a peer that had connected and then fails, closes, or stays ``disconnected`` for
-  ``disconnect_grace_s`` -> ``media_lost`` (abortVoip: "unexpected exit, network
+- a peer that had connected and then fails, closes, or sends no frame for
+  ``disconnect_grace_s`` after having sent some -> ``media_lost`` (abortVoip: "unexpected
+  exit, network
   interruptions", guide sections 3(1) and 6(1)).
 
 Each goes to the :class:`Reporter` (Temporal signals to the EscalationWorkflow
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaBlackhole, MediaRelay
+from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 from av.frame import Frame
@@ -78,7 +80,7 @@ class Peer:
     pc: RTCPeerConnection
     joined: bool = False
     ended: bool = False
-    timer: asyncio.TimerHandle | None = None  # connect timeout, then disconnect grace
+    timer: asyncio.TimerHandle | None = None  # connect timeout
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -95,7 +97,7 @@ class Room:
     relay: MediaRelay = field(default_factory=MediaRelay)
     peers: dict[Role, Peer] = field(default_factory=dict)
     sources: dict[tuple[Role, str], MediaStreamTrack] = field(default_factory=dict)
-    sinks: list[MediaBlackhole] = field(default_factory=list)
+    last_frame: dict[Role, float] = field(default_factory=dict)  # loop.time() of the last frame
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     watcher: asyncio.Task[None] | None = None
 
@@ -172,7 +174,9 @@ class Bridge:
 
     ``network``: address policy (``MediaNetwork.install`` must have run in this process);
     ``reporter``: where media facts go; ``connect_timeout_s``: time from offer to
-    ``connected``; ``disconnect_grace_s``: time a joined peer may stay ``disconnected``.
+    ``connected``; ``disconnect_grace_s``: time a joined peer that sent media may send none.
+    aiortc has no ``disconnected`` state and notices a vanished peer only when ICE consent
+    fails (RFC 7675: 6 x 5 s in aioice), so silence is the bridge's early sign of loss.
     """
 
     def __init__(
@@ -204,6 +208,7 @@ class Bridge:
         if room is None:
             room = self.rooms[room_id] = Room(room_id, req.call_id)
             room.watcher = asyncio.create_task(self._watch(room))
+        room.last_frame.pop(req.role, None)  # judge the new peer by its own frames
         old = room.peers.pop(req.role, None)
         if old is not None:
             await self._close_peer(room, old)
@@ -236,8 +241,6 @@ class Bridge:
                 await self._close_peer(room, peer)
         finally:
             room.peers.clear()
-            for sink in room.sinks:
-                await sink.stop()
             if room.watcher is not None and room.watcher is not asyncio.current_task():
                 room.watcher.cancel()
         return True
@@ -275,10 +278,7 @@ class Bridge:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             # Consume at once: with nobody relaying yet, frames would pile up in the receiver.
-            sink = MediaBlackhole()
-            sink.addTrack(room.relay.subscribe(track, buffered=False))
-            room.sinks.append(sink)
-            self._spawn(sink.start())
+            self._spawn(self._drain(room, peer.role, room.relay.subscribe(track, buffered=False)))
             room.set_source(peer.role, track.kind, track)
 
         @pc.on("connectionstatechange")
@@ -291,13 +291,32 @@ class Bridge:
                 peer.cancel_timer()
                 if not peer.joined:
                     peer.joined = True
+                    self._spawn(self._watch_media(room, peer))
                     await self._report(room, peer, SIGNAL_JOINED, None)
-            elif state == "disconnected" and peer.joined:
-                self._end_later(
-                    room, peer, self.disconnect_grace_s, f"disconnected for {self.disconnect_grace_s:g} s"
-                )
             elif state in ("failed", "closed"):
                 await self._end(room, peer, f"peer connection {state}")
+
+    async def _drain(self, room: Room, role: Role, proxy: MediaStreamTrack) -> None:
+        """Consume ``role``'s track until it ends, noting each frame's arrival."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await proxy.recv()
+                room.last_frame[role] = loop.time()
+        except MediaStreamError:
+            pass
+        finally:
+            proxy.stop()
+
+    async def _watch_media(self, room: Room, peer: Peer) -> None:
+        """``media_lost`` once joined ``peer`` has sent frames and then none for
+        ``disconnect_grace_s`` (a peer that never sends, e.g. receive-only, is not judged)."""
+        loop = asyncio.get_running_loop()
+        while not peer.ended:
+            await asyncio.sleep(min(1.0, self.disconnect_grace_s / 2))
+            last = room.last_frame.get(peer.role)
+            if not peer.ended and last is not None and loop.time() - last > self.disconnect_grace_s:
+                await self._end(room, peer, f"no media for {self.disconnect_grace_s:g} s")
 
     def _end_later(self, room: Room, peer: Peer, delay_s: float, error: str) -> None:
         """End ``peer`` with ``error`` after ``delay_s`` seconds unless its timer is cancelled."""

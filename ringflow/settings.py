@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Time a peer has to reach 'connected' after its offer, seconds"
     )
     media_disconnect_grace_s: float = Field(
-        5.0, ge=0, description="Time a connected peer may stay 'disconnected' before media_lost, seconds"
+        5.0, gt=0, description="Time a joined peer that sent media may send none before media_lost, seconds"
     )
     media_request_timeout_s: float = Field(
         15.0, gt=0, description="How long the API waits for the bridge to answer an offer, seconds"
