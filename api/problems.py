@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -97,6 +98,16 @@ def install(app: FastAPI) -> None:
                 ErrCode.VALIDATION,
                 errors=errors,
             ),
+            request,
+        )
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _data(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # SQLSTATE class 22: a value PostgreSQL cannot store (a NUL character in text or
+        # jsonb, a number out of range) that the request models let through. The
+        # transaction rolled back, so nothing was written: the client's error, not ours.
+        return problem_response(
+            Problem(422, "validation", "Invalid request", f"value not accepted: {exc}", ErrCode.VALIDATION),
             request,
         )
 

@@ -171,9 +171,10 @@ class World:
 
 
 @asynccontextmanager
-async def running_world(data_dir: Path) -> AsyncIterator[World]:
-    """Start a stack in ``data_dir`` (headless, free loopback ports), load the building."""
-    stack = EmbeddedStack(isolated_settings(data_dir), ui=False)
+async def running_world(data_dir: Path, **settings: object) -> AsyncIterator[World]:
+    """Start a stack in ``data_dir`` (headless, free loopback ports, ``settings`` overrides),
+    load the building."""
+    stack = EmbeddedStack(isolated_settings(data_dir, None, **settings), ui=False)
     async with stack:
         pool = await create_pool(stack.settings.database_url, min_size=1, max_size=4)
         world = World(stack, pool, Backend(stack.api_url, stack.settings.api_key))
