@@ -82,8 +82,11 @@ def assert_rung_once(view: dict, clients: list[PartyClient]) -> None:  # type: i
         assert len(rings) == len(set(rings)) <= 1, (c.party, rings)
 
 
-async def test_worker_killed_while_ringing_new_worker_escalates_on_time(world: World) -> None:
-    a, b, c = await world.residents(3, "kr")
+async def test_worker_killed_while_ringing_in_talk_and_at_the_finish(world: World) -> None:
+    """ONE kill -9 hits three calls: R rings its first resident (sequential a, b, c), T is in
+    talk, F's finish is inside its ``record`` activity (held there by a row lock). A new
+    worker carries all three on, on time."""
+    a, b, c, d, e = await world.residents(5, "kill")
 
     async def answer_then_hang_up(client: PartyClient, msg: Received) -> None:
         if msg.type == "incoming_call":
@@ -92,51 +95,23 @@ async def test_worker_killed_while_ringing_new_worker_escalates_on_time(world: W
             await asyncio.sleep(0.5)
             await client.action(str(msg.call_id), "hang-up")
 
-    ca, cb = await world.connect(a), await world.connect(b)
+    ca, cb, cd, ce = [await world.connect(p) for p in (a, b, d, e)]
     cc = await world.connect(c, answer_then_hang_up)
-    call_id = await world.place(LOBBY, [a, b, c], ring_timeout_s=RING_S)
-    first = await ca.wait_for(incoming(call_id))
-    await world.stack.kill_worker()
-    await world.stack.start_worker()
-    second = await cb.wait_for(incoming(call_id), timeout=RING_S + WORKER_LOSS_S)
-    assert second.received_at - first.received_at < RING_S + WORKER_LOSS_S
-    third = await cc.wait_for(incoming(call_id), timeout=RING_S + WORKER_LOSS_S)
-    assert third.received_at - second.received_at >= RING_S * 0.9  # b rang its full ring timeout
+    talk, finish = await asyncio.gather(
+        world.place(LOBBY, [d], ring_timeout_s=RING_S), world.place(LOBBY, [e], ring_timeout_s=RING_S)
+    )
+    for call_id, client in ((talk, cd), (finish, ce)):
+        await client.wait_for(incoming(call_id))
+        assert (await client.action(call_id, "answer")).status_code == 200
+        await world.wait_phase(call_id, "talk", 10)
+    ring = await world.place(LOBBY, [a, b, c], ring_timeout_s=RING_S + 1)
+    first = await ca.wait_for(incoming(ring))
 
-    view = await world.wait_ended(call_id, 20)
-    assert outcomes(view) == [(a.id, "no_answer"), (b.id, "no_answer"), (c.id, "answered")]
-    assert view["end_reason"] == "hangUpVoip"
-    assert event_order_problems(view) == []
-    assert_rung_once(view, [ca, cb, cc])
-
-
-async def test_worker_killed_in_talk_and_at_the_finish_calls_end_correctly(world: World) -> None:
-    a, b = await world.residents(2, "kt")
-    ca, cb = await world.connect(a), await world.connect(b)
-    talk = await world.place(LOBBY, [a], ring_timeout_s=RING_S)
-    await ca.wait_for(incoming(talk))
-    assert (await ca.action(talk, "answer")).status_code == 200
-    await world.wait_phase(talk, "talk", 10)
-    await world.stack.kill_worker()
-    await world.stack.start_worker()
-    # The update reaches the workflow once the server gives up on the dead worker's sticky
-    # queue: longer than PartyClient's 5 s HTTP timeout, so a patient request.
-    t0 = time.monotonic()
-    r = await act(world, a, talk, "hang-up")
-    assert r.status_code == 200, r.text
-    assert time.monotonic() - t0 < WORKER_LOSS_S
-
-    # At the finish: the room's last `record` (terminal event, endVoip, finishVoip, billing)
-    # is held in flight by a row lock, the worker is killed with it, the lock released.
-    finish = await world.place(LOBBY, [b], ring_timeout_s=RING_S)
-    await cb.wait_for(incoming(finish))
-    assert (await cb.action(finish, "answer")).status_code == 200
-    await world.wait_phase(finish, "talk", 10)
     async with world.pool.acquire() as conn:
         lock = conn.transaction()
         await lock.start()
         await conn.execute("SELECT 1 FROM attempts WHERE call_id = $1 FOR UPDATE", finish)
-        hang_up = asyncio.create_task(act(world, b, finish, "hang-up"))
+        hang_up = asyncio.create_task(act(world, e, finish, "hang-up"))
         await poll(
             lambda: world.pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"),
             lambda n: n > 0,
@@ -146,13 +121,31 @@ async def test_worker_killed_in_talk_and_at_the_finish_calls_end_correctly(world
         await world.stack.kill_worker()
         killed_at = time.monotonic()
         await lock.rollback()
+    assert killed_at - first.received_at < RING_S + 1  # a was still ringing
     await world.stack.start_worker()
-    assert (await hang_up).status_code in (200, 503)  # the update may outlive its worker
-    await world.wait_ended(finish, FINISH_LOSS_S + 5)
+
+    # T: the hang-up reaches the workflow once the server gives up on the dead worker's
+    # sticky queue (longer than PartyClient's 5 s HTTP timeout: a patient request).
+    r = await act(world, d, talk, "hang-up")
+    assert r.status_code == 200, r.text
+    assert time.monotonic() - killed_at < WORKER_LOSS_S
+    # R: b rings within a's ring timeout + the loss, rings fully, then c answers.
+    second = await cb.wait_for(incoming(ring), timeout=RING_S + WORKER_LOSS_S)
+    assert second.received_at - first.received_at < RING_S + 1 + WORKER_LOSS_S
+    third = await cc.wait_for(incoming(ring), timeout=RING_S + WORKER_LOSS_S)
+    assert third.received_at - second.received_at >= (RING_S + 1) * 0.9
+    # F: the finish's record ran again; the update may outlive its worker (503 then).
+    assert (await hang_up).status_code in (200, 503)
+    await world.wait_ended(finish, FINISH_LOSS_S)
     assert time.monotonic() - killed_at < FINISH_LOSS_S
 
-    for call_id, resident, client in ((talk, a, ca), (finish, b, cb)):
-        view = await world.wait_ended(call_id, WORKER_LOSS_S + 30)
+    view = await world.wait_ended(ring, 20)
+    assert outcomes(view) == [(a.id, "no_answer"), (b.id, "no_answer"), (c.id, "answered")]
+    assert view["end_reason"] == "hangUpVoip"
+    assert event_order_problems(view) == []
+    assert_rung_once(view, [ca, cb, cc])
+    for call_id, resident, client in ((talk, d, cd), (finish, e, ce)):
+        view = await world.wait_ended(call_id, 10)
         assert outcomes(view) == [(resident.id, "answered")], call_id
         assert view["end_reason"] == "hangUpVoip"
         assert event_order_problems(view) == []
