@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         15.0, gt=0, description="How long the API waits for the bridge to answer an offer, seconds"
     )
 
+    # Worker
+    worker_sticky_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        description="How long a crashed worker's calls wait before another worker takes them, seconds",
+    )
+
     # Embedded stack
     data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")
     postgres_port: int = Field(5433, description="Port of the embedded PostgreSQL")

@@ -65,6 +65,10 @@ async def run_worker(
             workflows=workflow_classes(),
             activities=[*CallActivities(pool).all(), *DirectoryActivities(pool).all()],
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_s),
+            # After a crash the server keeps offering a call's next task to the dead worker's
+            # sticky queue for this long before any worker may take it: a ring, an answer or
+            # a hang-up is late by as much. The SDK's default is 10 s.
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
         )
         running = asyncio.create_task(worker.run())
         stopping = asyncio.create_task(stop.wait())
