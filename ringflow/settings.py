@@ -43,6 +43,16 @@ class Settings(BaseSettings):
         "dev-token-secret-change-me-0123456789", min_length=32, description="HS256 secret of party tokens"
     )
     max_body_bytes: int = Field(64 * 1024, description="Largest request body accepted, bytes")
+    # Admission control (api/admission.py; issue 4 item 5). One worker sets up ~4-5 calls/s
+    # (bench/RESULTS.md): set the rate to about 4 x workers / API processes to shed a burst.
+    admission_rate_per_s: float = Field(
+        0.0,
+        ge=0,
+        description="New calls per second each API process admits before 429 + Retry-After; 0: unlimited",
+    )
+    admission_burst: int = Field(
+        10, ge=1, description="New calls an API process admits at once above the rate (token bucket size)"
+    )
 
     # Call defaults (reference: troubleshooting guide section 3, ring timeout 60 s)
     ring_timeout_s: float = Field(60.0, gt=0, description="Default ring timeout per listener, seconds")

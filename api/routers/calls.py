@@ -35,6 +35,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCStatusCode
 
+from api.admission import AdmissionDep
 from api.deps import (
     BackendAuth,
     PartyDep,
@@ -257,6 +258,7 @@ async def place_call(
     settings: SettingsDep,
     pool: PoolDep,
     client: TemporalDep,
+    admission: AdmissionDep,
 ) -> CallCreated:
     """Ring ``unit_id``'s residents (or ``callees``) from ``caller``: starts one
     ``EscalationWorkflow`` whose id is the ``Idempotency-Key`` (= ``call_id``).
@@ -265,7 +267,9 @@ async def place_call(
     key and body; 409 ``idempotency-conflict`` (errCode 1009) for the same key with another
     body. 404 unknown caller/unit/callee, 403 ``voip-token-invalid`` (errCode 13,
     reference 1(2)), 403 ``not-a-party`` when a device token places a call for another
-    caller, 422 malformed body or key. Nothing is started on any error.
+    caller, 422 malformed body or key. 429 ``overloaded`` (errCode 1012) + ``Retry-After``
+    when a new call is above the admission rate (``api/admission.py``; a replay is never
+    refused). Nothing is started on any error.
     """
     if auth is not None and auth != body.caller:
         raise not_a_party(auth, idempotency_key)
@@ -286,6 +290,7 @@ async def place_call(
             attributes.append(SearchAttributePair(CALL_UNIT, body.unit_id))
         if body.callees:
             attributes.append(SearchAttributePair(CALL_CALLEES, [p.key() for p in body.callees]))
+        admission.admit()  # only a new workflow start takes a token; 429 when none
         try:
             await client.start_workflow(
                 WORKFLOW,
@@ -316,6 +321,7 @@ async def place_call(
             )
             return CallCreated(call_id=call_id, phase=Phase.INITIATE, links=_links(settings, call_id))
         except WorkflowAlreadyStartedError:
+            admission.release()  # not a new call after all
             existing = await _describe(handle)  # lost a race with the same key
             if existing is None:
                 raise
