@@ -1,8 +1,10 @@
 """Benchmark 5: overload, a burst of 5x the sustainable rate.
 
-Measure only: ringflow has no admission control yet (no ``429`` + ``Retry-After`` on
-``POST /v1/calls``), so every call is accepted and queues in Temporal; this reports
-what callers see. ``--sustainable`` calls/s (default 3: about what one worker sets up
+The embedded stack's API runs with admission control (``api/admission.py``) at
+``--admission-rate`` calls/s (default: ``--sustainable``; 0 = off, every call is accepted
+and queues in Temporal) with a bucket of ``--admission-burst`` (default: one second's
+worth), so calls above it get ``429`` + ``Retry-After``; against ``--api-url`` the
+external API's own settings apply. ``--sustainable`` calls/s (default 3: about what one worker sets up
 and rings out on this shared 2-core machine, see ``bench.setup_latency`` / ``bench.capacity``) x
 ``--factor`` (5) for ``--duration`` seconds (10; ``--quick`` 5), each call to its own
 unit with one connected resident that never answers (ring timeout ``RING_TIMEOUT_S``).
@@ -12,7 +14,8 @@ Reported: POST status codes (429s counted), POST response time, setup latency
 within ``PUSH_TIMEOUT_S``, how many did not, and when the backlog drained. Baseline:
 bare start -> first activity at the same burst rate, same run.
 
-``python -m bench.overload [--quick] [--sustainable R] [--factor F] [--duration S]``
+``python -m bench.overload [--quick] [--sustainable R] [--factor F] [--duration S]
+[--admission-rate R] [--admission-burst N]``
 """
 
 from __future__ import annotations
@@ -50,7 +53,11 @@ async def run(args: Any) -> dict[str, Any]:
     duration = args.duration or (5.0 if args.quick else 10.0)
     rate = args.sustainable * args.factor
     n = round(rate * duration)
-    async with open_bench("overload", args) as bench:
+    admission_rate = args.sustainable if args.admission_rate is None else args.admission_rate
+    admission_burst = args.admission_burst or max(1, round(admission_rate))
+    async with open_bench(
+        "overload", args, admission_rate_per_s=admission_rate, admission_burst=admission_burst
+    ) as bench:
         directory = await load_directory(bench, n, 1, ring_timeout_s=RING_TIMEOUT_S)
         units = [(u, rs[0]) for u, rs in directory.units.items()]
         waiter = PushWaiter()
@@ -115,7 +122,13 @@ async def run(args: Any) -> dict[str, Any]:
         "no_push_within_s": PUSH_TIMEOUT_S,
         "no_push": no_push,
         "backlog_drained_after_s": drained_s,
-        "admission_control": "none yet: every call is accepted (201) and queued",
+        "admission_control": (
+            "external API's settings"
+            if args.api_url
+            else f"{admission_rate:g} calls/s, burst {admission_burst}"
+            if admission_rate > 0
+            else "off: every call is accepted (201) and queued"
+        ),
         "rows": rows,
         "machine_after": machine(),
     }
@@ -127,7 +140,8 @@ async def run(args: Any) -> dict[str, Any]:
                 f"overload: {rate:g} calls/s ({args.factor:g} x {args.sustainable:g}) for {duration:g} s",
                 rows,
             ),
-            f"HTTP statuses {statuses}; 429 (admission control): {statuses.get('429', 0)} - not implemented; "
+            f"HTTP statuses {statuses}; 429 (admission control: {result['admission_control']}): "
+            f"{statuses.get('429', 0)}; "
             f"last push {drained_s:.1f} s after the burst began",
         ],
         args.json_out,
@@ -140,6 +154,14 @@ def main() -> None:
     p.add_argument("--sustainable", type=float, default=3.0, help="sustainable calls/s (default 3)")
     p.add_argument("--factor", type=float, default=5.0, help="burst = factor x sustainable (default 5)")
     p.add_argument("--duration", type=float, help="burst seconds (default 10, --quick 5)")
+    p.add_argument(
+        "--admission-rate",
+        type=float,
+        help="embedded API's admission_rate_per_s (default: --sustainable; 0: no admission control)",
+    )
+    p.add_argument(
+        "--admission-burst", type=int, help="embedded API's admission_burst (default: one second's worth)"
+    )
     asyncio.run(run(p.parse_args()))
 
 
