@@ -98,7 +98,7 @@ class MediaNetwork:
     ``listen_ips``: addresses the bridge gathers/binds; ``announced_ip``: address written
     into the host candidates of its answers (None: the gathered one);
     ``allowed_networks``: remote candidates outside these are dropped; ``ice_servers``:
-    STUN/TURN URLs (``stun:host:port``), none by default.
+    STUN/TURN server URLs from settings, none by default.
     """
 
     listen_ips: tuple[str, ...] = ("127.0.0.1",)
