@@ -1,5 +1,6 @@
-"""Call activities: line claims (busy), and the one-transaction ``record`` of a state change
-(call row, attempts, events, push outbox, billing). SQL lives in ``store/calls.py`` and
+"""Call activities: line claims (busy), the one-transaction ``record`` of a state change
+(call row, attempts, events, push outbox, billing), and ``ring`` (pre-call checks + line
+claim + ``record`` of the ringing, one transaction). SQL lives in ``store/calls.py`` and
 ``store/outbox.py``.
 
 Every method is idempotent (safe to retry): writes are keyed by ids the workflow made.
@@ -10,7 +11,16 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
-from ringflow.contracts.activities import LineClaim, LineInput, RecordInput
+from activities.directory import precall_checks
+from ringflow.contracts.activities import (
+    LineClaim,
+    LineInput,
+    PrecallInput,
+    RecordInput,
+    RingInput,
+    RingResult,
+    RingStatus,
+)
 from store import calls
 
 
@@ -42,6 +52,26 @@ class CallActivities:
         async with self.pool.acquire() as conn:
             await calls.record(conn, inp)
 
+    @activity.defn(name="ring")
+    async def ring(self, inp: RingInput) -> RingResult:
+        """Set up one room in ONE transaction: the pre-call checks (``precall_checks``), the
+        atomic claim of the listener's line (``store.calls.claim_line``), then ``inp.record``
+        (``store.calls.record``: the ringing events, the push, the attempt row; NOTIFY at
+        commit). A failed check returns ``skipped`` and a line held by another room
+        ``busy``; then nothing is claimed or written. Idempotent: when this room already
+        holds the line (a retry after the commit), the checks are not run again and the
+        idempotent ``record`` is rewritten."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await calls.line_holder(conn, inp.listener) != inp.room_id:
+                check = await precall_checks(conn, PrecallInput(caller=inp.caller, listener=inp.listener))
+                if not check.ok:
+                    return RingResult(status=RingStatus.SKIPPED, err_code=check.err_code, reason=check.reason)
+                holder = await calls.claim_line(conn, inp.listener, inp.call_id, inp.room_id)
+                if holder != inp.room_id:
+                    return RingResult(status=RingStatus.BUSY, held_by=holder)
+            await calls.record(conn, inp.record)
+        return RingResult(status=RingStatus.RANG)
+
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""
-        return [self.claim_line, self.release_line, self.record]
+        return [self.claim_line, self.release_line, self.record, self.ring]

@@ -26,6 +26,9 @@ from ringflow.contracts.activities import (
     RememberAnswerInput,
     ResolvedPlan,
     ResolveInput,
+    RingInput,
+    RingResult,
+    RingStatus,
     Target,
 )
 from ringflow.contracts.common import Party, PartyKind
@@ -137,6 +140,20 @@ class FakeDirectory:
     async def record(self, inp: RecordInput) -> None:
         self.records.append(inp)
 
+    @activity.defn(name="ring")
+    async def ring(self, inp: RingInput) -> RingResult:
+        """``precall_check`` + ``claim_line`` + ``record`` as one step (nothing written unless rang)."""
+        line = LineInput(party=inp.listener, call_id=inp.call_id, room_id=inp.room_id)
+        if self.lines.get(inp.listener.key()) != inp.room_id:
+            check = await self.precall_check(PrecallInput(caller=inp.caller, listener=inp.listener))
+            if not check.ok:
+                return RingResult(status=RingStatus.SKIPPED, err_code=check.err_code, reason=check.reason)
+            claim = await self.claim_line(line)
+            if not claim.claimed:
+                return RingResult(status=RingStatus.BUSY, held_by=claim.held_by)
+        await self.record(inp.record)
+        return RingResult(status=RingStatus.RANG)
+
     def activities(self) -> list:
         return [
             self.resolve_targets,
@@ -145,6 +162,7 @@ class FakeDirectory:
             self.claim_line,
             self.release_line,
             self.record,
+            self.ring,
         ]
 
     # -------------------------------------------------------------- assertions
