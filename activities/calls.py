@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.directory import precall_checks
+from activities.directory import precall_checks, resolve_plan
 from ringflow.contracts.activities import (
+    CallRecord,
     LineClaim,
     LineInput,
     PrecallInput,
@@ -20,7 +22,10 @@ from ringflow.contracts.activities import (
     RingInput,
     RingResult,
     RingStatus,
+    StartCallInput,
+    StartCallResult,
 )
+from ringflow.contracts.calls import Phase
 from store import calls
 
 
@@ -72,6 +77,37 @@ class CallActivities:
             await calls.record(conn, inp.record)
         return RingResult(status=RingStatus.RANG)
 
+    @activity.defn(name="start_call")
+    async def start_call(self, inp: StartCallInput) -> StartCallResult:
+        """Start a building call in ONE transaction: ``inp.started`` (``store.calls.record``:
+        the call row, ``callStarted``), the plan (``resolve_plan``, as ``resolve_targets``),
+        then, when the plan has someone to ring, the call row's plan with phase wait.
+        A non-retryable ``resolve_targets`` failure is returned (``started`` still written).
+        Idempotent (every write is)."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            await calls.record(conn, inp.started)
+            try:
+                plan = await resolve_plan(conn, inp.resolve)
+            except ApplicationError as err:
+                if not err.non_retryable:
+                    raise
+                return StartCallResult(error_type=err.type, error_message=err.message)
+            callees = plan.callees()
+            if callees:
+                await calls.record(
+                    conn,
+                    RecordInput(
+                        call=CallRecord(
+                            call_id=inp.call_id,
+                            caller_name=plan.caller_name,
+                            strategy=plan.policy.strategy,
+                            phase=Phase.WAIT,
+                            callees=callees,
+                        )
+                    ),
+                )
+        return StartCallResult(plan=plan)
+
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""
-        return [self.claim_line, self.release_line, self.record, self.ring]
+        return [self.claim_line, self.release_line, self.record, self.ring, self.start_call]

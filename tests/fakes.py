@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from ringflow.contracts.activities import (
     Billing,
+    CallRecord,
     LineClaim,
     LineInput,
     PrecallInput,
@@ -29,8 +30,11 @@ from ringflow.contracts.activities import (
     RingInput,
     RingResult,
     RingStatus,
+    StartCallInput,
+    StartCallResult,
     Target,
 )
+from ringflow.contracts.calls import Phase
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.events import CallEvent
@@ -140,6 +144,29 @@ class FakeDirectory:
     async def record(self, inp: RecordInput) -> None:
         self.records.append(inp)
 
+    @activity.defn(name="start_call")
+    async def start_call(self, inp: StartCallInput) -> StartCallResult:
+        """``record`` started + ``resolve_targets`` + ``record`` of the plan (phase wait) as one step."""
+        await self.record(inp.started)
+        try:
+            plan = await self.resolve_targets(inp.resolve)
+        except ApplicationError as err:
+            return StartCallResult(error_type=err.type, error_message=err.message)
+        callees = plan.callees()
+        if callees:
+            await self.record(
+                RecordInput(
+                    call=CallRecord(
+                        call_id=inp.call_id,
+                        caller_name=plan.caller_name,
+                        strategy=plan.policy.strategy,
+                        phase=Phase.WAIT,
+                        callees=callees,
+                    )
+                )
+            )
+        return StartCallResult(plan=plan)
+
     @activity.defn(name="ring")
     async def ring(self, inp: RingInput) -> RingResult:
         """``precall_check`` + ``claim_line`` + ``record`` as one step (nothing written unless rang)."""
@@ -163,6 +190,7 @@ class FakeDirectory:
             self.release_line,
             self.record,
             self.ring,
+            self.start_call,
         ]
 
     # -------------------------------------------------------------- assertions

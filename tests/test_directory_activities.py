@@ -13,14 +13,17 @@ from temporalio.exceptions import ApplicationError
 from activities.calls import CallActivities
 from activities.directory import DirectoryActivities, rotate_after
 from ringflow.contracts.activities import (
+    CallRecord,
     PrecallInput,
     RecordInput,
     RememberAnswerInput,
     ResolveInput,
     RingInput,
     RingStatus,
+    StartCallInput,
 )
-from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.calls import Phase
+from ringflow.contracts.common import Party, PartyKind, RoomType
 from ringflow.contracts.directory import AuthorizationIn, DeviceIn, DevicePatch, UserPatch
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.events import CallEvent, EventName
@@ -212,3 +215,47 @@ async def test_ring_checks_claims_and_records_in_one_transaction(
     assert [r["room_id"] for r in rooms] == ["c1.2"]
     pushed = await outbox.pending(db_pool, "user:alice")
     assert [p.room_id for p in pushed] == ["c1.2"]
+
+
+async def test_start_call_records_resolves_and_records_the_plan(
+    acts: DirectoryActivities, db_pool: asyncpg.Pool
+) -> None:
+    """``start_call`` = ``record`` callStarted + ``resolve_targets`` + ``record`` of the plan, one
+    transaction; a non-retryable resolve failure is returned with callStarted still written."""
+    calls_acts = CallActivities(db_pool)
+    at = datetime.now(UTC)
+
+    def start(call_id: str, unit_id: str) -> StartCallInput:
+        return StartCallInput(
+            call_id=call_id,
+            resolve=ResolveInput(caller=LOBBY, unit_id=unit_id),
+            started=RecordInput(
+                call=CallRecord(
+                    call_id=call_id,
+                    caller=LOBBY,
+                    unit_id=unit_id,
+                    room_type=RoomType.VIDEO,
+                    phase=Phase.INITIATE,
+                    started_at=at,
+                ),
+                events=[
+                    CallEvent(id=f"{call_id}#1", call_id=call_id, seq=1, name=EventName.CALL_STARTED, at=at)
+                ],
+            ),
+        )
+
+    res = await calls_acts.start_call(start("s1", "101"))
+    assert res.plan == await acts.resolve_targets(ResolveInput(caller=LOBBY, unit_id="101"))
+    view = await calls.get_call(db_pool, "s1")
+    assert view is not None and view.phase == Phase.WAIT and view.caller_name == res.plan.caller_name
+    assert [e.name for e in view.events] == [EventName.CALL_STARTED]
+    stored = await db_pool.fetchval("SELECT callees FROM calls WHERE call_id = 's1'")
+    assert len(stored) == len(res.plan.callees()) == 4  # residents + the fallback
+
+    failed = await calls_acts.start_call(start("s2", "nope"))
+    assert (failed.plan, failed.error_type) == (None, "UnknownUnit") and "nope" in (
+        failed.error_message or ""
+    )
+    row = await db_pool.fetchrow("SELECT phase FROM calls WHERE call_id = 's2'")
+    events = await db_pool.fetch("SELECT name FROM call_events WHERE call_id = 's2'")
+    assert row["phase"] == "initiate" and [e["name"] for e in events] == ["callStarted"]
