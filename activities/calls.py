@@ -1,5 +1,6 @@
-"""Call activities: line claims (busy), and the one-transaction ``record`` of a state change
-(call row, attempts, events, push outbox, billing). SQL lives in ``store/calls.py`` and
+"""Call activities: line claims (busy), the one-transaction ``record`` of a state change
+(call row, attempts, events, push outbox, billing), and ``ring`` (pre-call checks + line
+claim + ``record`` of the ringing, one transaction). SQL lives in ``store/calls.py`` and
 ``store/outbox.py``.
 
 Every method is idempotent (safe to retry): writes are keyed by ids the workflow made.
@@ -9,8 +10,22 @@ from __future__ import annotations
 
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from ringflow.contracts.activities import LineClaim, LineInput, RecordInput
+from activities.directory import precall_checks, resolve_plan
+from ringflow.contracts.activities import (
+    CallRecord,
+    LineClaim,
+    LineInput,
+    PrecallInput,
+    RecordInput,
+    RingInput,
+    RingResult,
+    RingStatus,
+    StartCallInput,
+    StartCallResult,
+)
+from ringflow.contracts.calls import Phase
 from store import calls
 
 
@@ -42,6 +57,57 @@ class CallActivities:
         async with self.pool.acquire() as conn:
             await calls.record(conn, inp)
 
+    @activity.defn(name="ring")
+    async def ring(self, inp: RingInput) -> RingResult:
+        """Set up one room in ONE transaction: the pre-call checks (``precall_checks``), the
+        atomic claim of the listener's line (``store.calls.claim_line``), then ``inp.record``
+        (``store.calls.record``: the ringing events, the push, the attempt row; NOTIFY at
+        commit). A failed check returns ``skipped`` and a line held by another room
+        ``busy``; then nothing is claimed or written. Idempotent: when this room already
+        holds the line (a retry after the commit), the checks are not run again and the
+        idempotent ``record`` is rewritten."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await calls.line_holder(conn, inp.listener) != inp.room_id:
+                check = await precall_checks(conn, PrecallInput(caller=inp.caller, listener=inp.listener))
+                if not check.ok:
+                    return RingResult(status=RingStatus.SKIPPED, err_code=check.err_code, reason=check.reason)
+                holder = await calls.claim_line(conn, inp.listener, inp.call_id, inp.room_id)
+                if holder != inp.room_id:
+                    return RingResult(status=RingStatus.BUSY, held_by=holder)
+            await calls.record(conn, inp.record)
+        return RingResult(status=RingStatus.RANG)
+
+    @activity.defn(name="start_call")
+    async def start_call(self, inp: StartCallInput) -> StartCallResult:
+        """Start a building call in ONE transaction: ``inp.started`` (``store.calls.record``:
+        the call row, ``callStarted``), the plan (``resolve_plan``, as ``resolve_targets``),
+        then, when the plan has someone to ring, the call row's plan with phase wait.
+        A non-retryable ``resolve_targets`` failure is returned (``started`` still written).
+        Idempotent (every write is)."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            await calls.record(conn, inp.started)
+            try:
+                plan = await resolve_plan(conn, inp.resolve)
+            except ApplicationError as err:
+                if not err.non_retryable:
+                    raise
+                return StartCallResult(error_type=err.type, error_message=err.message)
+            callees = plan.callees()
+            if callees:
+                await calls.record(
+                    conn,
+                    RecordInput(
+                        call=CallRecord(
+                            call_id=inp.call_id,
+                            caller_name=plan.caller_name,
+                            strategy=plan.policy.strategy,
+                            phase=Phase.WAIT,
+                            callees=callees,
+                        )
+                    ),
+                )
+        return StartCallResult(plan=plan)
+
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""
-        return [self.claim_line, self.release_line, self.record]
+        return [self.claim_line, self.release_line, self.record, self.ring, self.start_call]

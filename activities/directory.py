@@ -58,6 +58,75 @@ def _fail(code: ErrCode, reason: str) -> PrecallResult:
     return PrecallResult(ok=False, err_code=code, reason=reason)
 
 
+async def resolve_plan(conn: Conn, inp: ResolveInput) -> ResolvedPlan:
+    """``resolve_targets`` reading through ``conn`` in the caller's transaction
+    (``resolve_targets``, ``start_call``); raises as ``resolve_targets``."""
+    if (inp.unit_id is None) == (inp.callees is None):
+        raise ApplicationError(
+            "give exactly one of unit_id and callees", type="InvalidInput", non_retryable=True
+        )
+    caller = await _target(conn, inp.caller)
+    unit_name = None
+    if inp.unit_id is not None:
+        unit = await store.find_unit(conn, inp.unit_id)
+        if unit is None:
+            raise ApplicationError(f"no unit {inp.unit_id!r}", type="UnknownUnit", non_retryable=True)
+        unit_name = unit.name
+        policy = inp.policy or unit.policy
+        residents = unit.residents
+        if policy.strategy is RingStrategy.ROUND_ROBIN:
+            residents = rotate_after(residents, await store.last_answered(conn, unit.id))
+        parties = [Party(kind=PartyKind.USER, id=uid) for uid in residents]
+    else:
+        policy = inp.policy or EscalationPolicy()
+        parties = list(inp.callees or [])
+    targets = [await _target(conn, p) for p in parties]
+    fallback = None
+    if policy.fallback_user_id is not None:
+        fallback = await _target(conn, Party(kind=PartyKind.USER, id=policy.fallback_user_id))
+    return ResolvedPlan(
+        caller_name=caller.name, unit_name=unit_name, policy=policy, targets=targets, fallback=fallback
+    )
+
+
+async def precall_checks(conn: Conn, inp: PrecallInput) -> PrecallResult:
+    """The reference's pre-call checks for one caller-listener pair, first failure wins:
+
+    1. the caller device's VoIP token is registered and not expired (compared with
+       now, UTC), else errCode 13 (reference 1(2));
+    2. the user of the pair authorized the device of the pair, directly or through
+       the device's current group, else errCode 9 (reference 1(1)); a device calling
+       a device has no user and no authorization rule;
+    3. the device of the pair (the caller, else the listener) has quota left
+       (``talk_quota_s`` not 0), else errCode 1001 (reference section 1, licence/traffic);
+    4. the listener user is not on do-not-disturb, else errCode 1003.
+
+    A party that no longer exists (deleted since ``resolve_targets``) fails with
+    errCode 1008 (the target is skipped, the call goes on). Raises nothing else.
+
+    Reads through ``conn`` in the caller's transaction (``precall_check``, ``ring``).
+    """
+    caller = await _lookup(conn, inp.caller)
+    listener = await _lookup(conn, inp.listener)
+    for party, found in ((inp.caller, caller), (inp.listener, listener)):
+        if found is None:
+            return _fail(ErrCode.UNKNOWN_RESOURCE, f"no {party.kind.value} {party.id!r}")
+    if isinstance(caller, Device) and (problem := caller.voip_token_problem(datetime.now(UTC))):
+        return _fail(ErrCode.VOIP_TOKEN_INVALID, problem)
+    device = next((p for p in (caller, listener) if isinstance(p, Device)), None)
+    user = next((p for p in (caller, listener) if isinstance(p, User)), None)
+    if device is not None and user is not None and not await store.is_authorized(conn, user.id, device.sn):
+        return _fail(
+            ErrCode.DEVICE_NOT_AUTHORIZED,
+            f"user {user.id!r} has not authorized device {device.sn!r} or its device group",
+        )
+    if device is not None and device.talk_quota_s == 0:
+        return _fail(ErrCode.QUOTA_EXCEEDED, f"device {device.sn!r} has no talk quota left")
+    if isinstance(listener, User) and listener.do_not_disturb:
+        return _fail(ErrCode.DO_NOT_DISTURB, f"user {listener.id!r} is on do-not-disturb")
+    return PrecallResult(ok=True)
+
+
 class DirectoryActivities:
     """Directory reads for the call workflows, over one asyncpg pool."""
 
@@ -79,74 +148,14 @@ class DirectoryActivities:
         ``UnknownDevice``, ``UnknownUser``; ``InvalidInput`` unless exactly one of
         ``unit_id`` and ``callees`` is given.
         """
-        if (inp.unit_id is None) == (inp.callees is None):
-            raise ApplicationError(
-                "give exactly one of unit_id and callees", type="InvalidInput", non_retryable=True
-            )
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            caller = await _target(conn, inp.caller)
-            unit_name = None
-            if inp.unit_id is not None:
-                unit = await store.find_unit(conn, inp.unit_id)
-                if unit is None:
-                    raise ApplicationError(f"no unit {inp.unit_id!r}", type="UnknownUnit", non_retryable=True)
-                unit_name = unit.name
-                policy = inp.policy or unit.policy
-                residents = unit.residents
-                if policy.strategy is RingStrategy.ROUND_ROBIN:
-                    residents = rotate_after(residents, await store.last_answered(conn, unit.id))
-                parties = [Party(kind=PartyKind.USER, id=uid) for uid in residents]
-            else:
-                policy = inp.policy or EscalationPolicy()
-                parties = list(inp.callees or [])
-            targets = [await _target(conn, p) for p in parties]
-            fallback = None
-            if policy.fallback_user_id is not None:
-                fallback = await _target(conn, Party(kind=PartyKind.USER, id=policy.fallback_user_id))
-        return ResolvedPlan(
-            caller_name=caller.name, unit_name=unit_name, policy=policy, targets=targets, fallback=fallback
-        )
+            return await resolve_plan(conn, inp)
 
     @activity.defn(name="precall_check")
     async def precall_check(self, inp: PrecallInput) -> PrecallResult:
-        """The reference's pre-call checks for one caller-listener pair, first failure wins:
-
-        1. the caller device's VoIP token is registered and not expired (compared with
-           now, UTC), else errCode 13 (reference 1(2));
-        2. the user of the pair authorized the device of the pair, directly or through
-           the device's current group, else errCode 9 (reference 1(1)); a device calling
-           a device has no user and no authorization rule;
-        3. the device of the pair (the caller, else the listener) has quota left
-           (``talk_quota_s`` not 0), else errCode 1001 (reference section 1, licence/traffic);
-        4. the listener user is not on do-not-disturb, else errCode 1003.
-
-        A party that no longer exists (deleted since ``resolve_targets``) fails with
-        errCode 1008 (the target is skipped, the call goes on). Raises nothing else.
-        """
+        """The reference's pre-call checks (``precall_checks``) in one read-only transaction."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            caller = await _lookup(conn, inp.caller)
-            listener = await _lookup(conn, inp.listener)
-            for party, found in ((inp.caller, caller), (inp.listener, listener)):
-                if found is None:
-                    return _fail(ErrCode.UNKNOWN_RESOURCE, f"no {party.kind.value} {party.id!r}")
-            if isinstance(caller, Device) and (problem := caller.voip_token_problem(datetime.now(UTC))):
-                return _fail(ErrCode.VOIP_TOKEN_INVALID, problem)
-            device = next((p for p in (caller, listener) if isinstance(p, Device)), None)
-            user = next((p for p in (caller, listener) if isinstance(p, User)), None)
-            if (
-                device is not None
-                and user is not None
-                and not await store.is_authorized(conn, user.id, device.sn)
-            ):
-                return _fail(
-                    ErrCode.DEVICE_NOT_AUTHORIZED,
-                    f"user {user.id!r} has not authorized device {device.sn!r} or its device group",
-                )
-            if device is not None and device.talk_quota_s == 0:
-                return _fail(ErrCode.QUOTA_EXCEEDED, f"device {device.sn!r} has no talk quota left")
-            if isinstance(listener, User) and listener.do_not_disturb:
-                return _fail(ErrCode.DO_NOT_DISTURB, f"user {listener.id!r} is on do-not-disturb")
-        return PrecallResult(ok=True)
+            return await precall_checks(conn, inp)
 
     @activity.defn(name="remember_answer")
     async def remember_answer(self, inp: RememberAnswerInput) -> None:

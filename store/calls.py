@@ -231,6 +231,12 @@ async def claim_line(
         # the holder released between our insert and our read: try again
 
 
+async def line_holder(conn: asyncpg.Connection | asyncpg.Pool, party: Party) -> str | None:
+    """The room that holds ``party``'s line, or None."""
+    holder = await conn.fetchval("SELECT room_id FROM line_claims WHERE party_key = $1", party.key())
+    return None if holder is None else str(holder)
+
+
 async def release_line(conn: asyncpg.Connection | asyncpg.Pool, party: Party, room_id: str) -> bool:
     """Release ``party``'s line if ``room_id`` holds it; returns whether a claim was removed."""
     result = await conn.execute(

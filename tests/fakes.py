@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from ringflow.contracts.activities import (
     Billing,
+    CallRecord,
     LineClaim,
     LineInput,
     PrecallInput,
@@ -26,8 +27,14 @@ from ringflow.contracts.activities import (
     RememberAnswerInput,
     ResolvedPlan,
     ResolveInput,
+    RingInput,
+    RingResult,
+    RingStatus,
+    StartCallInput,
+    StartCallResult,
     Target,
 )
+from ringflow.contracts.calls import Phase
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.events import CallEvent
@@ -137,6 +144,43 @@ class FakeDirectory:
     async def record(self, inp: RecordInput) -> None:
         self.records.append(inp)
 
+    @activity.defn(name="start_call")
+    async def start_call(self, inp: StartCallInput) -> StartCallResult:
+        """``record`` started + ``resolve_targets`` + ``record`` of the plan (phase wait) as one step."""
+        await self.record(inp.started)
+        try:
+            plan = await self.resolve_targets(inp.resolve)
+        except ApplicationError as err:
+            return StartCallResult(error_type=err.type, error_message=err.message)
+        callees = plan.callees()
+        if callees:
+            await self.record(
+                RecordInput(
+                    call=CallRecord(
+                        call_id=inp.call_id,
+                        caller_name=plan.caller_name,
+                        strategy=plan.policy.strategy,
+                        phase=Phase.WAIT,
+                        callees=callees,
+                    )
+                )
+            )
+        return StartCallResult(plan=plan)
+
+    @activity.defn(name="ring")
+    async def ring(self, inp: RingInput) -> RingResult:
+        """``precall_check`` + ``claim_line`` + ``record`` as one step (nothing written unless rang)."""
+        line = LineInput(party=inp.listener, call_id=inp.call_id, room_id=inp.room_id)
+        if self.lines.get(inp.listener.key()) != inp.room_id:
+            check = await self.precall_check(PrecallInput(caller=inp.caller, listener=inp.listener))
+            if not check.ok:
+                return RingResult(status=RingStatus.SKIPPED, err_code=check.err_code, reason=check.reason)
+            claim = await self.claim_line(line)
+            if not claim.claimed:
+                return RingResult(status=RingStatus.BUSY, held_by=claim.held_by)
+        await self.record(inp.record)
+        return RingResult(status=RingStatus.RANG)
+
     def activities(self) -> list:
         return [
             self.resolve_targets,
@@ -145,6 +189,8 @@ class FakeDirectory:
             self.claim_line,
             self.release_line,
             self.record,
+            self.ring,
+            self.start_call,
         ]
 
     # -------------------------------------------------------------- assertions

@@ -1,4 +1,5 @@
-"""activities/directory.py: resolve_targets, pre-call checks (reference section 1) and round-robin memory."""
+"""activities/directory.py: resolve_targets, pre-call checks (reference section 1) and round-robin
+memory; and ``ring`` (activities/calls.py), which runs the pre-call checks."""
 
 from __future__ import annotations
 
@@ -9,13 +10,27 @@ import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities.calls import CallActivities
 from activities.directory import DirectoryActivities, rotate_after
-from ringflow.contracts.activities import PrecallInput, RememberAnswerInput, ResolveInput
-from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.activities import (
+    CallRecord,
+    PrecallInput,
+    RecordInput,
+    RememberAnswerInput,
+    ResolveInput,
+    RingInput,
+    RingStatus,
+    StartCallInput,
+)
+from ringflow.contracts.calls import Phase
+from ringflow.contracts.common import Party, PartyKind, RoomType
 from ringflow.contracts.directory import AuthorizationIn, DeviceIn, DevicePatch, UserPatch
 from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.events import CallEvent, EventName
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+from ringflow.contracts.push import PushMessage, PushType
 from ringflow.directory_load import load_building, read_building
+from store import calls, outbox
 from store import directory as d
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "building.yaml"
@@ -144,3 +159,103 @@ async def test_precall_checks_each_errcode(acts: DirectoryActivities, db_pool: a
         # a party deleted since resolve_targets: skipped with 1008, not an activity failure
         await d.delete_device(conn, "SIDE-1")
         assert await check(device("SIDE-1"), user("alice")) == ErrCode.UNKNOWN_RESOURCE
+
+
+async def test_ring_checks_claims_and_records_in_one_transaction(
+    acts: DirectoryActivities, db_pool: asyncpg.Pool
+) -> None:
+    """``ring`` = ``precall_check`` + ``claim_line`` + ``record``: nothing is claimed or written
+    unless all pass; a retry after the commit rings again without re-checking."""
+    calls_acts = CallActivities(db_pool)
+    at = datetime.now(UTC)
+
+    def ring(room: str, listener: Party) -> RingInput:
+        ev = CallEvent(
+            id=f"{room}#1",
+            call_id="c1",
+            room_id=room,
+            seq=1,
+            name=EventName.RINGING,
+            at=at,
+            listener=listener,
+        )
+        push = PushMessage(
+            id=f"{ev.id}:{listener.key()}",
+            recipient=listener,
+            type=PushType.INCOMING_CALL,
+            call_id="c1",
+            room_id=room,
+            at=at,
+            payload={},
+        )
+        return RingInput(
+            caller=LOBBY,
+            listener=listener,
+            call_id="c1",
+            room_id=room,
+            record=RecordInput(events=[ev], pushes=[push]),
+        )
+
+    async with db_pool.acquire() as conn:
+        await d.patch_user(conn, "bob", UserPatch(do_not_disturb=True))
+    skipped = await calls_acts.ring(ring("c1.1", user("bob")))
+    assert (skipped.status, skipped.err_code) == (RingStatus.SKIPPED, ErrCode.DO_NOT_DISTURB)
+    assert await calls.line_holder(db_pool, user("bob")) is None
+
+    assert (await calls_acts.ring(ring("c1.2", user("alice")))).status == RingStatus.RANG
+    assert await calls.line_holder(db_pool, user("alice")) == "c1.2"
+    busy = await calls_acts.ring(ring("c1.3", user("alice")))
+    assert (busy.status, busy.held_by) == (RingStatus.BUSY, "c1.2")
+
+    # a retry of the committed ring: still rang, even if a check would now fail; written once
+    async with db_pool.acquire() as conn:
+        await d.patch_user(conn, "alice", UserPatch(do_not_disturb=True))
+    assert (await calls_acts.ring(ring("c1.2", user("alice")))).status == RingStatus.RANG
+    rooms = await db_pool.fetch("SELECT room_id FROM call_events WHERE call_id = 'c1' ORDER BY room_id")
+    assert [r["room_id"] for r in rooms] == ["c1.2"]
+    pushed = await outbox.pending(db_pool, "user:alice")
+    assert [p.room_id for p in pushed] == ["c1.2"]
+
+
+async def test_start_call_records_resolves_and_records_the_plan(
+    acts: DirectoryActivities, db_pool: asyncpg.Pool
+) -> None:
+    """``start_call`` = ``record`` callStarted + ``resolve_targets`` + ``record`` of the plan, one
+    transaction; a non-retryable resolve failure is returned with callStarted still written."""
+    calls_acts = CallActivities(db_pool)
+    at = datetime.now(UTC)
+
+    def start(call_id: str, unit_id: str) -> StartCallInput:
+        return StartCallInput(
+            call_id=call_id,
+            resolve=ResolveInput(caller=LOBBY, unit_id=unit_id),
+            started=RecordInput(
+                call=CallRecord(
+                    call_id=call_id,
+                    caller=LOBBY,
+                    unit_id=unit_id,
+                    room_type=RoomType.VIDEO,
+                    phase=Phase.INITIATE,
+                    started_at=at,
+                ),
+                events=[
+                    CallEvent(id=f"{call_id}#1", call_id=call_id, seq=1, name=EventName.CALL_STARTED, at=at)
+                ],
+            ),
+        )
+
+    res = await calls_acts.start_call(start("s1", "101"))
+    assert res.plan == await acts.resolve_targets(ResolveInput(caller=LOBBY, unit_id="101"))
+    view = await calls.get_call(db_pool, "s1")
+    assert view is not None and view.phase == Phase.WAIT and view.caller_name == res.plan.caller_name
+    assert [e.name for e in view.events] == [EventName.CALL_STARTED]
+    stored = await db_pool.fetchval("SELECT callees FROM calls WHERE call_id = 's1'")
+    assert len(stored) == len(res.plan.callees()) == 4  # residents + the fallback
+
+    failed = await calls_acts.start_call(start("s2", "nope"))
+    assert (failed.plan, failed.error_type) == (None, "UnknownUnit") and "nope" in (
+        failed.error_message or ""
+    )
+    row = await db_pool.fetchrow("SELECT phase FROM calls WHERE call_id = 's2'")
+    events = await db_pool.fetch("SELECT name FROM call_events WHERE call_id = 's2'")
+    assert row["phase"] == "initiate" and [e["name"] for e in events] == ["callStarted"]

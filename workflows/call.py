@@ -23,13 +23,14 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.calls import CallActivities
-    from activities.directory import DirectoryActivities
     from ringflow.contracts.activities import (
         Billing,
         CallRecord,
         LineInput,
-        PrecallInput,
         RecordInput,
+        RingInput,
+        RingResult,
+        RingStatus,
     )
     from ringflow.contracts.calls import (
         AnswerInput,
@@ -54,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
         CALL_END_REASON,
         CALL_PHASE,
     )
-    from workflows.events import ACTIVITY_TIMEOUT, RETRY, CallLog, record, seconds
+    from workflows.events import ACTIVITY_TIMEOUT, RECORD_TIMEOUT, RETRY, CallLog, record, seconds
 
 # Signals the CallWorkflow accepts (sent by its EscalationWorkflow).
 SIGNAL_ANSWER = "answer"  # AnswerInput: the listener answered (section 4)
@@ -112,6 +113,7 @@ class CallWorkflow:
         self._inbox: list[_Action] = []
         self._phase = Phase.INITIATE
         self._rang = False  # the INCOMING_CALL push went out
+        self._claimed = False  # this room holds the listener's line
         self._answered = False
         self._caller_joined = False
         self._listener_joined = False
@@ -180,32 +182,15 @@ class CallWorkflow:
     async def run(self, inp: CallInput) -> CallResult:
         """Run the call to its end; see the module docstring and ``docs/events.md``."""
         self._attempt.started_at = workflow.now()
-        claimed = False
         cancelled = False
         try:
-            check = await workflow.execute_activity_method(
-                DirectoryActivities.precall_check,
-                PrecallInput(caller=inp.caller, listener=inp.listener),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-                summary=f"pre-call checks {inp.caller.key()} -> {inp.listener.key()}",
-            )
-            if not check.ok:
-                return await self._skip(check.err_code, check.reason)
-            claimed = True
-            claim = await workflow.execute_activity_method(
-                CallActivities.claim_line,
-                self._line(),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-                summary=f"claim line of {inp.listener_name}",
-            )
-            if not claim.claimed:
+            res = await self._ring()
+            if res.status == RingStatus.SKIPPED:
+                return await self._skip(res.err_code, res.reason)
+            if res.status == RingStatus.BUSY:
                 # Reference section 4: the listener is in another call -> busy, endVoip.
-                claimed = False
-                self._end = _End(EventName.BUSY, inp.listener, f"in room {claim.held_by}")
+                self._end = _End(EventName.BUSY, inp.listener, f"in room {res.held_by}")
             else:
-                await self._ring()
                 await self._loop()
         except asyncio.CancelledError:
             # The parent building call is gone: end the room as a forced hang-up would.
@@ -213,7 +198,7 @@ class CallWorkflow:
             cancelled = True
         # Shielded: a cancellation arriving while finishing must not skip endVoip or the
         # line release (samples-python: cleanup in a task the cancellation does not reach).
-        finishing = asyncio.create_task(self._finish(claimed))
+        finishing = asyncio.create_task(self._finish(self._claimed))
         try:
             result = await asyncio.shield(finishing)
         except asyncio.CancelledError:
@@ -252,10 +237,15 @@ class CallWorkflow:
             ended_at=now,
         )
 
-    async def _ring(self) -> None:
-        """Push the call reminder (section 1, last line); the caller joins at once (section 2)."""
+    async def _ring(self) -> RingResult:
+        """Pre-call checks, busy check and the ring in one ``ring`` activity (one transaction):
+        the call reminder push (section 1, last line); the caller joins at once (section 2).
+
+        A cancellation while ``ring`` runs waits for its result (what was written is then
+        known) and is raised afterwards."""
         inp = self._inp
         now = workflow.now()
+        seq = self._log.seq
         ringing = self._log.event(EventName.RINGING, party=inp.caller, listener=inp.listener)
         events = [ringing]
         pushes = [
@@ -273,21 +263,51 @@ class CallWorkflow:
                 },
             )
         ]
+        if not inp.media_required:
+            events.append(self._log.event(EventName.JOINED_ROOM_BY_CALLER, party=inp.caller))
+        self._phase = self._attempt.phase = Phase.WAIT
+        # The parent must know this room rings before the push can reach the listener:
+        # an answer that arrives first would otherwise be refused as "not being rung". A
+        # skipped/busy room follows up with its final outcome (and was never pushed).
+        await self._notify()
+        ring = asyncio.create_task(
+            workflow.execute_activity_method(
+                CallActivities.ring,
+                RingInput(
+                    caller=inp.caller,
+                    listener=inp.listener,
+                    call_id=inp.call_id,
+                    room_id=inp.room_id,
+                    record=RecordInput(attempts=[self._attempt], events=events, pushes=pushes),
+                ),
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"pre-call checks, claim line, ring {inp.listener_name}",
+            )
+        )
+        cancelled = False
+        try:
+            res = await asyncio.shield(ring)
+        except asyncio.CancelledError:
+            res = await ring
+            cancelled = True
+        if res.status != RingStatus.RANG:
+            self._log.seq = seq  # nothing of the ringing was written: its events never happened
+            self._phase = self._attempt.phase = Phase.INITIATE
+            if cancelled:
+                raise asyncio.CancelledError("building call cancelled")
+            return res
         self._rang = True
         self._deadlines["ring"] = now + timedelta(seconds=inp.ring_timeout_s)
         if inp.media_required:
             self._deadlines["caller_join"] = now + timedelta(seconds=inp.join_timeout_s)
         else:
             self._caller_joined = True
-            events.append(self._log.event(EventName.JOINED_ROOM_BY_CALLER, party=inp.caller))
+        self._claimed = True
         self._set_phase(Phase.WAIT)
-        # The parent must know this room rings before the push can reach the listener:
-        # an answer that arrives first would otherwise be refused as "not being rung".
-        await self._notify()
-        await record(
-            RecordInput(attempts=[self._attempt], events=events, pushes=pushes),
-            f"record ringing {inp.listener_name}",
-        )
+        if cancelled:
+            raise asyncio.CancelledError("building call cancelled")
+        return res
 
     async def _loop(self) -> None:
         """Wait for messages and deadlines until a terminal event is chosen."""

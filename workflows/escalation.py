@@ -28,10 +28,11 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.calls import CallActivities
     from activities.directory import DirectoryActivities
     from ringflow.contracts.activities import (
         CallRecord,
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         RememberAnswerInput,
         ResolvedPlan,
         ResolveInput,
+        StartCallInput,
         Target,
     )
     from ringflow.contracts.calls import (
@@ -82,7 +84,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_REJECT,
         CallWorkflow,
     )
-    from workflows.events import ACTIVITY_TIMEOUT, RETRY, CallLog, record, seconds
+    from workflows.events import ACTIVITY_TIMEOUT, RECORD_TIMEOUT, RETRY, CallLog, record, seconds
 
 INITIATE_FAILED = "initiateFailed"
 """End reason of a building call that rang nobody: no targets, or every target failed a
@@ -258,22 +260,6 @@ class EscalationWorkflow:
         """Ring the plan, wait for the answered room to end, record the outcome."""
         self._log_details("resolving targets")
         self._visibility(Phase.INITIATE)
-        await record(
-            RecordInput(
-                call=CallRecord(
-                    call_id=inp.call_id,
-                    caller=inp.caller,
-                    unit_id=inp.unit_id,
-                    room_type=inp.room_type,
-                    strategy=inp.policy.strategy if inp.policy else None,
-                    phase=Phase.INITIATE,
-                    started_at=workflow.now(),
-                    callees=inp.callees,
-                ),
-                events=[self._log.event(EventName.CALL_STARTED, party=inp.caller, data=self._start_data())],
-            ),
-            "record callStarted",
-        )
         cancelled = False
         try:
             failure = await self._resolve()
@@ -292,45 +278,54 @@ class EscalationWorkflow:
         return result
 
     async def _resolve(self) -> tuple[str, ErrCode, str] | None:
-        """Run ``resolve_targets``; returns (end_reason, err_code, reason) when nobody can be rung."""
+        """Run ``start_call`` (one transaction: the call row and ``callStarted``, ``resolve_targets``,
+        the plan with phase wait); returns (end_reason, err_code, reason) when nobody can be rung."""
         inp = self._inp
-        try:
-            self._plan = await workflow.execute_activity_method(
-                DirectoryActivities.resolve_targets,
-                ResolveInput(caller=inp.caller, unit_id=inp.unit_id, callees=inp.callees, policy=inp.policy),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
+        started = RecordInput(
+            call=CallRecord(
+                call_id=inp.call_id,
+                caller=inp.caller,
+                unit_id=inp.unit_id,
+                room_type=inp.room_type,
+                strategy=inp.policy.strategy if inp.policy else None,
+                phase=Phase.INITIATE,
+                started_at=workflow.now(),
+                callees=inp.callees,
+            ),
+            events=[self._log.event(EventName.CALL_STARTED, party=inp.caller, data=self._start_data())],
+        )
+        # Shielded like the room's ring: a cancellation waits for what was written.
+        start = asyncio.create_task(
+            workflow.execute_activity_method(
+                CallActivities.start_call,
+                StartCallInput(
+                    call_id=inp.call_id,
+                    resolve=ResolveInput(
+                        caller=inp.caller, unit_id=inp.unit_id, callees=inp.callees, policy=inp.policy
+                    ),
+                    started=started,
+                ),
+                start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RETRY,
-                summary=f"resolve targets of {self._unit_label()}",
+                summary=f"record callStarted, resolve targets of {self._unit_label()}",
             )
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.non_retryable:
-                code = (
-                    ErrCode.UNKNOWN_RESOURCE
-                    if (cause.type or "").startswith("Unknown")
-                    else ErrCode.NO_TARGETS
-                )
-                return INITIATE_FAILED, code, f"{cause.type}: {cause.message}"
+        )
+        try:
+            res = await asyncio.shield(start)
+        except asyncio.CancelledError:
+            await start
             raise
-        plan = self._plan
+        if res.plan is None:
+            kind = res.error_type or ""
+            code = ErrCode.UNKNOWN_RESOURCE if kind.startswith("Unknown") else ErrCode.NO_TARGETS
+            return INITIATE_FAILED, code, f"{res.error_type}: {res.error_message}"
+        self._plan = plan = res.plan
         self._strategy = plan.policy.strategy
-        callees = [t.party for t in plan.targets] + ([plan.fallback.party] if plan.fallback else [])
+        callees = plan.callees()
         workflow.upsert_search_attributes([CALL_CALLEES.value_set([p.key() for p in callees])])
         if not callees:
             return INITIATE_FAILED, ErrCode.NO_TARGETS, "nobody may be called from this device"
         self._set_phase(Phase.WAIT)
-        await record(
-            RecordInput(
-                call=CallRecord(
-                    call_id=inp.call_id,
-                    caller_name=plan.caller_name,
-                    strategy=plan.policy.strategy,
-                    phase=Phase.WAIT,
-                    callees=callees,
-                )
-            ),
-            f"record plan: {plan.policy.strategy.value}, {len(callees)} targets",
-        )
         return None
 
     def _stages(self, plan: ResolvedPlan) -> list[_Stage]:

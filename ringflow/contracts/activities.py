@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import Field
 
@@ -40,6 +41,10 @@ class ResolvedPlan(Contract):
     policy: EscalationPolicy
     targets: list[Target]
     fallback: Target | None = None
+
+    def callees(self) -> list[Party]:
+        """Every party the plan may ring: the targets, then the fallback."""
+        return [t.party for t in self.targets] + ([self.fallback.party] if self.fallback else [])
 
 
 class PrecallInput(Contract):
@@ -114,6 +119,56 @@ class RecordInput(Contract):
     events: list[CallEvent] = Field(default_factory=list)
     pushes: list[PushMessage] = Field(default_factory=list)
     billing: Billing | None = None
+
+
+class RingInput(Contract):
+    """``ring``: one room's set-up in ONE transaction: the pre-call checks of ``caller`` ->
+    ``listener`` (as ``precall_check``), the claim of the listener's line for ``room_id``
+    (as ``claim_line``), then, only when both pass, ``record`` (the ringing events, the
+    INCOMING_CALL push, the attempt row)."""
+
+    caller: Party
+    listener: Party
+    call_id: str
+    room_id: str
+    record: RecordInput = Field(default_factory=RecordInput)
+
+
+class RingStatus(StrEnum):
+    """What ``ring`` did."""
+
+    RANG = "rang"  # checks passed, line claimed, ``record`` written
+    SKIPPED = "skipped"  # a pre-call check failed (``err_code``, ``reason``); nothing written
+    BUSY = "busy"  # the listener's line is held by room ``held_by``; nothing written
+
+
+class RingResult(Contract):
+    """``ring`` result; nothing was claimed or written unless ``status`` is ``rang``."""
+
+    status: RingStatus = RingStatus.RANG
+    err_code: ErrCode = ErrCode.OK
+    reason: str | None = None
+    held_by: str | None = None
+
+
+class StartCallInput(Contract):
+    """``start_call``: a building call's start in ONE transaction: ``record`` of ``started``
+    (the call row, ``callStarted``), ``resolve_targets`` of ``resolve``, then, when the plan
+    has someone to ring, the call row's plan (caller name, strategy, phase wait, callees)."""
+
+    call_id: str
+    resolve: ResolveInput
+    started: RecordInput = Field(default_factory=RecordInput)
+
+
+class StartCallResult(Contract):
+    """``start_call`` result: the ``plan``, or (``plan`` None) the non-retryable
+    ``resolve_targets`` failure's ``error_type`` (``UnknownUnit``, ...) and ``error_message``;
+    ``started`` is written either way."""
+
+    plan: ResolvedPlan | None = None
+    error_type: str | None = None
+    error_message: str | None = None
 
 
 class RememberAnswerInput(Contract):
