@@ -281,7 +281,13 @@ def _view(row: asyncpg.Record) -> CallView:
 
 async def get_call(conn: asyncpg.Connection | asyncpg.Pool, call_id: str) -> CallView | None:
     """The call with its attempts (by ``seq``) and events (by ``at``, then ``seq``, then ``id``);
-    None when unknown or not yet recorded with its caller, room type, strategy, phase and start."""
+    None when unknown or not yet recorded with its caller, room type, strategy, phase and start.
+
+    The three reads share one snapshot (a read-only repeatable-read transaction), so a view
+    never mixes a call row from before a ``record`` with events from after it."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c, c.transaction(isolation="repeatable_read", readonly=True):
+            return await get_call(c, call_id)
     row = await conn.fetchrow(
         f"SELECT {_CALL_COLUMNS} FROM calls c WHERE c.call_id = $1 AND {_COMPLETE}", call_id
     )
