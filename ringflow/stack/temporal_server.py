@@ -59,6 +59,10 @@ async def ensure_search_attributes(
     return sorted(missing)
 
 
+class ExitedEarly(RuntimeError):
+    """The dev server process exited while starting (its log tail is in the message)."""
+
+
 @dataclass
 class TemporalDevServer:
     """``temporal server start-dev`` on ``host:port`` with its state in ``data_dir/temporal.sqlite``.
@@ -135,15 +139,23 @@ class TemporalDevServer:
         """Start the server and wait for it; returns a connected client (pydantic converter)."""
         self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._child = ChildProcess(
-            "temporal",
-            self.argv(),
-            env=dict(os.environ),
-            log_path=self.data_dir / "temporal.log",
-            on_parent_death=signal.SIGKILL,
-        )
-        self._child.start()
-        client = await self._wait_ready()
+        for attempt in (1, 2):
+            self._child = ChildProcess(
+                "temporal",
+                self.argv(),
+                env=dict(os.environ),
+                log_path=self.data_dir / "temporal.log",
+                on_parent_death=signal.SIGKILL,
+            )
+            self._child.start()
+            try:
+                client = await self._wait_ready()
+                break
+            except ExitedEarly:
+                # Seen once under heavy load right after a restart on the same SQLite file:
+                # the server exited with 2 while starting. One more start, then give up.
+                if attempt == 2:
+                    raise
         await ensure_search_attributes(client, self.namespace)
         return client
 
@@ -153,7 +165,7 @@ class TemporalDevServer:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if not self._child.running:
-                raise RuntimeError(
+                raise ExitedEarly(
                     f"temporal dev server exited with {self._child.returncode}:\n{self._child.tail()}"
                 )
             try:
