@@ -35,9 +35,9 @@ class CallActivities:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    @activity.defn(name="claim_line")
     async def claim_line(self, inp: LineInput) -> LineClaim:
-        """Claim ``inp.party``'s line for ``inp.room_id`` atomically: the busy check
+        """Not an activity (``ring`` claims inside its transaction): claim ``inp.party``'s
+        line for ``inp.room_id`` atomically: the busy check
         (reference section 4: a listener in another call is busy). Returns
         ``claimed=True`` also when this room already holds the line (retry), else
         ``held_by`` = the room that holds it."""
@@ -110,4 +110,4 @@ class CallActivities:
 
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""
-        return [self.claim_line, self.release_line, self.record, self.ring, self.start_call]
+        return [self.release_line, self.record, self.ring, self.start_call]

@@ -133,9 +133,9 @@ class DirectoryActivities:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    @activity.defn(name="resolve_targets")
     async def resolve_targets(self, inp: ResolveInput) -> ResolvedPlan:
-        """Targets of a building call (see ``ResolvedPlan``).
+        """Targets of a building call (see ``ResolvedPlan``) in one read-only transaction.
+        Not an activity: ``start_call`` resolves inside its own transaction.
 
         ``unit_id``: the unit's residents in hunt order as user targets, policy =
         ``inp.policy`` or the unit's; for ``round_robin`` the list starts after the
@@ -151,9 +151,9 @@ class DirectoryActivities:
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             return await resolve_plan(conn, inp)
 
-    @activity.defn(name="precall_check")
     async def precall_check(self, inp: PrecallInput) -> PrecallResult:
-        """The reference's pre-call checks (``precall_checks``) in one read-only transaction."""
+        """The reference's pre-call checks (``precall_checks``) in one read-only transaction.
+        Not an activity: ``ring`` checks inside its own transaction."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             return await precall_checks(conn, inp)
 
@@ -169,4 +169,4 @@ class DirectoryActivities:
 
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""
-        return [self.resolve_targets, self.precall_check, self.remember_answer]
+        return [self.remember_answer]

@@ -79,9 +79,8 @@ class FakeDirectory:
         self.claims: list[str] = []
         self.releases: list[str] = []
 
-    # -------------------------------------------------------------- activities
+    # ------------------------- activities (resolve_targets, precall_check, claim_line: helpers)
 
-    @activity.defn(name="resolve_targets")
     async def resolve_targets(self, inp: ResolveInput) -> ResolvedPlan:
         if inp.unit_id is not None:
             unit = self.units.get(inp.unit_id)
@@ -113,7 +112,6 @@ class FakeDirectory:
             fallback=fallback,
         )
 
-    @activity.defn(name="precall_check")
     async def precall_check(self, inp: PrecallInput) -> PrecallResult:
         code = self.precall_fail.get(inp.listener.key())
         if code is None:
@@ -124,7 +122,6 @@ class FakeDirectory:
     async def remember_answer(self, inp: RememberAnswerInput) -> None:
         self.last_answer[inp.unit_id] = inp.party.id
 
-    @activity.defn(name="claim_line")
     async def claim_line(self, inp: LineInput) -> LineClaim:
         key = inp.party.key()
         held = self.lines.get(key)
@@ -183,10 +180,7 @@ class FakeDirectory:
 
     def activities(self) -> list:
         return [
-            self.resolve_targets,
-            self.precall_check,
             self.remember_answer,
-            self.claim_line,
             self.release_line,
             self.record,
             self.ring,
