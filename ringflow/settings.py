@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     media_request_timeout_s: float = Field(
         15.0, gt=0, description="How long the API waits for the bridge to answer an offer, seconds"
     )
+    media_recordings_dir: Path = Field(
+        Path(".data/recordings"), description="Where the bridge writes recordings (policy record_media)"
+    )
+    action_ack_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="How long an in-call action (open door) waits for the device's ack, seconds"
+    )
 
     # Worker
     worker_sticky_timeout_s: float = Field(

@@ -1,0 +1,48 @@
+"""Media contracts shared by the workflows, the media activities and the bridge
+(``docs/media.md``): who talks in a building call's media room, and the traffic
+the bridge relayed.
+
+One media room per building call (id = ``call_id``). Byte and packet counts are
+RTP payload+header bytes as aiortc's RTC stats report them (``outbound-rtp``
+``bytesSent``/``packetsSent`` = bridge -> party, ``inbound-rtp``
+``bytesReceived``/``packetsReceived`` = party -> bridge), summed over every peer
+connection the party had in the room.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ringflow.contracts.common import Contract, Party
+
+
+class MediaConnectInput(Contract):
+    """``MediaActivities.connect``: ``listener`` answered building call ``call_id``; from now on
+    the caller and ``listener`` hear and see each other (the talker). ``record``: record
+    the talk (unit policy ``record_media``)."""
+
+    call_id: str
+    listener: Party
+    record: bool = False
+
+
+class PartyTraffic(Contract):
+    """What the bridge relayed for one party of a room (see the module docstring)."""
+
+    party: Party
+    role: str  # "caller" or "listener"
+    bytes_received: int = 0  # party -> bridge
+    bytes_sent: int = 0  # bridge -> party
+    packets_received: int = 0
+    packets_sent: int = 0
+    audio_bytes_received: int = 0
+    video_bytes_received: int = 0
+
+
+class RoomStats(Contract):
+    """A room's traffic per party, and the recording's path when the talk was recorded."""
+
+    call_id: str
+    parties: list[PartyTraffic] = Field(default_factory=list)
+    recording: str | None = None
+    duration_s: float = 0.0  # room open -> closed (or now), seconds
