@@ -116,10 +116,15 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         cmd.append("--map-root-user")
     cmd += ["--", sys.executable, "-m", "tests.test_browser", str(tmp_path)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     log_path = tmp_path / "scenario.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             rc = proc.wait(timeout=SCENARIO_TIMEOUT_S + 30)
         except subprocess.TimeoutExpired:
@@ -172,16 +177,21 @@ def loopback_up() -> list[str]:
     return [name for _, name in socket.if_nameindex()]
 
 
-async def wait_until(what: str, probe: Callable[[], Any], timeout: float = STEP_TIMEOUT_S) -> Any:
-    """Poll ``probe`` (sync or async) every 0.1 s until it returns a truthy value, which is
-    returned. Raises ``TimeoutError`` naming ``what`` and the last value."""
+async def wait_until(
+    what: str,
+    probe: Callable[[], Any],
+    ok: Callable[[Any], Any] = bool,
+    timeout: float = STEP_TIMEOUT_S,
+) -> Any:
+    """Poll ``probe`` (sync or async) every 0.1 s until ``ok(value)`` is true; returns that
+    value. Raises ``TimeoutError`` naming ``what`` and the last value."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
         last = probe()
         if asyncio.iscoroutine(last):
             last = await last
-        if last:
+        if last is not None and ok(last):
             return last
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
@@ -290,7 +300,10 @@ class Page:
               state: card.dataset.state, data: {...card.dataset},
               caller: q(".caller").textContent, status: q(".status").textContent,
               timer: q(".timer").textContent, error: q(".error").textContent,
-              action: {result: q(".action-result").dataset.result || null, text: q(".action-result").textContent},
+              action: {
+                result: q(".action-result").dataset.result || null,
+                text: q(".action-result").textContent,
+              },
               openDoorVisible: !q(".open-door").hidden,
               video: {width: v.videoWidth, height: v.videoHeight, time: v.currentTime, paused: v.paused},
             };
@@ -377,10 +390,7 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             report["ring_shown_s"] = round(time.monotonic() - t, 2)
             report["caller_name_shown"] = card["caller"]
             assert card["state"] == "ringing" and card["timer"].startswith("Ringing"), card
-            card = await wait_until(
-                "early-media preview playing",
-                lambda: _playing(page.card(call_id)),
-            )
+            card = await wait_until("early-media preview playing", lambda: page.card(call_id), _playing)
             before = card["video"]["time"]
             await asyncio.sleep(1.0)
             card = await page.card(call_id)
@@ -399,17 +409,15 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             # answer: talk, two-way audio and video
             t = time.monotonic()
             await page.click(f'.call[data-call-id="{call_id}"] .answer')
-            card = await wait_until(
-                "talk with Open door", lambda: _where(page.card(call_id), lambda c: c["openDoorVisible"])
-            )
+            card = await wait_until("talk with Open door", lambda: page.card(call_id), _open_door_shown)
             base_audio = int(card["data"].get("audioPackets", "0"))
             base_video = int(card["data"].get("videoFrames", "0"))
             card = await wait_until(
                 "audio and video after the answer",
-                lambda: _where(
-                    page.card(call_id),
-                    lambda c: int(c["data"].get("audioPackets", "0")) > base_audio + 25
-                    and int(c["data"].get("videoFrames", "0")) > base_video + 10,
+                lambda: page.card(call_id),
+                lambda c: (
+                    int(c["data"].get("audioPackets", "0")) > base_audio + 25
+                    and int(c["data"].get("videoFrames", "0")) > base_video + 10
                 ),
             )
             await wait_until("the door hears and sees the resident", lambda: door.received("video") > 5)
@@ -421,12 +429,13 @@ async def scenario(workdir: Path) -> dict[str, Any]:
                 "video_bytes": int(card["data"]["videoBytes"]),
                 "pair": card["data"].get("pair"),
             }
-            timer = await wait_until(
-                "keepTime running", lambda: _where(page.card(call_id), lambda c: c["timer"] >= "0:02")
-            )
+            timer = await wait_until("keepTime running", lambda: page.card(call_id), _talked_2_s)
             report["talk"]["timer"] = timer["timer"]
             await wait_until("door audio", lambda: door.received("audio") > 25)
-            report["door_received"] = {"audio_frames": door.received("audio"), "video_frames": door.received("video")}
+            report["door_received"] = {
+                "audio_frames": door.received("audio"),
+                "video_frames": door.received("video"),
+            }
 
             # loopback only: the page's candidates, Chromium's and the bridge's sockets
             report["page_candidates"] = json.loads(card["data"].get("localCandidates", "[]"))
@@ -439,7 +448,8 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             await page.click(f'.call[data-call-id="{call_id}"] .open-door')
             card = await wait_until(
                 "open door result",
-                lambda: _where(page.card(call_id), lambda c: c["action"]["result"] not in (None, "pending")),
+                lambda: page.card(call_id),
+                lambda c: c["action"]["result"] not in (None, "pending"),
             )
             report["open_door"] = {
                 "result": card["action"]["result"],
@@ -450,9 +460,7 @@ async def scenario(workdir: Path) -> dict[str, Any]:
 
             # hang up: the end reason from call_ended, then the history
             await page.click(f'.call[data-call-id="{call_id}"] .hang-up')
-            card = await wait_until(
-                "call ended", lambda: _where(page.card(call_id), lambda c: c["state"] == "ended")
-            )
+            card = await wait_until("call ended", lambda: page.card(call_id), lambda c: c["state"] == "ended")
             report["ended"] = {
                 "end_reason": card["data"].get("endReason"),
                 "keep_time_s": card["data"].get("keepTime"),
@@ -461,8 +469,9 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             row = await wait_until(
                 "the call in the page's history",
                 lambda: page.js(
-                    "const r = document.querySelector(`#history tr[data-call-id=\"${arguments[0]}\"]`);"
-                    "return r && r.dataset.endReason ? {reason: r.dataset.endReason, text: r.innerText} : null",
+                    'const r = document.querySelector(`#history tr[data-call-id="${arguments[0]}"]`);'
+                    "return r && r.dataset.endReason"
+                    " ? {reason: r.dataset.endReason, text: r.innerText} : null",
                     call_id,
                 ),
             )
@@ -478,9 +487,10 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             }
             console = await asyncio.to_thread(driver.get_log, "browser")
             report["console_errors"] = [e["message"] for e in console if e.get("level") == "SEVERE"]
-            await asyncio.to_thread(driver.save_screenshot, str(workdir / "page.png"))
         finally:
             if driver is not None:
+                with contextlib.suppress(Exception):  # what the page showed last, for a person
+                    await asyncio.to_thread(driver.save_screenshot, str(workdir / "page.png"))
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(driver.quit)
             await door.close()
@@ -488,16 +498,18 @@ async def scenario(workdir: Path) -> dict[str, Any]:
     return report
 
 
-async def _playing(card_awaitable: Any) -> dict[str, Any] | None:
-    card = await card_awaitable
-    if card and card["video"]["width"] > 0 and card["video"]["time"] > 0 and not card["video"]["paused"]:
-        return card
-    return None
+def _playing(card: dict[str, Any]) -> bool:
+    v = card["video"]
+    return bool(v["width"] > 0 and v["time"] > 0 and not v["paused"])
 
 
-async def _where(card_awaitable: Any, pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
-    card = await card_awaitable
-    return card if card and pred(card) else None
+def _open_door_shown(card: dict[str, Any]) -> bool:
+    return bool(card["state"] == "talk" and card["openDoorVisible"])
+
+
+def _talked_2_s(card: dict[str, Any]) -> bool:
+    minutes, _, seconds = card["timer"].partition(":")
+    return minutes.isdigit() and seconds.isdigit() and int(minutes) * 60 + int(seconds) >= 2
 
 
 async def _events_when(backend: Any, call_id: str, name: str) -> dict[str, Any] | None:

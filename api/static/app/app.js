@@ -210,11 +210,11 @@
       }
       case "call_cancelled":
         if (call) call.finish(describeEnd(p.end_reason, "cancelled"), p);
-        refreshHistorySoon();
+        refreshHistorySoon(callId);
         break;
       case "call_ended":
         if (call) call.finish(describeEnd(p.end_reason, "ended"), p);
-        refreshHistorySoon();
+        refreshHistorySoon(callId);
         break;
       case "custom_action_result":
         if (call) call.showActionResult(p);
@@ -510,7 +510,7 @@
       this.stopRing();
       try {
         await this.act("reject");
-        this.setState("ending", "Declining...");
+        if (this.state !== "ended") this.setState("ending", "Declining..."); // call_ended may come first
       } catch (e) {
         if (e.status === 409) this.finish(`Call over: ${e.message}`, null);
         else this.error(`Could not decline: ${e.message}`);
@@ -520,7 +520,7 @@
     async hangUp() {
       try {
         await this.act("hang-up");
-        this.setState("ending", "Hanging up...");
+        if (this.state !== "ended") this.setState("ending", "Hanging up...");
       } catch (e) {
         if (e.status === 409) this.finish(`Call over: ${e.message}`, null);
         else this.error(`Could not hang up: ${e.message}`);
@@ -644,10 +644,20 @@
   // ------------------------------------------------------------------ history
 
   let historyTimer = null;
-  function refreshHistorySoon() {
-    // the call's row is written with its end: read again shortly after
+  function refreshHistorySoon(callId) {
+    // The call's row gets its end with callEnded, a moment after call_ended reaches us:
+    // read again after 1 s, then back off (2, 4, 8 s) until the row shows how it ended.
     clearTimeout(historyTimer);
-    historyTimer = setTimeout(() => loadHistory(false), 1000);
+    let delay = 1000;
+    const again = async () => {
+      const rows = await loadHistory(false);
+      const row = rows && rows.find((c) => c.call_id === callId);
+      if (rows && callId && !(row && row.end_reason) && delay < 16000) {
+        delay *= 2;
+        historyTimer = setTimeout(again, delay);
+      }
+    };
+    historyTimer = setTimeout(again, delay);
   }
 
   function outcome(c) {
@@ -660,7 +670,8 @@
   }
 
   async function loadHistory(more) {
-    if (!token) return;
+    // one page of GET /v1/me/calls into the table; returns its calls (null on error)
+    if (!token) return null;
     const params = new URLSearchParams({ limit: String(HISTORY_PAGE) });
     if (more && historyCursor) params.set("cursor", historyCursor);
     try {
@@ -691,8 +702,10 @@
       $("#history-empty").hidden = body.children.length > 0;
       $("#history-more").hidden = !historyCursor;
       $("#history-error").textContent = "";
+      return items;
     } catch (e) {
       $("#history-error").textContent = `Could not load your calls: ${e.message}`;
+      return null;
     }
   }
 
