@@ -370,7 +370,8 @@
           this.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: wantVideo });
         } catch (e) {
           this.local = null; // receive only: the resident still sees and hears the door
-          this.error(`No microphone/camera (${e.name}): you can see and hear, not be heard.`);
+          const why = window.isSecureContext ? e.name : "this page needs https";
+          this.error(`No microphone/camera (${why}): you can see and hear, not be heard.`);
         }
         if (this.local) {
           const live = this.state === "talk" || this.state === "answering";
