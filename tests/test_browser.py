@@ -156,6 +156,45 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     assert report["history"]["page_row_end_reason"] == "hangUpVoip"
 
 
+def test_app_files_headers_and_csp() -> None:
+    """``/app`` serves the page and its three files with their media types, a strict CSP
+    naming the push channel's WebSocket origin, and nothing outside its table."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from api import problems
+    from api.routers import webapp
+
+    app = FastAPI()
+    problems.install(app)
+    app.include_router(webapp.router)
+    with TestClient(app, base_url="http://127.0.0.1:8080") as http:
+        page = http.get("/app")
+        assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+        csp = dict(d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";"))
+        assert csp["default-src"] == "'none'" and csp["script-src"] == "'self'"
+        assert csp["connect-src"] == "'self' ws://127.0.0.1:8080 wss://127.0.0.1:8080"
+        assert csp["frame-ancestors"] == "'none'" and page.headers["x-content-type-options"] == "nosniff"
+        for name, kind in [
+            ("app.js", "text/javascript"),
+            ("app.css", "text/css"),
+            ("icon.svg", "image/svg+xml"),
+        ]:
+            r = http.get(f"/app/{name}")
+            assert r.status_code == 200 and r.headers["content-type"].startswith(kind), (name, r.headers)
+            assert f'src="app/{name}"' in page.text or f'href="app/{name}"' in page.text
+            again = http.get(f"/app/{name}", headers={"If-None-Match": r.headers["etag"]})
+            assert again.status_code == 304 and again.content == b""
+        assert "<script>" not in page.text and " on" + "click=" not in page.text  # CSP: no inline code
+        for bad in ["/app/../app.py", "/app/webapp.py", "/app/index.htm", "/app/%2e%2e%2fapp.py"]:
+            r = http.get(bad)
+            assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", bad
+        r = http.get("/app/?token=abc", follow_redirects=False)
+        assert r.status_code == 308 and r.headers["location"] == "/app?token=abc"
+        evil = http.get("/app", headers={"Host": "x;script-src *"})
+        assert "script-src *" not in evil.headers["content-security-policy"]
+
+
 def _loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
