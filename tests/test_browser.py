@@ -144,6 +144,7 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     assert report["caller_name_shown"] == "Maple Court Lobby"
     assert report["preview"]["video_width"] > 0 and report["preview"]["frames"] > 0
     assert report["preview"]["current_time_after"] > report["preview"]["current_time_before"]
+    assert report["preview"]["audio_packets_before_answer"] == 0  # nobody hears the door before answering
     assert report["talk"]["audio_packets"] > 0 and report["talk"]["video_frames"] > 0
     assert report["door_received"]["audio_frames"] > 0 and report["door_received"]["video_frames"] > 0
     assert report["open_door"]["result"] == "done" and "door opened" in report["open_door"]["text"]
@@ -154,6 +155,9 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     events = report["history"]["events"]
     assert [e for e in events if e in EXPECTED_EVENTS] == EXPECTED_EVENTS, events
     assert report["history"]["page_row_end_reason"] == "hangUpVoip"
+    assert not [m for m in report["console_errors"] if "Content Security Policy" in m], report[
+        "console_errors"
+    ]
 
 
 def test_app_files_headers_and_csp() -> None:
