@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from media.models import TalkerUpdate
-from ringflow.contracts.media import MediaConnectInput, RoomStats
+from ringflow.contracts.media import MEDIA_CLOSE_ROOM, MEDIA_CONNECT, MediaConnectInput, RoomStats
 from ringflow.settings import Settings
 
 
@@ -41,7 +41,7 @@ class MediaActivities:
         """Close the HTTP client."""
         await self.http.aclose()
 
-    @activity.defn(name="connect")
+    @activity.defn(name=MEDIA_CONNECT)
     async def connect(self, inp: MediaConnectInput) -> None:
         """Make ``inp.listener`` the talker of room ``inp.call_id`` (created if no party has
         offered yet), recording the talk when ``inp.record``: from now on the caller and the
@@ -52,7 +52,7 @@ class MediaActivities:
         )
         _raise_for(r)
 
-    @activity.defn(name="close_room")
+    @activity.defn(name=MEDIA_CLOSE_ROOM)
     async def close_room(self, call_id: str) -> RoomStats | None:
         """Close room ``call_id`` and its peers; its final ``RoomStats`` (traffic per party,
         recording path), or None when the bridge has no such room (no party ever offered,

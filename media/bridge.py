@@ -137,7 +137,7 @@ class Room:
     talker: Party | None = None
     sources: dict[tuple[str, str], MediaStreamTrack] = field(default_factory=dict)  # (key, kind)
     recording: Recording | None = None
-    recordings: list[str] = field(default_factory=list)  # every path recorded, in order
+    recordings: list[str] = field(default_factory=list)  # every recording's path, in order
     closed_traffic: dict[str, PartyTraffic] = field(default_factory=dict)  # by Party.key()
     changed: asyncio.Future[None] = field(default_factory=_new_future)
     opened_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
@@ -207,11 +207,11 @@ class RoomTrack(MediaStreamTrack):
                 continue
             if self._pending is None:
                 self._pending = asyncio.ensure_future(self._proxy.recv())
-            changed = self._room.changed
-            await asyncio.wait((self._pending, changed), return_when=asyncio.FIRST_COMPLETED)
-            if not self._pending.done():
-                continue  # the room changed: select again (the pending frame is kept if unchanged)
-            pending, self._pending = self._pending, None
+            pending = self._pending
+            await asyncio.wait((pending, self._room.changed), return_when=asyncio.FIRST_COMPLETED)
+            if pending is not self._pending or not pending.done():
+                continue  # stopped, or the room changed: select again (a pending frame is kept)
+            self._pending = None
             try:
                 return pending.result()
             except MediaStreamError:  # that party's track ended: wait for its next one
@@ -508,10 +508,17 @@ class Bridge:
         return RoomTrack(room, kind, lambda: room.to_listener(listener, kind))
 
     async def _stop_recording(self, room: Room) -> None:
+        """Stop ``room``'s recording in progress; a recording that got no media has no file
+        (the muxer writes nothing before the first packet) and is forgotten."""
         recording, room.recording = room.recording, None
-        if recording is not None:
-            log.info("room %s: recording %s stopped", room.call_id, recording.path)
+        if recording is None:
+            return
+        try:
             await recording.stop()
+        finally:
+            if not recording.path.exists():
+                room.recordings.remove(str(recording.path))
+            log.info("room %s: recording %s stopped", room.call_id, recording.path)
 
     async def _watch(self, room: Room) -> None:
         """Close ``room`` once its building call's workflow has ended."""
