@@ -23,33 +23,15 @@ from media.bridge import Bridge, InvalidSdp
 from media.models import PeerOffer, Role, TalkerUpdate
 from media.network import MediaNetwork, candidate_addresses, udp_addresses
 from media.peer import ClientPeer, ToneTrack
-from ringflow.contracts.calls import JoinInput
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.media import PartyTraffic, RoomStats
 from tests.fakes import until
-from tests.media_tracks import PatternTrack
+from tests.media_helpers import PatternTrack, Recorder
 
 LOBBY = Party(kind=PartyKind.DEVICE, id="LOBBY-1")
 BOB = Party(kind=PartyKind.USER, id="bob")
 CAROL = Party(kind=PartyKind.USER, id="carol")
 CALL = "call-1"
-
-
-class Recorder:
-    """A ``Reporter`` that keeps ``(call_id, signal, JoinInput)``; rooms end on ``end(call_id)``."""
-
-    def __init__(self) -> None:
-        self.signals: list[tuple[str, str, JoinInput]] = []
-        self.ended: dict[str, asyncio.Event] = {}
-
-    async def report(self, call_id: str, signal: str, inp: JoinInput) -> None:
-        self.signals.append((call_id, signal, inp))
-
-    async def room_ended(self, call_id: str) -> None:
-        await self.ended.setdefault(call_id, asyncio.Event()).wait()
-
-    def of(self, party: Party) -> list[str]:
-        return [s for _, s, inp in self.signals if inp.party == party]
 
 
 @pytest.fixture

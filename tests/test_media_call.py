@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from temporalio.client import WorkflowHandle
@@ -39,7 +38,7 @@ from ringflow.contracts.policies import EscalationPolicy
 from ringflow.settings import Settings
 from ringflow.stack.ports import free_port
 from tests.fakes import LOBBY, FakeDirectory, register_search_attributes, until, user
-from tests.media_tracks import PatternTrack
+from tests.media_helpers import PatternTrack, serve
 from workflows import WORKFLOWS
 from workflows.escalation import EscalationWorkflow
 
@@ -100,17 +99,6 @@ class Stack:
         return await self.api.post(
             f"/v1/calls/{call_id}/media", json={"sdp": sdp, "type": "offer"}, headers=self.auth(party)
         )
-
-
-async def serve(app: FastAPI, port: int) -> AsyncIterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        await until(lambda: server.started or task.done())
-        yield
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest_asyncio.fixture
