@@ -84,8 +84,14 @@ async def resolve_plan(conn: Conn, inp: ResolveInput) -> ResolvedPlan:
     fallback = None
     if policy.fallback_user_id is not None:
         fallback = await _target(conn, Party(kind=PartyKind.USER, id=policy.fallback_user_id))
+    device = await store.find_device(conn, inp.caller.id) if inp.caller.kind is PartyKind.DEVICE else None
     return ResolvedPlan(
-        caller_name=caller.name, unit_name=unit_name, policy=policy, targets=targets, fallback=fallback
+        caller_name=caller.name,
+        unit_name=unit_name,
+        policy=policy,
+        targets=targets,
+        fallback=fallback,
+        caller_actions=list(device.actions) if device else [],
     )
 
 

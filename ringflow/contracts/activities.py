@@ -41,6 +41,7 @@ class ResolvedPlan(Contract):
     policy: EscalationPolicy
     targets: list[Target]
     fallback: Target | None = None
+    caller_actions: list[str] = Field(default_factory=list)  # the caller device's in-call actions
 
     def callees(self) -> list[Party]:
         """Every party the plan may ring: the targets, then the fallback."""

@@ -15,6 +15,13 @@ from pydantic import Field
 
 from ringflow.contracts.common import Contract, Party
 
+MEDIA_CONNECT = "media_connect"
+"""Activity name of ``MediaActivities.connect(MediaConnectInput) -> None`` (bridge
+``PUT /rooms/{call_id}/talker``); the workflows call it by this name."""
+MEDIA_CLOSE_ROOM = "media_close_room"
+"""Activity name of ``MediaActivities.close_room(call_id: str) -> RoomStats | None`` (bridge
+``DELETE /rooms/{call_id}``; None when the bridge has no such room)."""
+
 
 class MediaConnectInput(Contract):
     """``MediaActivities.connect``: ``listener`` answered building call ``call_id``; from now on
