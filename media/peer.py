@@ -292,6 +292,7 @@ class Received:
     frames: int = 0
     loud: int = 0  # audio frames with a peak above LOUD (a tone, not silence)
     first_at: float | None = None  # time.monotonic() of the first frame
+    loud_at: float | None = None  # time.monotonic() of the latest loud audio frame
     pattern: int = 0  # video frames that carry a test-pattern counter
     last_counter: int | None = None
 
@@ -363,6 +364,7 @@ class ClientPeer:
     receive: tuple[str, ...] = ()
     send_only: bool = False
     read_pattern: bool = True  # read the test-pattern counter of received video frames
+    _loud: asyncio.Event = field(default_factory=asyncio.Event)  # set at each loud audio frame
 
     def __post_init__(self) -> None:
         direction = "sendonly" if self.send_only else "sendrecv"
@@ -378,7 +380,7 @@ class ClientPeer:
         def on_track(track: MediaStreamTrack) -> None:
             got = Received(track.kind)
             self.received.append(got)
-            self._readers.append(asyncio.create_task(self._read(track, got, self.read_pattern)))
+            self._readers.append(asyncio.create_task(self._read(track, got, self.read_pattern, self._loud)))
 
     async def offer(self) -> str:
         """A complete SDP offer (setLocalDescription waits for ICE gathering)."""
@@ -406,6 +408,20 @@ class ClientPeer:
     def heard(self, kind: str = "audio") -> int:
         """Loud frames received on ``kind`` tracks (audio) or frames (video)."""
         return sum(r.loud if kind == "audio" else r.frames for r in self.received if r.kind == kind)
+
+    def loud_since(self, t: float) -> bool:
+        """Whether a loud audio frame arrived after ``t`` (``time.monotonic()``)."""
+        return any(r.loud_at is not None and r.loud_at > t for r in self.received if r.kind == "audio")
+
+    async def wait_loud(self, since: float) -> float:
+        """Wait for a loud audio frame that arrived after ``since`` (``time.monotonic()``) and
+        return its arrival time (bound it with ``asyncio.timeout``)."""
+        while True:
+            self._loud.clear()
+            times = [r.loud_at for r in self.received if r.kind == "audio" and r.loud_at is not None]
+            if times and max(times) > since:
+                return max(times)
+            await self._loud.wait()
 
     def frames(self, kind: str) -> int:
         """Frames received on ``kind`` tracks (audio: silent ones included)."""
@@ -454,7 +470,7 @@ class ClientPeer:
             await self.pc.close()
 
     @staticmethod
-    async def _read(track: MediaStreamTrack, got: Received, read_pattern: bool) -> None:
+    async def _read(track: MediaStreamTrack, got: Received, read_pattern: bool, loud: asyncio.Event) -> None:
         while True:
             try:
                 frame = await track.recv()
@@ -466,6 +482,8 @@ class ClientPeer:
             if isinstance(frame, AudioFrame):
                 if frame.format.name == "s16" and peak(frame) > Received.LOUD:
                     got.loud += 1
+                    got.loud_at = time.monotonic()
+                    loud.set()
             elif read_pattern and isinstance(frame, VideoFrame):
                 counter = read_counter(frame)
                 if counter is not None:
