@@ -125,7 +125,8 @@ async def _require_ref(conn: Conn, kind: str, ident: str, field: str) -> None:
 # ---------------------------------------------------------------- devices
 
 _DEVICE_COLS = (
-    "sn, model_id, name, group_id, voip_token_expires_at, talk_quota_s, auto_answer, actions, created_at, updated_at"
+    "sn, model_id, name, group_id, voip_token_expires_at, talk_quota_s, auto_answer, actions, "
+    "created_at, updated_at"
 )
 
 

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import FailureError
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.calls import CallActivities
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.common import Party
     from ringflow.contracts.errors import ErrCode
     from ringflow.contracts.events import CallEvent, EventName
+    from ringflow.contracts.media import MEDIA_CONNECT, MediaConnectInput
     from ringflow.contracts.push import PushMessage, PushType
     from ringflow.contracts.search import (
         CALL_CALLEES,
@@ -67,6 +68,11 @@ SIGNAL_JOINED = "joined"  # JoinInput: a party's media joined the room
 SIGNAL_JOIN_FAILED = "join_failed"  # JoinInput: a party's media could not join
 SIGNAL_MEDIA_LOST = "media_lost"  # JoinInput: a party's media vanished (abortVoip)
 ATTEMPT_UPDATE = "attempt_update"  # to the parent: AttemptUpdate
+MEDIA_SIGNALS = (SIGNAL_JOINED, SIGNAL_JOIN_FAILED, SIGNAL_MEDIA_LOST)
+
+MEDIA_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3)
+"""Media-bridge control is retried briefly: a bridge that stays down must not hold up the
+call (the join timers and media signals decide what happens to the media)."""
 
 _OUTCOMES = {
     EventName.TIMEOUT: AttemptOutcome.NO_ANSWER,
@@ -117,6 +123,7 @@ class CallWorkflow:
         self._answered = False
         self._caller_joined = False
         self._listener_joined = False
+        self._listener_media = False  # the listener's peer is in the media room (early media)
         self._deadlines: dict[str, datetime] = {}
         self._end: _End | None = None
         self._talk_started_at: datetime | None = None
@@ -263,7 +270,7 @@ class CallWorkflow:
                 },
             )
         ]
-        if not inp.media_required:
+        if not inp.media_required or inp.caller_joined:
             events.append(self._log.event(EventName.JOINED_ROOM_BY_CALLER, party=inp.caller))
         self._phase = self._attempt.phase = Phase.WAIT
         # The parent must know this room rings before the push can reach the listener:
@@ -299,7 +306,7 @@ class CallWorkflow:
             return res
         self._rang = True
         self._deadlines["ring"] = now + timedelta(seconds=inp.ring_timeout_s)
-        if inp.media_required:
+        if inp.media_required and not inp.caller_joined:
             self._deadlines["caller_join"] = now + timedelta(seconds=inp.join_timeout_s)
         else:
             self._caller_joined = True
@@ -363,6 +370,10 @@ class CallWorkflow:
         phase = self._phase
         if act.kind in (SIGNAL_FORCE_HANG_UP, SIGNAL_CANCEL):
             self._end = self._forced(act.reason)
+        elif is_listener and not self._answered and act.kind in MEDIA_SIGNALS:
+            # docs/media.md: a rung listener's preview peer; losing it does not end the ring
+            # (the listener may offer again), joining it makes the answer's join immediate.
+            self._listener_media = act.kind == SIGNAL_JOINED
         elif act.kind == SIGNAL_MEDIA_LOST and (is_caller or is_listener):
             self._end = _End(EventName.ABORT_VOIP, act.party, act.reason or "media lost")
         elif act.kind == SIGNAL_JOIN_FAILED and (is_caller or is_listener) and phase != Phase.TALK:
@@ -386,6 +397,22 @@ class CallWorkflow:
             self._deadlines.pop("listener_join", None)
             await self._joined([])
         # anything else does not fit the phase and is ignored (the parent validated it)
+
+    async def _connect_media(self) -> None:
+        """docs/media.md: the answering listener becomes the media room's talker (the caller
+        hears and sees them, and they the caller), recorded when the unit's policy says so.
+        A bridge that cannot be reached is logged; the join timers then end the call."""
+        inp = self._inp
+        try:
+            await workflow.execute_activity(
+                MEDIA_CONNECT,
+                MediaConnectInput(call_id=inp.call_id, listener=inp.listener, record=inp.record_media),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=MEDIA_RETRY,
+                summary=f"media: connect {inp.listener_name} with the caller",
+            )
+        except ActivityError as e:
+            workflow.logger.warning("media connect for %s failed: %s", inp.room_id, e)
 
     def _forced(self, reason: str | None) -> _End:
         """forceHangUpVoip by phase (sections 3, 5, 6): cancelVoip before the listener
@@ -411,6 +438,8 @@ class CallWorkflow:
             )
         ]
         if inp.media_required:
+            await self._connect_media()
+        if inp.media_required and not self._listener_media:
             self._deadlines["listener_join"] = workflow.now() + timedelta(seconds=inp.join_timeout_s)
         else:
             self._listener_joined = True
