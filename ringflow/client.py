@@ -167,10 +167,14 @@ class PartyClient:
         Raises :class:`ApiError` (403 ``not-a-party``, 404)."""
         return checked(await self.http.get(f"/v1/calls/{call_id}"), f"GET call {call_id}")
 
-    async def my_calls(self, limit: int = 20) -> dict[str, Any]:
-        """``GET /v1/me/calls?limit=``: ``{"calls": [call views without events], "next"}``,
-        the calls where this party is the caller or was rung, newest first."""
-        return checked(await self.http.get("/v1/me/calls", params={"limit": limit}), "GET my calls")
+    async def my_calls(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """``GET /v1/me/calls?limit=&cursor=``: ``{"items": [call views without events],
+        "next_cursor"}``, the calls where this party is the caller or was rung, newest first
+        (page on with ``cursor`` = the previous ``next_cursor``). Raises :class:`ApiError`."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return checked(await self.http.get("/v1/me/calls", params=params), "GET my calls")
 
     async def media_offer(self, call_id: str, sdp: str) -> str:
         """Post this party's complete SDP offer for call ``call_id``'s media room
