@@ -42,7 +42,7 @@ async def _target(conn: Conn, party: Party) -> Target:
     found = await _lookup(conn, party)
     if found is None:
         raise _unknown(party)
-    return Target(party=party, name=found.name)
+    return Target(party=party, name=found.name, auto_answer=isinstance(found, Device) and found.auto_answer)
 
 
 def rotate_after(user_ids: list[str], last: str | None) -> list[str]:

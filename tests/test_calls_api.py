@@ -520,7 +520,8 @@ async def test_open_door_and_my_calls_real_workflows(api: httpx.AsyncClient, db_
         names = [e["name"] for e in view["events"]]
         assert names.index("customAction") < names.index("customActionResult") < names.index("callEnded")
         outbox = await db_pool.fetch(
-            "SELECT recipient, type FROM outbox WHERE call_id = $1 AND type LIKE 'custom_action%' ORDER BY seq",
+            "SELECT recipient, type FROM outbox"
+            " WHERE call_id = $1 AND type LIKE 'custom_action%' ORDER BY seq",
             call_id,
         )
         assert [(r["recipient"], r["type"]) for r in outbox] == [

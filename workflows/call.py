@@ -267,6 +267,7 @@ class CallWorkflow:
                     "ring_timeout_s": inp.ring_timeout_s,
                     "call_id": inp.call_id,
                     "room_id": inp.room_id,
+                    "auto_answer": inp.listener_auto_answer,
                 },
             )
         ]

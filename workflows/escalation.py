@@ -605,6 +605,7 @@ class EscalationWorkflow:
                 media_required=inp.media_required,
                 parent_workflow_id=workflow.info().workflow_id,
                 caller_joined=caller_joined,
+                listener_auto_answer=target.auto_answer,
                 record_media=plan.policy.record_media,
             ),
             id=room,

@@ -29,6 +29,7 @@ class Target(Contract):
 
     party: Party
     name: str
+    auto_answer: bool = False  # a device listener that answers by itself (phone-calls-device)
 
 
 class ResolvedPlan(Contract):

@@ -161,6 +161,7 @@ class CallInput(Contract):
     media_required: bool = False
     parent_workflow_id: str | None = None  # gets AttemptUpdate signals
     caller_joined: bool = False  # the caller's media already joined the building call's room
+    listener_auto_answer: bool = False  # the listener device answers by itself (phone-calls-device)
     record_media: bool = False  # unit policy record_media: the bridge records the talk
 
 
