@@ -434,7 +434,8 @@ class DeviceAgent(Agent):
 
     ``door``: performs in-call actions (default :class:`LoggingDoor`); ``actions_done``
     lists every action performed and acknowledged. ``auto_answer``: answer calls placed to
-    this device (the directory's ``Device.auto_answer``; see :meth:`from_api_key`)."""
+    this device; None (default) follows the ``incoming_call`` push's ``auto_answer`` (the
+    directory's ``Device.auto_answer``), True/False override it."""
 
     def __init__(
         self,
@@ -443,7 +444,7 @@ class DeviceAgent(Agent):
         token: str,
         media: MediaSpec | None = None,
         door: Actuator | None = None,
-        auto_answer: bool = False,
+        auto_answer: bool | None = None,
         name: str = "",
     ) -> None:
         super().__init__(base_url, Party(kind=PartyKind.DEVICE, id=sn), token, media or MediaSpec(), name)
@@ -456,17 +457,15 @@ class DeviceAgent(Agent):
     async def from_api_key(
         cls, base_url: str, sn: str, api_key: str, auto_answer: bool | None = None, **kwargs: Any
     ) -> DeviceAgent:
-        """An agent whose token comes from ``POST /v1/tokens`` (backend ``api_key``) and whose
-        ``auto_answer`` comes from the directory unless given. Raises :class:`ApiError`
-        (unknown device: 404; wrong key: 401)."""
+        """An agent whose token comes from ``POST /v1/tokens`` (backend ``api_key``), after
+        checking that the device exists. Raises :class:`ApiError` (unknown device: 404;
+        wrong key: 401)."""
         backend = Backend(base_url, api_key)
         try:
-            device = await backend.device(sn)
+            await backend.device(sn)
             token = await backend.token(Party(kind=PartyKind.DEVICE, id=sn))
         finally:
             await backend.aclose()
-        if auto_answer is None:
-            auto_answer = bool(device.get("auto_answer"))
         return cls(base_url, sn, token, auto_answer=auto_answer, **kwargs)
 
     async def place_call(
@@ -548,12 +547,14 @@ class DeviceAgent(Agent):
         self.info("call %s: %s; ack -> %s %s", request.call_id, what, r.status_code, result or r.text[:120])
 
     async def on_incoming_call(self, msg: Received) -> None:
-        """A call placed TO this device (``phone-calls-device.en.md``): with ``auto_answer``
-        join the room as the listener (the caller sees the camera at once) and answer."""
+        """A call placed TO this device (``phone-calls-device.en.md``): when it auto-answers
+        (:attr:`auto_answer`, else the push's ``auto_answer``) join the room as the listener
+        (the caller sees the camera at once) and answer."""
         p = msg.frame["payload"]
         call_id = str(msg.call_id)
         who = p.get("caller_name") or p.get("caller")
-        if not self.auto_answer:
+        auto = self.auto_answer if self.auto_answer is not None else bool(p.get("auto_answer"))
+        if not auto:
             self.info("call %s: %s is calling; auto_answer is off, letting it ring", call_id, who)
             return
         session = self.sessions[call_id] = CallSession(

@@ -116,7 +116,7 @@ def device_run(
     api: Annotated[str, typer.Option(help="Base URL of the ringflow API")] = "http://127.0.0.1:8080",
     token: Annotated[str | None, typer.Option(help="The device's bearer token (POST /v1/tokens)")] = None,
     api_key: Annotated[
-        str | None, typer.Option(help="Backend API key: fetch the device's token and auto_answer with it")
+        str | None, typer.Option(help="Backend API key: get the device's token with it (POST /v1/tokens)")
     ] = None,
     call: Annotated[str | None, typer.Option(help="Call this unit once at start, e.g. 101")] = None,
     room_type: Annotated[str, typer.Option(help="Room type of --call: video or voice")] = "video",
@@ -134,10 +134,7 @@ def device_run(
     fps: Annotated[float, typer.Option(min=1, max=60, help="Test pattern frames per second")] = 15.0,
     auto_answer: Annotated[
         bool | None,
-        typer.Option(
-            help="Answer calls placed to the device (default: the directory's auto_answer with "
-            "--api-key, else off)"
-        ),
+        typer.Option(help="Answer calls placed to the device (default: as the directory says)"),
     ] = None,
     door_command: Annotated[
         str | None, typer.Option(help="Run this command to open the door (exit 0 = opened); default: log it")
@@ -208,7 +205,7 @@ def device_run(
                 )
             else:
                 assert token is not None
-                agent = DeviceAgent(api, sn, token, media=media, door=door, auto_answer=bool(auto_answer))
+                agent = DeviceAgent(api, sn, token, media=media, door=door, auto_answer=auto_answer)
             return await run_device(agent, call=call, room_type=room_type, once=once, stop=stop)
         except ApiError as e:
             typer.secho(f"ringflow: {e}", fg=typer.colors.RED, err=True)

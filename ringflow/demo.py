@@ -264,10 +264,9 @@ async def run_scenario(
         print("  clients     : (their own RTC counters)", file=out)
         print(f"                {_client_line('door ' + LOBBY, door_stats)}", file=out)
         print(f"                {_client_line(c, carol_stats)}", file=out)
-        for at, by in openings:
-            print(
-                f"  door        : opened by {by} at {at.astimezone().strftime('%H:%M:%S.%f')[:-3]}", file=out
-            )
+        for opened_at, by in openings:
+            local = opened_at.astimezone().strftime("%H:%M:%S.%f")[:-3]
+            print(f"  door        : opened by {by} at {local}", file=out)
         print(f"  Temporal UI : {view.get('temporal_ui_url')}", file=out)
         print("  result      : " + ("OK" if not problems else "UNEXPECTED: " + "; ".join(problems)), file=out)
         return ScenarioResult(
