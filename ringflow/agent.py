@@ -205,8 +205,8 @@ class CallSession:
     after the end); ``stats``: the peer's last :class:`PeerStats` (taken when it closed);
     ``preview_video_frames``: video frames received before this listener answered (early
     media); ``answer_to_audio_s``: answer -> first loud audio frame from the other side;
-    ``action_results``: the ``custom_action_result`` payloads (listener) and the REST
-    results of its own actions."""
+    ``action_results``: the REST results of the in-call actions it pressed (listener);
+    ``action_pushes``: the ``custom_action_result`` push payloads it received."""
 
     call_id: str
     role: Role
@@ -225,6 +225,7 @@ class CallSession:
     keep_time_s: int | None = None
     stats: PeerStats | None = None
     action_results: list[dict[str, Any]] = field(default_factory=list)
+    action_pushes: list[dict[str, Any]] = field(default_factory=list)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -348,6 +349,50 @@ class Agent:
         await asyncio.wait_for(session.ended.wait(), timeout)
         return session
 
+    async def place_call(
+        self,
+        unit_id: str | None = None,
+        callees: list[Party] | None = None,
+        room_type: str = "video",
+        policy: dict[str, Any] | None = None,
+        key: str | None = None,
+        join: bool = True,
+    ) -> CallSession:
+        """Call ``unit_id`` (or ``callees``) as this party: ``POST /v1/calls`` with its token and
+        ``Idempotency-Key`` ``key`` (default: a new ``<id>-<uuid>``; the press is retried with
+        the same key on a transport error, so it starts one call), then join the media room
+        at once as the caller (``join``; a failed join is logged: the call then ends with
+        ``joinFailCaller`` after the join timeout). Raises
+        :class:`ApiError` (404 unknown unit, 403 ``voip-token-invalid``, 429 ...) and
+        ``httpx.TransportError`` after 3 tries."""
+        import httpx
+
+        key = key or f"{self.party.id}-{uuid.uuid4().hex[:12]}"
+        body: dict[str, Any] = {"caller": self.party.model_dump(mode="json"), "room_type": room_type}
+        if unit_id is not None:
+            body["unit_id"] = unit_id
+        if callees is not None:
+            body["callees"] = [p.model_dump(mode="json") for p in callees]
+        if policy is not None:
+            body["policy"] = policy
+        for attempt in range(3):
+            try:
+                r = await self.client.place_call(body, key)
+                break
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.5)
+        call_id = str(checked(r, f"place call {key}")["call_id"])
+        session = self.sessions[call_id] = CallSession(call_id, "caller", room_type=room_type)
+        self.info("call %s: calling %s (%s)", call_id, unit_id or [p.key() for p in callees or []], room_type)
+        if join:
+            try:
+                await self.join(session)
+            except ApiError as e:
+                self.info("call %s: cannot join the media room: %s", call_id, e)
+        return session
+
     # -- pushes ---------------------------------------------------------------------
 
     async def _dispatch(self, client: PartyClient, msg: Received) -> None:
@@ -410,6 +455,17 @@ class Agent:
                     return
             await asyncio.sleep(0.2)
 
+    async def on_call_answered(self, msg: Received) -> None:
+        """``call_answered`` (payload ``listener``, ``listener_name``): someone picked up."""
+        session = self.sessions.get(str(msg.call_id))
+        payload = msg.frame["payload"]
+        if session is not None:
+            session.answered_by = payload.get("listener")
+            session.answered_at = msg.received_at
+        self.info(
+            "call %s: answered by %s", msg.call_id, payload.get("listener_name") or payload.get("listener")
+        )
+
     async def on_call_cancelled(self, msg: Received) -> None:
         """``call_cancelled``: the ring stopped (timeout, caller gave up, answered by another)."""
         session = self.sessions.get(str(msg.call_id))
@@ -421,7 +477,7 @@ class Agent:
         session = self.sessions.get(str(msg.call_id))
         payload = dict(msg.frame["payload"])
         if session is not None:
-            session.action_results.append(payload)
+            session.action_pushes.append(payload)
         what = f"{payload.get('action')} -> {payload.get('result')} ({payload.get('detail')})"
         self.info("call %s: %s", msg.call_id, what)
 
@@ -467,60 +523,6 @@ class DeviceAgent(Agent):
         finally:
             await backend.aclose()
         return cls(base_url, sn, token, auto_answer=auto_answer, **kwargs)
-
-    async def place_call(
-        self,
-        unit_id: str | None = None,
-        callees: list[Party] | None = None,
-        room_type: str = "video",
-        policy: dict[str, Any] | None = None,
-        key: str | None = None,
-        join: bool = True,
-    ) -> CallSession:
-        """Call ``unit_id`` (or ``callees``) from this device: ``POST /v1/calls`` with the
-        device's token and ``Idempotency-Key`` ``key`` (default: a new ``<sn>-<uuid>``; the
-        press is retried with the same key on a transport error, so it starts one call),
-        then join the media room at once as the caller (``join``). Raises
-        :class:`ApiError` (404 unknown unit, 403 ``voip-token-invalid``, 429 ...) and
-        ``httpx.TransportError`` after 3 tries."""
-        import httpx
-
-        key = key or f"{self.sn}-{uuid.uuid4().hex[:12]}"
-        body: dict[str, Any] = {"caller": self.party.model_dump(mode="json"), "room_type": room_type}
-        if unit_id is not None:
-            body["unit_id"] = unit_id
-        if callees is not None:
-            body["callees"] = [p.model_dump(mode="json") for p in callees]
-        if policy is not None:
-            body["policy"] = policy
-        for attempt in range(3):
-            try:
-                r = await self.client.place_call(body, key)
-                break
-            except httpx.TransportError:
-                if attempt == 2:
-                    raise
-                await asyncio.sleep(0.5)
-        call_id = str(checked(r, f"place call {key}")["call_id"])
-        session = self.sessions[call_id] = CallSession(call_id, "caller", room_type=room_type)
-        self.info("call %s: calling %s (%s)", call_id, unit_id or [p.key() for p in callees or []], room_type)
-        if join:
-            try:
-                await self.join(session)
-            except ApiError as e:
-                self.info("call %s: cannot join the media room: %s", call_id, e)
-        return session
-
-    async def on_call_answered(self, msg: Received) -> None:
-        """``call_answered`` (payload ``listener``, ``listener_name``): someone picked up."""
-        session = self.sessions.get(str(msg.call_id))
-        payload = msg.frame["payload"]
-        if session is not None:
-            session.answered_by = payload.get("listener")
-            session.answered_at = msg.received_at
-        self.info(
-            "call %s: answered by %s", msg.call_id, payload.get("listener_name") or payload.get("listener")
-        )
 
     async def on_custom_action(self, msg: Received) -> None:
         """``custom_action`` (payload ``action_id``, ``action``, ``by``, ``by_name``, ``room_id``):
@@ -707,20 +709,22 @@ class ResidentAgent(Agent):
 async def run_device(
     agent: DeviceAgent,
     call: str | None = None,
+    callees: list[Party] | None = None,
     room_type: str = "video",
     once: bool = False,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """``ringflow device run``: start ``agent``; place a call to unit ``call`` if given;
-    run until ``stop`` is set (Ctrl-C), or, with ``once``, until the placed call ended.
-    Returns the exit code (1: the call could not be placed)."""
+    """``ringflow device run``: start ``agent``; place a call to unit ``call`` (or to
+    ``callees``) if given; run until ``stop`` is set (Ctrl-C), or, with ``once``, until the
+    placed call ended; calls still live then are hung up. Returns the exit code (1: the
+    call could not be placed)."""
     stop = stop or asyncio.Event()
     async with agent:
-        if call is not None:
+        if call is not None or callees:
             try:
-                session = await agent.place_call(unit_id=call, room_type=room_type)
+                session = await agent.place_call(unit_id=call, callees=callees or None, room_type=room_type)
             except ApiError as e:
-                agent.info("cannot call %s: %s", call, e)
+                agent.info("cannot call %s: %s", call or [p.key() for p in callees or []], e)
                 return 1
             if once:
                 waiter = asyncio.create_task(session.ended.wait())

@@ -119,6 +119,10 @@ def device_run(
         str | None, typer.Option(help="Backend API key: get the device's token with it (POST /v1/tokens)")
     ] = None,
     call: Annotated[str | None, typer.Option(help="Call this unit once at start, e.g. 101")] = None,
+    callee: Annotated[
+        list[str] | None,
+        typer.Option(help="Instead of --call: call this party (user:ID or device:SN; repeat to hunt)"),
+    ] = None,
     room_type: Annotated[str, typer.Option(help="Room type of --call: video or voice")] = "video",
     audio: Annotated[
         Path | None, typer.Option(help="Send audio from this file (WAV; looped) instead of a tone")
@@ -160,8 +164,16 @@ def device_run(
         raise typer.BadParameter("give exactly one of --token and --api-key", param_hint="--token/--api-key")
     if room_type not in ("video", "voice"):
         raise typer.BadParameter(f"{room_type!r} is not video or voice", param_hint="--room-type")
-    if once and call is None:
-        raise typer.BadParameter("--once needs --call", param_hint="--once")
+    if call is not None and callee:
+        raise typer.BadParameter("give --call or --callee, not both", param_hint="--call/--callee")
+    if once and call is None and not callee:
+        raise typer.BadParameter("--once needs --call or --callee", param_hint="--once")
+    from ringflow.contracts.common import Party
+
+    try:
+        callees = [Party.parse_key(key) for key in callee or []]
+    except ValueError as e:
+        raise typer.BadParameter(f"not user:ID or device:SN: {e}", param_hint="--callee") from None
     width, _, height = size.partition("x")
     if not (width.isdigit() and height.isdigit()):
         raise typer.BadParameter(f"{size!r} is not WIDTHxHEIGHT", param_hint="--size")
@@ -206,7 +218,9 @@ def device_run(
             else:
                 assert token is not None
                 agent = DeviceAgent(api, sn, token, media=media, door=door, auto_answer=auto_answer)
-            return await run_device(agent, call=call, room_type=room_type, once=once, stop=stop)
+            return await run_device(
+                agent, call=call, callees=callees, room_type=room_type, once=once, stop=stop
+            )
         except ApiError as e:
             typer.secho(f"ringflow: {e}", fg=typer.colors.RED, err=True)
             return 1
