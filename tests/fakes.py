@@ -146,6 +146,8 @@ class FakeDirectory:
     @activity.defn(name="record")
     async def record(self, inp: RecordInput) -> None:
         self.records.append(inp)
+        if inp.release is not None:
+            await self.release_line(inp.release)
 
     @activity.defn(name="start_call")
     async def start_call(self, inp: StartCallInput) -> StartCallResult:

@@ -70,6 +70,11 @@ SIGNAL_MEDIA_LOST = "media_lost"  # JoinInput: a party's media vanished (abortVo
 ATTEMPT_UPDATE = "attempt_update"  # to the parent: AttemptUpdate
 MEDIA_SIGNALS = (SIGNAL_JOINED, SIGNAL_JOIN_FAILED, SIGNAL_MEDIA_LOST)
 
+# workflow.patched() ids (samples-python patching/: keep both paths until no history
+# without the marker can be replayed, then deprecate_patch, then remove the old path).
+PATCH_FINISH_IN_ONE_RECORD = "finish-releases-line-in-record"  # no release_line activity
+PATCH_RING_BEFORE_NOTIFY = "ring-before-notifying-parent"  # no signal round trip before the ring
+
 MEDIA_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3)
 """Media-bridge control is retried briefly: a bridge that stays down must not hold up the
 call (the join timers and media signals decide what happens to the media)."""
@@ -274,10 +279,12 @@ class CallWorkflow:
         if not inp.media_required or inp.caller_joined:
             events.append(self._log.event(EventName.JOINED_ROOM_BY_CALLER, party=inp.caller))
         self._phase = self._attempt.phase = Phase.WAIT
-        # The parent must know this room rings before the push can reach the listener:
-        # an answer that arrives first would otherwise be refused as "not being rung". A
-        # skipped/busy room follows up with its final outcome (and was never pushed).
-        await self._notify()
+        # The parent accepts answers for a room that is still initiating (it forwards them
+        # and they wait in the inbox), so the parent hears of the ringing after the ring,
+        # off the set-up path. Histories from before kept a blocking notification here.
+        notify_first = not workflow.patched(PATCH_RING_BEFORE_NOTIFY)
+        if notify_first:
+            await self._notify()
         ring = asyncio.create_task(
             workflow.execute_activity_method(
                 CallActivities.ring,
@@ -315,6 +322,8 @@ class CallWorkflow:
         self._set_phase(Phase.WAIT)
         if cancelled:
             raise asyncio.CancelledError("building call cancelled")
+        if not notify_first:
+            await self._notify()
         return res
 
     async def _loop(self) -> None:
@@ -516,6 +525,7 @@ class CallWorkflow:
         workflow.set_current_details(
             f"{inp.caller_name} -> {inp.listener_name}: {end.event.value}, keepTime {keep} s"
         )
+        folded = workflow.patched(PATCH_FINISH_IN_ONE_RECORD)
         try:
             await record(
                 RecordInput(
@@ -523,11 +533,13 @@ class CallWorkflow:
                     events=[terminal, end_voip, finish],
                     pushes=pushes,
                     billing=billing,
+                    release=self._line() if claimed and folded else None,
                 ),
-                f"record {end.event.value} endVoip finishVoip (keepTime {keep} s)",
+                f"record {end.event.value} endVoip finishVoip (keepTime {keep} s)"
+                + (f", release line of {inp.listener_name}" if claimed and folded else ""),
             )
         finally:
-            if claimed:
+            if claimed and not folded:
                 await workflow.execute_activity_method(
                     CallActivities.release_line,
                     self._line(),

@@ -790,7 +790,10 @@ class EscalationWorkflow:
             raise _error("AnsweredByAnother", "another listener answered first", ErrCode.ANSWERED_BY_ANOTHER)
         self._check_active()
         for room, att in self._attempts.items():
-            if att.listener == party and att.phase == Phase.WAIT and room in self._handles:
+            # a room still initiating is rung an instant later (it notifies the parent after
+            # its ring activity): the answer waits in its inbox; skipped/busy -> CallNotActive
+            ringing = att.phase == Phase.WAIT or (answering and att.phase == Phase.INITIATE)
+            if att.listener == party and ringing and room in self._handles:
                 if answering and self._answer_room is not None:
                     break  # this party's own answer is in flight
                 return room

@@ -114,13 +114,15 @@ class Billing(Contract):
 class RecordInput(Contract):
     """``record``: one state change, written in ONE transaction: the call row,
     attempt rows, events (idempotent by id), push messages into the outbox
-    (idempotent by id, NOTIFY after commit) and billing (idempotent by room)."""
+    (idempotent by id, NOTIFY after commit), billing (idempotent by room) and the
+    release of the listener's line held by ``release.room_id`` (a room's finish)."""
 
     call: CallRecord | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     events: list[CallEvent] = Field(default_factory=list)
     pushes: list[PushMessage] = Field(default_factory=list)
     billing: Billing | None = None
+    release: LineInput | None = None
 
 
 class RingInput(Contract):
