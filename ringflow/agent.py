@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import httpx
 from aiortc import MediaStreamTrack
 
 from media.peer import ClientPeer, FileTrack, PeerStats, TestPatternTrack, ToneTrack
@@ -227,6 +228,8 @@ class CallSession:
     action_results: list[dict[str, Any]] = field(default_factory=list)
     action_pushes: list[dict[str, Any]] = field(default_factory=list)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    finishing: bool = False
+    check: asyncio.Event = field(default_factory=asyncio.Event)  # caller: look at the call view now
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -321,8 +324,10 @@ class Agent:
             await peer.close()
 
     async def _finish(self, session: CallSession, reason: str | None, keep: int | None) -> None:
-        if session.ended.is_set():
+        """``session`` is over: stop its tasks, close its peer (keeping the stats), set ``ended``."""
+        if session.finishing:
             return
+        session.finishing = True
         session.end_reason, session.keep_time_s = reason, keep
         for task in list(session.tasks):
             if task is not asyncio.current_task():
@@ -365,8 +370,6 @@ class Agent:
         ``joinFailCaller`` after the join timeout). Raises
         :class:`ApiError` (404 unknown unit, 403 ``voip-token-invalid``, 429 ...) and
         ``httpx.TransportError`` after 3 tries."""
-        import httpx
-
         key = key or f"{self.party.id}-{uuid.uuid4().hex[:12]}"
         body: dict[str, Any] = {"caller": self.party.model_dump(mode="json"), "room_type": room_type}
         if unit_id is not None:
@@ -386,7 +389,11 @@ class Agent:
         call_id = str(checked(r, f"place call {key}")["call_id"])
         session = self.sessions[call_id] = CallSession(call_id, "caller", room_type=room_type)
         self.info("call %s: calling %s (%s)", call_id, unit_id or [p.key() for p in callees or []], room_type)
-        if join:
+        self._spawn(self._watch(session), session)
+        for msg in list(self.client.received):  # pushes that came before the session existed
+            if msg.call_id == call_id:
+                await self._dispatch(self.client, msg)
+        if join and not session.ended.is_set():
             try:
                 await self.join(session)
             except ApiError as e:
@@ -436,24 +443,29 @@ class Agent:
             await self._finish(session, reason, keep)
         else:
             self.info("call %s: a target's room ended (%s)", session.call_id, reason)
-            self._spawn(self._end_when_over(session), session)
+            session.check.set()
 
-    async def _end_when_over(self, session: CallSession, within_s: float = 5.0) -> None:
-        """Finish ``session`` if its call view reaches phase ``ended`` within ``within_s``;
-        stop looking as soon as another target's attempt is live (the escalation goes on)."""
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
+    async def _watch(self, session: CallSession, every_s: float = 2.0, fast_s: float = 5.0) -> None:
+        """Caller side: finish ``session`` when its call view says ``ended``. A building call
+        ends without any ``call_ended`` to the caller when nobody could be rung
+        (``initiateFailed``), and ``callEnded`` is recorded after the last room's
+        ``call_ended``, so: look every ``every_s`` seconds, and every 0.2 s for ``fast_s``
+        seconds after each ``check`` (a room ended)."""
+        fast_until = 0.0
+        while not session.ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                wait = 0.2 if time.monotonic() < fast_until else every_s
+                await asyncio.wait_for(session.check.wait(), wait)
+            if session.check.is_set():
+                session.check.clear()
+                fast_until = time.monotonic() + fast_s
             try:
                 view = await self.client.call(session.call_id)
-            except ApiError:
-                view = None
-            if view is not None:
-                if view["phase"] == "ended":
-                    await self._finish(session, view.get("end_reason"), view.get("keep_time_s"))
-                    return
-                if any(a["phase"] in ("wait", "join", "talk") for a in view["attempts"]):
-                    return
-            await asyncio.sleep(0.2)
+            except (ApiError, httpx.HTTPError):
+                continue  # the API restarting: look again
+            if view["phase"] == "ended":
+                await self._finish(session, view.get("end_reason"), view.get("keep_time_s"))
+                return
 
     async def on_call_answered(self, msg: Received) -> None:
         """``call_answered`` (payload ``listener``, ``listener_name``): someone picked up."""
@@ -570,8 +582,11 @@ class DeviceAgent(Agent):
             await self.client.action(call_id, "reject")
             return
         r = await self.client.action(call_id, "answer")
-        session.answered_by, session.answered_at = self.party.key(), time.monotonic()
         self.info("call %s: answer -> %s", call_id, r.status_code)
+        if r.status_code != 200:  # the caller gave up meanwhile, or the call is over
+            await self._finish(session, "not answered", 0)
+            return
+        session.answered_by, session.answered_at = self.party.key(), time.monotonic()
 
 
 # ---------------------------------------------------------------- residents
