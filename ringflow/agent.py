@@ -273,18 +273,32 @@ class Agent:
 
     # -- media ----------------------------------------------------------------------
 
-    async def join(self, session: CallSession, spec: MediaSpec | None = None) -> None:
+    async def join(self, session: CallSession, spec: MediaSpec | None = None, retry_s: float = 3.0) -> None:
         """Join ``session``'s media room: a new peer with ``spec``'s tracks (default: the
         agent's), a complete SDP offer to ``POST /v1/calls/{id}/media``, the bridge's answer
-        applied. A second join replaces the first peer (reconnect). Raises
-        :class:`~ringflow.client.ApiError` (the peer is closed then)."""
+        applied. A second join replaces the first peer (reconnect).
+
+        An offer refused with 403/404/409 is sent again every 0.2 s for ``retry_s`` seconds:
+        a listener's ``incoming_call`` can arrive before the building call counts its
+        attempt as live, and a caller can offer before its call's workflow started. Raises
+        :class:`~ringflow.client.ApiError` after that (the peer is closed then)."""
         spec = spec or self.media
         old, session.peer = session.peer, None
         if old is not None:
             await old.close()
         peer = ClientPeer(spec.tracks(), receive=spec.receive)
+        deadline = time.monotonic() + retry_s
         try:
-            answer = await self.client.media_offer(session.call_id, await peer.offer())
+            offer = await peer.offer()
+            while True:
+                try:
+                    answer = await self.client.media_offer(session.call_id, offer)
+                    break
+                except ApiError as e:
+                    if e.status not in (403, 404, 409) or time.monotonic() > deadline or session.finishing:
+                        raise
+                    self.info("call %s: offer refused (%s), again", session.call_id, e)
+                    await asyncio.sleep(0.2)
             await peer.accept(answer)
         except BaseException:
             await peer.close()
