@@ -69,16 +69,15 @@ class Call:
 
     def __init__(self, http: httpx.AsyncClient, api_key: str) -> None:
         self.http, self.api_key = http, api_key
-        self.call_id = f"bench-{uuid.uuid4().hex[:8]}"
-        self.room_id = f"{self.call_id}.1"
+        self.call_id = f"bench-{uuid.uuid4().hex[:8]}"  # one room per building call
         self.door = ClientPeer([ToneTrack(440)])
         self.resident = ClientPeer([ToneTrack(880)])
         self.answered_at = 0.0
 
     async def _join(self, peer: ClientPeer, party: Party, role: Role) -> None:
-        offer = PeerOffer(call_id=self.call_id, party=party, role=role, sdp=await peer.offer())
+        offer = PeerOffer(party=party, role=role, sdp=await peer.offer())
         r = await self.http.post(
-            f"/rooms/{self.room_id}/peers",
+            f"/rooms/{self.call_id}/peers",
             json=offer.model_dump(mode="json"),
             headers={"X-API-Key": self.api_key},
         )
@@ -90,7 +89,14 @@ class Call:
         await self._join(self.door, Party(kind=PartyKind.DEVICE, id="LOBBY-1"), Role.CALLER)
         await asyncio.wait_for(self.door.connected(), 30)
         self.answered_at = time.monotonic()
-        await self._join(self.resident, Party(kind=PartyKind.USER, id="bob"), Role.LISTENER)
+        bob = Party(kind=PartyKind.USER, id="bob")
+        await self._join(self.resident, bob, Role.LISTENER)
+        r = await self.http.put(  # the answer makes bob the talker (MediaActivities.connect)
+            f"/rooms/{self.call_id}/talker",
+            json={"party": bob.model_dump(mode="json"), "record": False},
+            headers={"X-API-Key": self.api_key},
+        )
+        r.raise_for_status()
 
     def first_audio_s(self) -> float | None:
         """Answer (the resident's offer) -> first audio frame at the door, seconds."""
