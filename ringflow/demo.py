@@ -94,16 +94,30 @@ def traffic_of(view: dict[str, Any]) -> list[dict[str, Any]]:
     return list((ended or {}).get("data", {}).get("traffic") or [])
 
 
-def _traffic_lines(traffic: list[dict[str, Any]]) -> list[str]:
+def _traffic_lines(traffic: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
+    """Per direction, caller -> talker and back: the bytes the bridge received from the sender
+    (by kind) and sent to the receiver; then any other party (a listener that only previewed).
+    ``names``: party key -> how to call it."""
+    caller = next((t for t in traffic if t.get("role") == "caller"), None)
+    talker = next((t for t in traffic if t.get("role") != "caller" and t.get("bytes_received", 0) > 0), None)
     lines = []
+    if caller is not None and talker is not None:
+        for src, dst in ((caller, talker), (talker, caller)):
+            s_name = names.get(_party_label(src.get("party")), _party_label(src.get("party")))
+            d_name = names.get(_party_label(dst.get("party")), _party_label(dst.get("party")))
+            lines.append(
+                f"{s_name} -> {d_name}: {_kb(src.get('bytes_received', 0))} into the bridge "
+                f"(audio {_kb(src.get('audio_bytes_received', 0))}, "
+                f"video {_kb(src.get('video_bytes_received', 0))}), "
+                f"{_kb(dst.get('bytes_sent', 0))} out to {d_name}"
+            )
     for t in traffic:
-        who = _party_label(t.get("party"))
-        lines.append(
-            f"{who} ({t.get('role')}): -> bridge {_kb(t.get('bytes_received', 0))} "
-            f"(audio {_kb(t.get('audio_bytes_received', 0))}, "
-            f"video {_kb(t.get('video_bytes_received', 0))}), "
-            f"bridge -> {_kb(t.get('bytes_sent', 0))}"
-        )
+        if t is not caller and t is not talker:
+            who = _party_label(t.get("party"))
+            lines.append(
+                f"{names.get(who, who)} ({t.get('role')}): "
+                f"{_kb(t.get('bytes_received', 0))} into the bridge, {_kb(t.get('bytes_sent', 0))} out"
+            )
     return lines
 
 
@@ -259,7 +273,8 @@ async def run_scenario(
                     file=out,
                 )
         print("  relayed     : (bridge, callEnded traffic)", file=out)
-        for line in _traffic_lines(traffic) or ["no traffic recorded"]:
+        names = {f"device:{LOBBY}": f"door {LOBBY}", f"user:{c}": c}
+        for line in _traffic_lines(traffic, names) or ["no traffic recorded"]:
             print(f"                {line}", file=out)
         print("  clients     : (their own RTC counters)", file=out)
         print(f"                {_client_line('door ' + LOBBY, door_stats)}", file=out)

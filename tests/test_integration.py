@@ -96,7 +96,8 @@ async def test_demo_scenario_timeline_and_event_order(media_world: World) -> Non
     for who in ("device:LOBBY-1", "user:carol"):
         assert traffic[who]["bytes_received"] > 0 and traffic[who]["bytes_sent"] > 0, traffic
     assert traffic["device:LOBBY-1"]["video_bytes_received"] > 0
-    assert "relayed     :" in out.getvalue() and "-> bridge" in out.getvalue()
+    printed = out.getvalue()
+    assert "door LOBBY-1 -> carol: " in printed and "carol -> door LOBBY-1: " in printed, printed
     # C opened the door from the call: the door agent did it, acknowledged, the history says so
     [(opened_at, by)] = result.door_openings
     assert by == "Carol Moreau"
