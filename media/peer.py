@@ -1,8 +1,17 @@
-"""The client side of the bridge: a generated tone, a frame counter, an offer with
-complete ICE. Used by the tests and the bench, and meant for the device agent.
+"""The client side of the bridge: what a door station or a resident app sends and counts.
 
-Peers made here use the same rules as the bridge (``media/network.py``): no ICE
-servers, and host candidates only on the addresses given to ``use_listen_ips``.
+- :class:`ToneTrack`: a generated sine (audio); :class:`TestPatternTrack`: a generated
+  video test pattern (moving colour bars and a frame counter that the receiver can read
+  back with :func:`read_counter`); :class:`FileTrack`: audio or video from a file (a WAV
+  file, a video file) through aiortc's ``MediaPlayer``, looped.
+- :class:`ClientPeer`: one party's peer connection to the bridge: sends its tracks,
+  receives what the bridge sends (optionally receive-only or send-only transceivers, e.g.
+  a listener that previews the door before answering), counts frames per kind, and
+  reports the RTC stats per kind (:meth:`ClientPeer.stats`).
+
+Used by the tests, the bench and the agents (``ringflow/agent.py``). Peers made here use
+the same rules as the bridge (``media/network.py``): no ICE servers, and host candidates
+only on the addresses given to ``use_listen_ips``.
 """
 
 from __future__ import annotations
@@ -14,10 +23,15 @@ import math
 import time
 from array import array
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError
-from av import AudioFrame
+from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import AUDIO_PTIME, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
+from av import AudioFrame, VideoFrame
+from av.frame import Frame
 
 SAMPLE_RATE = 48000
 """Sample rate of the generated tone, Hz (Opus's native rate: no resampling)."""
@@ -59,6 +73,209 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+# -- video test pattern ---------------------------------------------------------------
+
+COUNTER_BITS = 16
+"""Bits of the frame counter drawn in the test pattern's top band (it wraps at 65536)."""
+
+_BAR_LUMA = (180, 168, 145, 133, 63, 51, 28, 16)  # 75 % colour bars (ITU-R BT.801): Y
+_BAR_U = (128, 44, 156, 72, 184, 100, 212, 128)  # Cb
+_BAR_V = (128, 142, 44, 58, 198, 212, 114, 128)  # Cr
+_ONE, _ZERO = 235, 16  # counter bit luma (video range white / black)
+
+
+def _band_rows(height: int) -> int:
+    """Height of the counter band, rows (even, so that chroma rows line up)."""
+    return max(2, (height // 8) & ~1)
+
+
+class TestPatternTrack(MediaStreamTrack):
+    """A live video track: ``width`` x ``height`` yuv420p frames at ``fps`` frames per second,
+    eight colour bars scrolling left by ``speed_px`` pixels per frame under a band that shows
+    the frame number as :data:`COUNTER_BITS` black/white blocks (most significant first).
+
+    Timestamps are on the 90 kHz RTP video clock. ``width`` and ``height`` must be even and
+    at least 32 (``ValueError``); ``fps`` > 0. Pure Python (no numpy): a frame is a few
+    ``bytes`` concatenations, well under a millisecond at 640x480.
+    """
+
+    kind = "video"
+    __test__ = False  # not a pytest test class, despite its name
+
+    def __init__(self, width: int = 640, height: int = 480, fps: float = 15.0, speed_px: int = 8) -> None:
+        super().__init__()
+        if width % 2 or height % 2 or width < 32 or height < 32:
+            raise ValueError(f"test pattern size must be even and >= 32: {width}x{height}")
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0: {fps}")
+        self.width, self.height, self.fps = width, height, fps
+        self._speed = speed_px & ~1  # even: chroma moves by half as many pixels
+        self._count = 0
+        self._start: float | None = None
+
+    def _bars(self, values: tuple[int, ...], width: int) -> bytes:
+        return b"".join(bytes([v]) * (width * (i + 1) // 8 - width * i // 8) for i, v in enumerate(values))
+
+    def render(self, n: int) -> VideoFrame:
+        """Frame number ``n`` of the pattern (``pts`` and ``time_base`` not set)."""
+        w, h = self.width, self.height
+        frame = VideoFrame(w, h, "yuv420p")
+        band = _band_rows(h)
+        shift_y = (n * self._speed) % w
+        y_row = self._bars(_BAR_LUMA, w)
+        y_row = y_row[shift_y:] + y_row[:shift_y]
+        bits = [(n >> (COUNTER_BITS - 1 - i)) & 1 for i in range(COUNTER_BITS)]
+        band_row = b"".join(
+            bytes([_ONE if bit else _ZERO]) * (w * (i + 1) // COUNTER_BITS - w * i // COUNTER_BITS)
+            for i, bit in enumerate(bits)
+        )
+        planes = frame.planes
+        _fill(planes[0], [(band_row, band), (y_row, h - band)])
+        cw, ch, cband = w // 2, h // 2, band // 2
+        shift_c = shift_y // 2
+        for plane, values in ((planes[1], _BAR_U), (planes[2], _BAR_V)):
+            row = self._bars(values, cw)
+            row = row[shift_c:] + row[:shift_c]
+            _fill(plane, [(b"\x80" * cw, cband), (row, ch - cband)])
+        return frame
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            await asyncio.sleep(self._start + self._count / self.fps - now)
+        frame = self.render(self._count)
+        frame.pts = int(self._count * VIDEO_CLOCK_RATE / self.fps)
+        frame.time_base = VIDEO_TIME_BASE
+        self._count += 1
+        return frame
+
+
+def _fill(plane: Any, rows: list[tuple[bytes, int]]) -> None:
+    """Write ``rows`` ([(row bytes, repeat)], top to bottom) into ``plane``, padding every row
+    to the plane's ``line_size``."""
+    pad = plane.line_size - len(rows[0][0])
+    plane.update(b"".join((row + b"\x00" * pad) * repeat for row, repeat in rows))
+
+
+def read_counter(frame: VideoFrame) -> int | None:
+    """The frame number a :class:`TestPatternTrack` drew in ``frame`` (after encoding,
+    transport and decoding: any size, any pixel format), or None when the top band is not
+    a counter (every sampled block must be clearly black or white: luma < 80 or > 170)."""
+    if frame.format.name != "yuv420p":
+        frame = frame.reformat(format="yuv420p")
+    plane = frame.planes[0]
+    data = memoryview(plane)
+    row = _band_rows(frame.height) // 2
+    value = 0
+    for i in range(COUNTER_BITS):
+        x = frame.width * (2 * i + 1) // (2 * COUNTER_BITS)
+        luma = data[row * plane.line_size + x]
+        if 80 <= luma <= 170:
+            return None
+        value = (value << 1) | (luma > 170)
+    return value
+
+
+# -- media from files -----------------------------------------------------------------
+
+
+class FileTrack(MediaStreamTrack):
+    """The ``kind`` ("audio" or "video") stream of the media file ``path`` (a WAV file, a
+    webm/mp4/mkv video, anything FFmpeg reads), through aiortc's ``MediaPlayer``, decoded
+    and played in real time; audio comes out as s16 stereo 48 kHz 20 ms frames.
+
+    ``loop``: start again at the end (the file is reopened, timestamps keep increasing;
+    ``MediaPlayer(loop=True)`` would restart video timestamps at 0 and then decode as fast
+    as it can). Without ``loop`` the track ends with the file. The player's stream of the
+    other kind, if the file has one, is consumed and dropped (it would pile up).
+
+    Raises ``FileNotFoundError`` (no such file) and ``ValueError`` (not a media file, or
+    no ``kind`` stream in it) at construction, so a bad ``--audio``/``--video`` fails at once.
+    """
+
+    def __init__(self, path: str | Path, kind: str, loop: bool = True) -> None:
+        super().__init__()
+        if kind not in ("audio", "video"):
+            raise ValueError(f"kind must be audio or video: {kind!r}")
+        self.kind = kind
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no media file {self.path}")
+        try:
+            with av.open(str(self.path)) as container:
+                kinds = {s.type for s in container.streams}
+        except av.FFmpegError as e:
+            raise ValueError(f"{self.path} is not a media file: {e}") from e
+        if kind not in kinds:
+            raise ValueError(f"{self.path} has no {kind} stream")
+        self.loop = loop
+        self._player: MediaPlayer | None = None
+        self._track: MediaStreamTrack | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self._offset = 0  # added to this pass's pts (source time base)
+        self._last: int | None = None  # last pts returned
+        self._step = 1  # last pts increment seen
+
+    def _open(self) -> MediaStreamTrack:
+        player = MediaPlayer(str(self.path))
+        track = player.audio if self.kind == "audio" else player.video
+        other = player.video if self.kind == "audio" else player.audio
+        assert track is not None  # checked in __init__
+        self._player, self._track = player, track
+        if other is not None:
+            self._drain = asyncio.create_task(_consume(other))
+        return track
+
+    def _close(self) -> None:
+        if self._drain is not None:
+            self._drain.cancel()
+            self._drain = None
+        if self._player is not None:
+            for t in (self._player.audio, self._player.video):
+                if t is not None:
+                    t.stop()
+        self._player = self._track = None
+
+    async def recv(self) -> Frame:
+        while self.readyState == "live":
+            track = self._track or self._open()
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                self._close()
+                if not self.loop:
+                    break
+                self._offset = self._last + self._step if self._last is not None else 0
+                continue
+            assert isinstance(frame, Frame) and frame.pts is not None
+            pts = frame.pts + self._offset
+            if self._last is None:
+                self._step = frame.samples if isinstance(frame, AudioFrame) else 1
+            elif pts > self._last:
+                self._step = pts - self._last
+            frame.pts = self._last = pts
+            return frame
+        self.stop()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        self._close()
+
+
+async def _consume(track: MediaStreamTrack) -> None:
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
+
+
+# -- peers ------------------------------------------------------------------------------
+
+
 def peak(frame: AudioFrame) -> int:
     """Largest absolute s16 sample of ``frame`` (0 = silence); ``frame`` must be s16."""
     samples = array("h", bytes(frame.planes[0]))
@@ -67,37 +284,103 @@ def peak(frame: AudioFrame) -> int:
 
 @dataclass
 class Received:
-    """What arrived on one received track: frame count, loud frames, first arrival."""
+    """What arrived on one received track: frame count, loud frames (audio), test-pattern
+    frames (video: frames whose counter :func:`read_counter` could read, and the last
+    counter), first arrival."""
 
     kind: str
     frames: int = 0
     loud: int = 0  # audio frames with a peak above LOUD (a tone, not silence)
     first_at: float | None = None  # time.monotonic() of the first frame
+    loud_at: float | None = None  # time.monotonic() of the latest loud audio frame
+    pattern: int = 0  # video frames that carry a test-pattern counter
+    last_counter: int | None = None
 
     LOUD = 1000
 
 
 @dataclass
+class KindStats:
+    """One media kind of a peer connection (RTC stats, aiortc ``getStats``; bytes are RTP
+    payload bytes as RTCP sender reports count them, RFC 3550 section 6.4.1).
+
+    ``frames_received``: decoded frames (``loud_frames`` of them audible audio,
+    ``pattern_frames`` a test pattern); ``packets_received``: ``inbound-rtp``;
+    ``bytes_received``: the far end's count of what it sent us (``remote-outbound-rtp``
+    ``bytesSent``, from its last RTCP sender report, so up to a few seconds behind);
+    ``packets_sent``/``bytes_sent``: ``outbound-rtp``."""
+
+    kind: str
+    frames_received: int = 0
+    loud_frames: int = 0
+    pattern_frames: int = 0
+    packets_received: int = 0
+    bytes_received: int = 0
+    packets_sent: int = 0
+    bytes_sent: int = 0
+
+
+@dataclass
+class PeerStats:
+    """A peer connection's traffic: per kind (:class:`KindStats`) and on the wire
+    (``transport_*``: every SRTP/SRTCP byte and packet of the DTLS transport, headers included)."""
+
+    kinds: dict[str, KindStats] = field(default_factory=dict)
+    transport_bytes_sent: int = 0
+    transport_bytes_received: int = 0
+    transport_packets_sent: int = 0
+    transport_packets_received: int = 0
+
+    def kind(self, kind: str) -> KindStats:
+        """The stats of ``kind`` (zeros when the peer has no such stream)."""
+        return self.kinds.get(kind) or KindStats(kind)
+
+    def describe(self) -> str:
+        """One line for a log: per kind frames and bytes each way, then the wire totals."""
+        parts = [
+            f"{k.kind}: sent {k.bytes_sent} B/{k.packets_sent} pkts, received {k.frames_received} frames/"
+            f"{k.packets_received} pkts/~{k.bytes_received} B"
+            for k in self.kinds.values()
+        ]
+        parts.append(f"wire: sent {self.transport_bytes_sent} B, received {self.transport_bytes_received} B")
+        return "; ".join(parts)
+
+
+@dataclass
 class ClientPeer:
     """One party's peer connection to the bridge: sends ``tracks``, counts what arrives
-    (``received``, one entry per remote track). Close with :meth:`close` (in ``finally``)."""
+    (``received``, one entry per remote track). Close with :meth:`close` (in ``finally``).
+
+    Transceivers: one per track, ``sendrecv`` (``sendonly`` with ``send_only``); one
+    ``recvonly`` per kind in ``receive`` that no track sends (e.g. ``receive=("video",)``
+    for a listener without a camera that previews the door). With neither tracks nor
+    ``receive``: one receive-only audio transceiver.
+    """
 
     tracks: list[MediaStreamTrack] = field(default_factory=list)
     pc: RTCPeerConnection = field(default_factory=lambda: RTCPeerConnection(RTCConfiguration(iceServers=[])))
     received: list[Received] = field(default_factory=list)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
+    receive: tuple[str, ...] = ()
+    send_only: bool = False
+    read_pattern: bool = True  # read the test-pattern counter of received video frames
+    _loud: asyncio.Event = field(default_factory=asyncio.Event)  # set at each loud audio frame
 
     def __post_init__(self) -> None:
+        direction = "sendonly" if self.send_only else "sendrecv"
         for track in self.tracks:
-            self.pc.addTrack(track)
-        if not self.tracks:
-            self.pc.addTransceiver("audio", direction="recvonly")
+            self.pc.addTransceiver(track, direction=direction)
+        sent = {t.kind for t in self.tracks}
+        receive = self.receive if (self.receive or self.tracks) else ("audio",)
+        for kind in receive:
+            if kind not in sent or self.send_only:
+                self.pc.addTransceiver(kind, direction="recvonly")
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             got = Received(track.kind)
             self.received.append(got)
-            self._readers.append(asyncio.create_task(self._read(track, got)))
+            self._readers.append(asyncio.create_task(self._read(track, got, self.read_pattern, self._loud)))
 
     async def offer(self) -> str:
         """A complete SDP offer (setLocalDescription waits for ICE gathering)."""
@@ -126,6 +409,53 @@ class ClientPeer:
         """Loud frames received on ``kind`` tracks (audio) or frames (video)."""
         return sum(r.loud if kind == "audio" else r.frames for r in self.received if r.kind == kind)
 
+    def loud_since(self, t: float) -> bool:
+        """Whether a loud audio frame arrived after ``t`` (``time.monotonic()``)."""
+        return any(r.loud_at is not None and r.loud_at > t for r in self.received if r.kind == "audio")
+
+    async def wait_loud(self, since: float) -> float:
+        """Wait for a loud audio frame that arrived after ``since`` (``time.monotonic()``) and
+        return its arrival time (bound it with ``asyncio.timeout``)."""
+        while True:
+            self._loud.clear()
+            times = [r.loud_at for r in self.received if r.kind == "audio" and r.loud_at is not None]
+            if times and max(times) > since:
+                return max(times)
+            await self._loud.wait()
+
+    def frames(self, kind: str) -> int:
+        """Frames received on ``kind`` tracks (audio: silent ones included)."""
+        return sum(r.frames for r in self.received if r.kind == kind)
+
+    async def stats(self) -> PeerStats:
+        """The connection's :class:`PeerStats` now (RTC stats plus this peer's frame counts)."""
+        report = await self.pc.getStats()
+        out = PeerStats()
+        for r in self.received:
+            k = out.kinds.setdefault(r.kind, KindStats(r.kind))
+            k.frames_received += r.frames
+            k.loud_frames += r.loud
+            k.pattern_frames += r.pattern
+        for s in report.values():
+            kind = getattr(s, "kind", None)
+            if s.type == "transport":
+                out.transport_bytes_sent += s.bytesSent
+                out.transport_bytes_received += s.bytesReceived
+                out.transport_packets_sent += s.packetsSent
+                out.transport_packets_received += s.packetsReceived
+                continue
+            if kind is None:
+                continue
+            k = out.kinds.setdefault(kind, KindStats(kind))
+            if s.type == "inbound-rtp":
+                k.packets_received += s.packetsReceived
+            elif s.type == "remote-outbound-rtp":
+                k.bytes_received += s.bytesSent
+            elif s.type == "outbound-rtp":
+                k.packets_sent += s.packetsSent
+                k.bytes_sent += s.bytesSent
+        return out
+
     async def close(self) -> None:
         """Stop the senders and readers and close the connection."""
         try:
@@ -140,7 +470,7 @@ class ClientPeer:
             await self.pc.close()
 
     @staticmethod
-    async def _read(track: MediaStreamTrack, got: Received) -> None:
+    async def _read(track: MediaStreamTrack, got: Received, read_pattern: bool, loud: asyncio.Event) -> None:
         while True:
             try:
                 frame = await track.recv()
@@ -149,5 +479,13 @@ class ClientPeer:
             got.frames += 1
             if got.first_at is None:
                 got.first_at = time.monotonic()
-            if isinstance(frame, AudioFrame) and frame.format.name == "s16" and peak(frame) > Received.LOUD:
-                got.loud += 1
+            if isinstance(frame, AudioFrame):
+                if frame.format.name == "s16" and peak(frame) > Received.LOUD:
+                    got.loud += 1
+                    got.loud_at = time.monotonic()
+                    loud.set()
+            elif read_pattern and isinstance(frame, VideoFrame):
+                counter = read_counter(frame)
+                if counter is not None:
+                    got.pattern += 1
+                    got.last_counter = counter

@@ -25,6 +25,10 @@ app = typer.Typer(
 )
 directory_app = typer.Typer(help="The directory: buildings, units, residents, devices.", no_args_is_help=True)
 app.add_typer(directory_app, name="directory")
+device_app = typer.Typer(
+    help="Device agents: a door station on ringflow, with real media.", no_args_is_help=True
+)
+app.add_typer(device_app, name="device")
 
 SECRET_SETTINGS = {"api_key", "token_secret"}
 """Settings that ``ringflow settings`` masks unless ``--show-secrets``."""
@@ -104,6 +108,127 @@ def directory_load(
 
     counts = asyncio.run(load())
     typer.echo(f"loaded {file}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+
+
+@device_app.command("run")
+def device_run(
+    sn: Annotated[str, typer.Option(help="The device's serial number, e.g. LOBBY-1")],
+    api: Annotated[str, typer.Option(help="Base URL of the ringflow API")] = "http://127.0.0.1:8080",
+    token: Annotated[str | None, typer.Option(help="The device's bearer token (POST /v1/tokens)")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="Backend API key: get the device's token with it (POST /v1/tokens)")
+    ] = None,
+    call: Annotated[str | None, typer.Option(help="Call this unit once at start, e.g. 101")] = None,
+    callee: Annotated[
+        list[str] | None,
+        typer.Option(help="Instead of --call: call this party (user:ID or device:SN; repeat to hunt)"),
+    ] = None,
+    room_type: Annotated[str, typer.Option(help="Room type of --call: video or voice")] = "video",
+    audio: Annotated[
+        Path | None, typer.Option(help="Send audio from this file (WAV; looped) instead of a tone")
+    ] = None,
+    video: Annotated[
+        Path | None, typer.Option(help="Send video from this file (looped) instead of a test pattern")
+    ] = None,
+    tone_hz: Annotated[float, typer.Option(min=20, max=20000, help="Frequency of the tone, Hz")] = 440.0,
+    no_video: Annotated[
+        bool, typer.Option("--no-video", help="Send no video (an audio-only door station)")
+    ] = False,
+    size: Annotated[str, typer.Option(help="Test pattern size WIDTHxHEIGHT")] = "640x480",
+    fps: Annotated[float, typer.Option(min=1, max=60, help="Test pattern frames per second")] = 15.0,
+    auto_answer: Annotated[
+        bool | None,
+        typer.Option(help="Answer calls placed to the device (default: as the directory says)"),
+    ] = None,
+    door_command: Annotated[
+        str | None, typer.Option(help="Run this command to open the door (exit 0 = opened); default: log it")
+    ] = None,
+    listen_ip: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Address to gather ICE host candidates on (repeat; default RINGFLOW_MEDIA_LISTEN_IPS)"
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="With --call: exit when that call ends")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log aiortc's details too")] = False,
+) -> None:
+    """Run a door station until Ctrl-C: on the push channel with the device's token, it calls
+    --call (joining the call's media room at once with its audio and video), performs and
+    acknowledges "open door", and answers calls placed to it when auto_answer is set."""
+    import logging
+    import signal
+
+    from ringflow.agent import CommandDoor, DeviceAgent, MediaSpec, run_device
+
+    if (token is None) == (api_key is None):
+        raise typer.BadParameter("give exactly one of --token and --api-key", param_hint="--token/--api-key")
+    if room_type not in ("video", "voice"):
+        raise typer.BadParameter(f"{room_type!r} is not video or voice", param_hint="--room-type")
+    if call is not None and callee:
+        raise typer.BadParameter("give --call or --callee, not both", param_hint="--call/--callee")
+    if once and call is None and not callee:
+        raise typer.BadParameter("--once needs --call or --callee", param_hint="--once")
+    from ringflow.contracts.common import Party
+
+    try:
+        callees = [Party.parse_key(key) for key in callee or []]
+    except ValueError as e:
+        raise typer.BadParameter(f"not user:ID or device:SN: {e}", param_hint="--callee") from None
+    width, _, height = size.partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        raise typer.BadParameter(f"{size!r} is not WIDTHxHEIGHT", param_hint="--size")
+    media = MediaSpec(
+        audio=str(audio) if audio else "tone",
+        video=None if no_video else (str(video) if video else "pattern"),
+        tone_hz=tone_hz,
+        width=int(width),
+        height=int(height),
+        fps=fps,
+    )
+    try:
+        media.check()
+    except (OSError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--audio/--video/--size") from None
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    if not verbose:
+        for noisy in ("aioice", "aiortc", "httpx", "websockets"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    from media.network import use_listen_ips
+
+    try:  # host candidates where the bridge may reach us (aioice skips loopback by default)
+        use_listen_ips(listen_ip or get_settings().media_listen_ips)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--listen-ip") from None
+    door = CommandDoor(door_command) if door_command else None
+
+    async def main() -> int:
+        from ringflow.client import ApiError
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            if api_key is not None:
+                agent = await DeviceAgent.from_api_key(
+                    api, sn, api_key, auto_answer=auto_answer, media=media, door=door
+                )
+            else:
+                assert token is not None
+                agent = DeviceAgent(api, sn, token, media=media, door=door, auto_answer=auto_answer)
+            return await run_device(
+                agent, call=call, callees=callees, room_type=room_type, once=once, stop=stop
+            )
+        except ApiError as e:
+            typer.secho(f"ringflow: {e}", fg=typer.colors.RED, err=True)
+            return 1
+        except (OSError, TimeoutError) as e:
+            typer.secho(f"ringflow: cannot reach {api}: {e!r}", fg=typer.colors.RED, err=True)
+            return 1
+
+    raise typer.Exit(code=asyncio.run(main()))
 
 
 def _masked(name: str, value: object, show_secrets: bool) -> object:

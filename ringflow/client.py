@@ -1,9 +1,12 @@
 """A real ringflow client: a party (resident app or device) on the push channel and REST.
 
-Used by the demo, the integration tests and the benchmarks, so that each drives
-ringflow exactly as a device or a resident app does: a WebSocket to
-``/v1/push?token=...`` (messages acknowledged by id, de-duplicated by id across
-reconnects) and the party's REST actions with its bearer token.
+Used by the demo, the agents (``ringflow/agent.py``), the integration tests and the
+benchmarks, so that each drives ringflow exactly as a device or a resident app does: a
+WebSocket to ``/v1/push?token=...`` (messages acknowledged by id, de-duplicated by id
+across reconnects) and the party's REST actions with its bearer token: answer, reject,
+hang up, place a call (a device for itself, or a resident calling a device), the SDP
+offer of its media room, in-call actions and their acknowledgement, its own calls
+(``docs/media.md``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,31 @@ class Received:
         return self.frame.get("call_id")
 
 
+class ApiError(Exception):
+    """A 4xx/5xx answer of the API: ``status``, the problem ``type`` slug (``not-a-party``,
+    ``call-not-active``, ...: the part after ``urn:ringflow:problem:``), ``detail``,
+    ``err_code`` and the whole problem document ``doc`` (RFC 9457; ``{}`` if not JSON)."""
+
+    def __init__(self, status: int, doc: dict[str, Any], what: str) -> None:
+        self.status = status
+        self.doc = doc
+        self.type = str(doc.get("type", "")).rsplit(":", 1)[-1]
+        self.detail = doc.get("detail")
+        self.err_code: int | None = doc.get("errCode")
+        super().__init__(f"{what}: {status} {self.type or ''} {self.detail or ''}".strip())
+
+
+def checked(r: httpx.Response, what: str) -> dict[str, Any]:
+    """``r``'s JSON body when it is a success, else raise :class:`ApiError`."""
+    if r.is_success:
+        return dict(r.json()) if r.content else {}
+    try:
+        doc = r.json()
+    except ValueError:
+        doc = {"detail": r.text[:200]}
+    raise ApiError(r.status_code, doc if isinstance(doc, dict) else {"detail": str(doc)}, what)
+
+
 Handler = Callable[["PartyClient", Received], Coroutine[Any, Any, None]]
 
 
@@ -56,6 +84,7 @@ class PartyClient:
     token: str
     on_message: Handler | None = None
     retry_s: float = 0.2
+    http_timeout_s: float = 30.0  # an in-call action waits for the device's ack (docs/media.md: 5 s)
     received: list[Received] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
@@ -71,7 +100,9 @@ class PartyClient:
     async def start(self, timeout: float = 10.0) -> None:
         """Connect and keep the connection; returns once connected (raises ``TimeoutError``)."""
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=self.http_timeout_s,
         )
         self._task = asyncio.create_task(self._run())
         await asyncio.wait_for(self._connected.wait(), timeout)
@@ -119,6 +150,55 @@ class PartyClient:
         assert self._http is not None, "start() first"
         return await self._http.post(f"/v1/calls/{call_id}/{name}")
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """REST with this party's bearer token (after :meth:`start`)."""
+        assert self._http is not None, "start() first"
+        return self._http
+
+    async def place_call(self, body: dict[str, Any], idempotency_key: str) -> httpx.Response:
+        """``POST /v1/calls`` as this party (the body's ``caller`` must be this party, else
+        403 ``not-a-party``) with ``Idempotency-Key`` (= the call id: a retry with the same
+        key and body returns the same call, 200 instead of 201)."""
+        return await self.http.post("/v1/calls", json=body, headers={"Idempotency-Key": idempotency_key})
+
+    async def call(self, call_id: str) -> dict[str, Any]:
+        """``GET /v1/calls/{call_id}``: a call this party is in, events included.
+        Raises :class:`ApiError` (403 ``not-a-party``, 404)."""
+        return checked(await self.http.get(f"/v1/calls/{call_id}"), f"GET call {call_id}")
+
+    async def my_calls(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """``GET /v1/me/calls?limit=&cursor=``: ``{"items": [call views without events],
+        "next_cursor"}``, the calls where this party is the caller or was rung, newest first
+        (page on with ``cursor`` = the previous ``next_cursor``). Raises :class:`ApiError`."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return checked(await self.http.get("/v1/me/calls", params=params), "GET my calls")
+
+    async def media_offer(self, call_id: str, sdp: str) -> str:
+        """Post this party's complete SDP offer for call ``call_id``'s media room
+        (``POST /v1/calls/{call_id}/media`` ``{"sdp", "type": "offer"}``) and return the
+        bridge's SDP answer. Raises :class:`ApiError`: 404 unknown call, 403
+        ``not-a-party``, 409 ``call-not-active``, 422 ``invalid-sdp``, 503 ``media-unavailable``."""
+        r = await self.http.post(f"/v1/calls/{call_id}/media", json={"sdp": sdp, "type": "offer"})
+        return str(checked(r, f"media offer {call_id}")["sdp"])
+
+    async def custom_action(self, call_id: str, action: str) -> httpx.Response:
+        """``POST /v1/calls/{call_id}/actions`` ``{"action"}`` (e.g. ``open_door``) as the talking
+        listener; 200 ``CustomActionResult`` once the device acknowledged or after the ack
+        timeout (``result: "timeout"``); 403 ``not-a-party``, 409 ``call-not-active`` (not in
+        talk), 422 ``unknown-action`` (errCode 1014). Reference FAQ 1.2 ``setCustomBtnText``."""
+        return await self.http.post(f"/v1/calls/{call_id}/actions", json={"action": action})
+
+    async def ack_action(self, call_id: str, action_id: str, ok: bool, detail: str = "") -> httpx.Response:
+        """``POST /v1/calls/{call_id}/actions/{action_id}/ack`` ``{"ok", "detail"}`` as the
+        caller device that received the ``custom_action`` push; 200 ``CustomActionResult``,
+        404 unknown action, 409 ``action-settled``, 403 ``not-a-party``."""
+        return await self.http.post(
+            f"/v1/calls/{call_id}/actions/{action_id}/ack", json={"ok": ok, "detail": detail}
+        )
+
     async def close(self) -> None:
         """Disconnect and stop reconnecting."""
         if self._task is not None:
@@ -150,6 +230,14 @@ class Backend:
         r = await self.http.get(f"/v1/calls/{call_id}")
         r.raise_for_status()
         return dict(r.json())
+
+    async def device(self, sn: str) -> dict[str, Any]:
+        """``GET /v1/devices/{sn}`` (``auto_answer``, ``actions``, ...). Raises :class:`ApiError`."""
+        return checked(await self.http.get(f"/v1/devices/{sn}"), f"GET device {sn}")
+
+    async def patch_device(self, sn: str, **fields: Any) -> dict[str, Any]:
+        """``PATCH /v1/devices/{sn}`` with ``fields`` (``auto_answer=True``). Raises :class:`ApiError`."""
+        return checked(await self.http.patch(f"/v1/devices/{sn}", json=fields), f"PATCH device {sn}")
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -3,7 +3,9 @@ server, the real worker and API processes), ``examples/building.yaml`` loaded, d
 through the public REST API and push channel, as a door station and resident apps do.
 
 - the demo scenario (lobby -> unit 101: A times out, B busy, C answers) ends as expected
-  and every room's events follow docs/events.md;
+  and every room's events follow docs/events.md; it runs on its own stack with the media
+  bridge: the door and the residents are agents with real media, C sees the door before
+  answering, audio flows both ways, C opens the door from the call;
 - a double press (same Idempotency-Key and body) starts ONE workflow; another body is 409;
 - two concurrent calls to the same listener: one rings, the other gets ``busy``;
 - bad input is a 4xx problem+json with a stable type and errCode, and writes nothing.
@@ -22,6 +24,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from media.network import MediaNetwork
 from ringflow.demo import run_scenario
 from tests.integration_helpers import (
     GARAGE,
@@ -46,7 +49,16 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         yield w
 
 
-async def test_demo_scenario_timeline_and_event_order(world: World) -> None:
+@pytest_asyncio.fixture(scope="module")
+async def media_world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    """A stack like ``ringflow demo``'s: the media bridge on, media on 127.0.0.1 only."""
+    MediaNetwork().install()  # the agents' ICE host candidates: 127.0.0.1
+    async with running_world(tmp_path_factory.mktemp("integration-media"), media_enabled=True) as w:
+        yield w
+
+
+async def test_demo_scenario_timeline_and_event_order(media_world: World) -> None:
+    world = media_world
     out = io.StringIO()
     result = await run_scenario(world.api_url, world.api_key, RING_S, out)
     assert result.ok, result.problems
@@ -73,6 +85,28 @@ async def test_demo_scenario_timeline_and_event_order(world: World) -> None:
         await world.pool.fetchval("SELECT count(*) FROM line_claims WHERE call_id = $1", view["call_id"]) == 0
     )
     assert "result      : OK" in out.getvalue()
+    # real media: C saw the door's test pattern while it rang, then audio flowed both ways
+    carol = result.resident_session
+    assert carol is not None and carol.preview_pattern_frames > 0
+    assert result.resident_stats is not None and result.resident_stats.kind("audio").loud_frames >= 25
+    assert result.door_stats is not None and result.door_stats.kind("audio").loud_frames >= 25
+    assert result.door_stats.kind("video").bytes_sent > 0
+    # the bridge's own count of the bytes relayed each way (callEnded data), and the summary
+    traffic = {f"{t['party']['kind']}:{t['party']['id']}": t for t in result.traffic}
+    for who in ("device:LOBBY-1", "user:carol"):
+        assert traffic[who]["bytes_received"] > 0 and traffic[who]["bytes_sent"] > 0, traffic
+    assert traffic["device:LOBBY-1"]["video_bytes_received"] > 0
+    printed = out.getvalue()
+    assert "door LOBBY-1 -> carol: " in printed and "carol -> door LOBBY-1: " in printed, printed
+    # C opened the door from the call: the door agent did it, acknowledged, the history says so
+    [(opened_at, by)] = result.door_openings
+    assert by == "Carol Moreau"
+    assert f"door        : opened by Carol Moreau at {opened_at.astimezone():%H:%M:%S}" in out.getvalue()
+    names = [e["name"] for e in view["events"]]
+    assert names.index("calling") < names.index("customAction") < names.index("customActionResult")
+    assert names.index("customActionResult") < names.index("hangUpVoip")
+    done = next(e for e in view["events"] if e["name"] == "customActionResult")
+    assert done["data"]["result"] == "done" and done["party"] == {"kind": "device", "id": "LOBBY-1"}
 
 
 async def test_double_press_starts_one_workflow_and_other_body_conflicts(world: World) -> None:
