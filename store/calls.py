@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from ringflow.contracts.activities import Billing, CallRecord, RecordInput
-from ringflow.contracts.calls import Attempt, CallView
+from ringflow.contracts.calls import Attempt, CallView, Phase
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.events import CallEvent
 from store import outbox
@@ -250,6 +250,13 @@ async def release_line(conn: asyncpg.Connection | asyncpg.Pool, party: Party, ro
 
 
 # ---------------------------------------------------------------- queries
+
+
+async def attempt_phase(conn: asyncpg.Connection | asyncpg.Pool, room_id: str) -> Phase | None:
+    """The recorded phase of attempt ``room_id`` (None: no row yet, or unknown)."""
+    phase = await conn.fetchval("SELECT phase FROM attempts WHERE room_id = $1", room_id)
+    return None if phase is None else Phase(phase)
+
 
 _CALL_COLUMNS = """
     c.call_id, c.caller_kind, c.caller_id, c.caller_name, c.unit_id, c.room_type, c.strategy,

@@ -246,7 +246,20 @@ async def test_every_target_skipped(ts_env, task_queue):
         res = await (await _start(ts_env, task_queue)).result()
     assert (res.end_reason, res.err_code) == ("initiateFailed", ErrCode.DEVICE_NOT_AUTHORIZED)
     assert all(a.outcome == AttemptOutcome.SKIPPED for a in res.attempts)
-    assert fake.pushes() == [] and fake.claims == []
+    assert fake.claims == []
+    # nobody was rung; only the caller hears that the call is over, with the reason
+    [finished] = fake.pushes()
+    assert (
+        finished.type,
+        finished.recipient,
+        finished.payload["end_reason"],
+        finished.payload["err_code"],
+    ) == (
+        "call_finished",
+        LOBBY,
+        "initiateFailed",
+        9,
+    )
 
 
 async def test_unknown_unit(ts_env, task_queue):

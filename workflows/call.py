@@ -464,7 +464,18 @@ class CallWorkflow:
             now = workflow.now()
             self._talk_started_at = now
             self._deadlines = {"time_limit": now + timedelta(seconds=inp.time_limit_s)}
-            events.append(self._log.event(EventName.CALLING, keep_time_s=0, listener=inp.listener))
+            calling = self._log.event(EventName.CALLING, keep_time_s=0, listener=inp.listener)
+            events.append(calling)
+            talk = {
+                "room_id": inp.room_id,
+                "talk_started_at": now.isoformat(),
+                "listener": inp.listener.key(),
+            }
+            pushes = [
+                *(pushes or []),
+                self._log.push(calling, inp.caller, PushType.TALK_STARTED, talk),
+                self._log.push(calling, inp.listener, PushType.TALK_STARTED, talk),
+            ]
             self._set_phase(Phase.TALK)
             call = CallRecord(
                 call_id=inp.call_id, phase=Phase.TALK, talk_started_at=now, answered_by=inp.listener

@@ -701,6 +701,14 @@ class EscalationWorkflow:
         data: dict[str, Any] = {"end_reason": end_reason}
         if inp.media_required:
             data |= await self._close_media()
+        ended = self._log.event(
+            EventName.CALL_ENDED,
+            party=answered_by,
+            err_code=err_code,
+            keep_time_s=keep,
+            reason=reason,
+            data=data,
+        )
         await record(
             RecordInput(
                 call=CallRecord(
@@ -712,14 +720,18 @@ class EscalationWorkflow:
                     err_code=err_code,
                     keep_time_s=keep,
                 ),
-                events=[
-                    self._log.event(
-                        EventName.CALL_ENDED,
-                        party=answered_by,
-                        err_code=err_code,
-                        keep_time_s=keep,
-                        reason=reason,
-                        data=data,
+                events=[ended],
+                pushes=[
+                    self._log.push(
+                        ended,
+                        inp.caller,
+                        PushType.CALL_FINISHED,
+                        {
+                            "end_reason": end_reason,
+                            "err_code": int(err_code) if err_code is not None else None,
+                            "keepTime": keep,
+                            "answered_by": answered_by.key() if answered_by else None,
+                        },
                     )
                 ],
             ),

@@ -16,13 +16,15 @@ over, or the listener's attempts are), 422 ``validation`` / ``invalid-sdp``, 503
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from fastapi import APIRouter
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import PartyDep, SettingsDep, TemporalDep
+from api.deps import PartyDep, PoolDep, SettingsDep, TemporalDep
 from api.problems import Problem, not_found
 from api.routers.calls import call_not_active, not_a_party
 from media.models import PeerOffer, Role, SdpAnswer, SdpOffer
@@ -30,6 +32,7 @@ from ringflow.contracts.calls import CallStatus, Phase
 from ringflow.contracts.common import Identifier, Party
 from ringflow.contracts.errors import PROBLEM_BASE, ErrCode
 from ringflow.contracts.search import CALL_CALLER
+from store import calls as calls_store
 
 router = APIRouter(prefix="/v1/calls", tags=["media"])
 
@@ -42,10 +45,13 @@ LIVE_PHASES = frozenset({Phase.WAIT, Phase.JOIN, Phase.TALK})
 """Phases of an attempt whose listener may send media (docs/media.md: ringing = early media)."""
 
 
-async def call_role(client: Client, call_id: str, party: Party) -> Role:
+async def call_role(client: Client, pool: Any, call_id: str, party: Party) -> Role:
     """``party``'s role in the media room of building call ``call_id``: the caller (its
     ``CallCaller`` search attribute), or the listener of an attempt of the call whose phase
-    is ``wait``, ``join`` or ``talk`` (the ``status`` query's attempts; docs/media.md).
+    is ``wait``, ``join`` or ``talk`` (the ``status`` query's attempts; docs/media.md). An
+    attempt the workflow still sees initiating counts once its ``ring`` activity committed
+    (the attempt row in ``pool`` says ``wait``): the push that tells the listener of the
+    call is written in that same transaction, so its offer never arrives too early.
     Raises 404 (unknown call), 403 ``not-a-party`` (neither), 409 ``call-not-active`` (the
     call is closed, or that listener's attempts are not live), 503 ``temporal-unavailable``."""
     handle = client.get_workflow_handle(call_id)
@@ -65,7 +71,11 @@ async def call_role(client: Client, call_id: str, party: Party) -> Role:
     mine = [a for a in status.attempts if a.listener == party]
     if not mine:
         raise not_a_party(party, call_id)
-    if not any(a.phase in LIVE_PHASES for a in mine):
+    live = any(a.phase in LIVE_PHASES for a in mine)
+    initiating = [a.room_id for a in mine if a.phase == Phase.INITIATE]
+    if not live and initiating:
+        live = await calls_store.attempt_phase(pool, initiating[-1]) in LIVE_PHASES
+    if not live:
         raise call_not_active(call_id, f"{party.key()} is not being called in {call_id!r} any more")
     return Role.LISTENER
 
@@ -101,11 +111,16 @@ async def forward_offer(
 
 @router.post("/{call_id}/media")
 async def media_offer(
-    call_id: Identifier, body: SdpOffer, party: PartyDep, client: TemporalDep, settings: SettingsDep
+    call_id: Identifier,
+    body: SdpOffer,
+    party: PartyDep,
+    client: TemporalDep,
+    pool: PoolDep,
+    settings: SettingsDep,
 ) -> SdpAnswer:
     """Exchange SDP for the party's peer connection in the media room of ``call_id`` (see
     the module docstring for the problems)."""
-    role = await call_role(client, call_id, party)
+    role = await call_role(client, pool, call_id, party)
     offer = PeerOffer(party=party, role=role, sdp=body.sdp)
     return await forward_offer(
         settings.media_url, settings.api_key, settings.media_request_timeout_s, call_id, offer

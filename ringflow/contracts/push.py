@@ -27,6 +27,8 @@ class PushType(StrEnum):
     )
     CALL_ENDED = "call_ended"  # to both parties: endVoip, with end reason and keepTime
     CALL_EVENT = "call_event"  # any other call event a party may want to show
+    TALK_STARTED = "talk_started"  # to both parties: `calling`, keepTime runs from `at`
+    CALL_FINISHED = "call_finished"  # to the caller: the building call is over (callEnded)
     CUSTOM_ACTION = "custom_action"  # to the caller device: perform an in-call action (open door)
     CUSTOM_ACTION_RESULT = "custom_action_result"  # to the listener: the action's outcome
 
