@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import statistics
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,9 +27,12 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpCodecParameters,
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.codecs import CODECS, depayload
+from aiortc.codecs.h264 import H264Encoder
 from aiortc.contrib.media import MediaRecorder
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
@@ -42,6 +46,7 @@ from bench.media_relay import (
     PatternTrack,
     encode_video_loop,
     luma_at,
+    pattern_frame,
 )
 from media.forward import (
     TESTED_AIORTC,
@@ -229,45 +234,41 @@ def test_aiortc_version_is_one_the_hooks_were_checked_against() -> None:
     assert check_aiortc() == aiortc.__version__
 
 
+def codec(mime: str, profile: str | None = None) -> RTCRtpCodecParameters:
+    """aiortc's own codec parameters for ``mime`` (H.264: of ``profile-level-id`` ``profile``)."""
+    kind = mime.split("/")[0]
+    return next(
+        c
+        for c in CODECS[kind]
+        if c.mimeType == mime and (profile is None or c.parameters.get("profile-level-id") == profile)
+    )
+
+
 def test_keyframe_rules_on_real_vp8_and_h264() -> None:
     vp8 = encode_video_loop()
-    codecs = {c.mimeType: c for c in RTCRtpSender.getCapabilities("video").codecs}
-    assert is_keyframe(codecs["video/VP8"], vp8[0])
-    assert not any(is_keyframe(codecs["video/VP8"], f) for f in vp8[1:])
+    assert is_keyframe(codec("video/VP8"), vp8[0])
+    assert not any(is_keyframe(codec("video/VP8"), f) for f in vp8[1:])
+    assert is_keyframe(codec("audio/opus"), b"\x01")
 
-    from aiortc.codecs.h264 import H264Encoder
-
-    from bench.media_relay import pattern_frame
-
-    encoder = H264Encoder()
-    annex_b = []
+    # aiortc's H.264 encoder packetizes for RTP: depayload as its receiver does, then judge.
+    h264, encoder = codec("video/H264"), H264Encoder()
+    frames = []
     for i in range(3):
         frame = pattern_frame(i)
-        frame.pts, frame.time_base = i * 6000, vp8_time_base()
-        payloads, _ = encoder.encode(frame, force_keyframe=False)
-        annex_b.append(payloads)
-    # aiortc packetizes H.264 for RTP; depayload as the receiver does, then judge.
-    from aiortc.codecs import depayload
-
-    h264 = codecs["video/H264"]
-    frames = [b"".join(depayload(h264, p) for p in payloads) for payloads in annex_b]
+        frame.pts, frame.time_base = i * 6000, fractions.Fraction(1, 90000)
+        payloads, _ = encoder.encode(frame)
+        frames.append(b"".join(depayload(h264, p) for p in payloads))
     assert is_keyframe(h264, frames[0])
-    assert not is_keyframe(h264, frames[1])
-
-
-def vp8_time_base() -> object:
-    import fractions
-
-    return fractions.Fraction(1, 90000)
+    assert not any(is_keyframe(h264, f) for f in frames[1:])
+    with pytest.raises(ValueError):
+        is_keyframe(RTCRtpCodecParameters(mimeType="video/AV1", clockRate=90000, payloadType=45), b"")
 
 
 def test_same_codec() -> None:
-    audio = {c.mimeType: c for c in RTCRtpSender.getCapabilities("audio").codecs}
-    assert same_codec(audio["audio/opus"], audio["audio/opus"])
-    assert not same_codec(audio["audio/opus"], audio["audio/PCMU"])
-    h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
-    assert len({c.parameters["profile-level-id"] for c in h264}) > 1
-    assert not same_codec(h264[0], h264[1])
+    assert same_codec(codec("audio/opus"), codec("audio/opus"))
+    assert not same_codec(codec("audio/opus"), codec("audio/PCMU"))
+    assert same_codec(codec("video/H264", "42e01f"), codec("video/H264", "42e01f"))
+    assert not same_codec(codec("video/H264", "42001f"), codec("video/H264", "42e01f"))
 
 
 # ---------------------------------------------------------------- end to end
