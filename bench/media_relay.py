@@ -22,10 +22,11 @@ Figures, per relay and step of N concurrent two-way calls, over ``--duration`` s
 2 s warm-up: bridge CPU (% of one core) total and per call; frames delivered / expected
 (50/s audio, 15/s video, per direction); late share (a frame is late when its arrival
 minus its timestamp exceeds the stream's least such delay in the window by more than
-:data:`LATE_S`); the parties' own CPU (when it nears 100 %, on-time figures measure the
-parties, not the bridge). Capacity: the largest step that holds bridge CPU < 80 % of a
-core, delivery >= :data:`MIN_DELIVERED` and late share <= :data:`MAX_LATE`. Latency:
-answer (the resident's offer; also from its connection) -> first tone frame at the door.
+:data:`LATE_S`) and the 99th percentile of that excess ("jitter"); the parties' own CPU
+(when it nears 100 %, on-time figures measure the parties, not the bridge). Capacity: the
+largest step that holds bridge CPU < 80 % of a core, delivery >= :data:`MIN_DELIVERED`
+and late share <= :data:`MAX_LATE`. Latency: answer (the resident's offer; also from its
+connection) -> first tone frame at the door.
 
 Issue 3's targets: >= 50 two-way audio calls and >= 10 two-way 640x480@15 video calls
 per core; answer -> first audio frame < 300 ms on loopback. Figures only, no assertions;
@@ -61,7 +62,7 @@ from av import AudioFrame, VideoFrame
 from av.frame import Frame
 from av.packet import Packet
 
-from bench.common import cpu_s, emit, info, machine, parser, summary_ms, table
+from bench.common import cpu_s, emit, info, machine, parser, pct, summary_ms, table
 from media.forward import ForwardingRelay, enable_forwarding
 from media.network import MediaNetwork
 from media.peer import SAMPLE_RATE, Received, ToneTrack, peak
@@ -404,15 +405,14 @@ class Arrivals:
     times: list[float] = field(default_factory=list)
     pts: list[int] = field(default_factory=list)
 
-    def window(self, t0: float, t1: float) -> tuple[int, int]:
-        """(frames that arrived in [t0, t1), of them late ones, see :data:`LATE_S`)."""
+    def window(self, t0: float, t1: float) -> list[float]:
+        """Per frame that arrived in [t0, t1): its delay beyond the stream's least delay in
+        that window (arrival minus timestamp, minus the minimum of that), seconds."""
         delays = [
             t - p / self.clock for t, p in zip(self.times, self.pts, strict=True) if t0 <= t < t1 and p >= 0
         ]
-        if not delays:
-            return 0, 0
-        best = min(delays)
-        return len(delays), sum(1 for d in delays if d - best > LATE_S)
+        best = min(delays, default=0.0)
+        return [d - best for d in delays]
 
 
 class Party:
@@ -533,10 +533,10 @@ async def step(
             if kind == "video" and not video:
                 continue
             expected = 2 * n * fps * elapsed
-            got = [s.window(t0, t1) for s in streams]
-            delivered = sum(g[0] for g in got)
-            row[f"{kind}_delivered"] = delivered / expected
-            row[f"{kind}_late"] = sum(g[1] for g in got) / delivered if delivered else math.nan
+            extra = [d for s in streams for d in s.window(t0, t1)]
+            row[f"{kind}_delivered"] = len(extra) / expected
+            row[f"{kind}_late"] = sum(1 for d in extra if d > LATE_S) / len(extra) if extra else math.nan
+            row[f"{kind}_jitter_p99_ms"] = pct(extra, 99) * 1000
         row["parties_cpu_pct"] = 100 * (own1 - own0) / elapsed
         row["decoded_frames"] = stats1.get("decoded_frames", 0) - stats0.get("decoded_frames", 0)
         row["keyframe_requests"] = stats1.get("keyframe_requests", 0)
@@ -690,11 +690,12 @@ def main() -> None:
         asyncio.run(serve_bridge(args.serve_bridge, args.relay))
         return
     relays = [r for r in args.relays.split(",") if r]
-    audio = _steps(
-        args.audio_calls
-        or ("stock=1,2;forward=5,10" if args.quick else "stock=1,2,4,6;forward=10,25,50,75,100")
-    )
-    video = _steps(args.video_calls or ("stock=1;forward=1,2" if args.quick else "stock=1,2;forward=2,5,10"))
+    defaults = {
+        "audio": "stock=1,2;forward=5,10" if args.quick else "stock=1,2,4,6;forward=10,25,50,75,100",
+        "video": "stock=1;forward=1,2" if args.quick else "stock=1,2;forward=2,5,10",
+    }
+    audio = _steps(args.audio_calls if args.audio_calls is not None else defaults["audio"])
+    video = _steps(args.video_calls if args.video_calls is not None else defaults["video"])
     latency = args.latency_calls if args.latency_calls is not None else (3 if args.quick else 10)
     duration = args.duration or (4.0 if args.quick else 10.0)
     result = asyncio.run(run(relays, audio, video, latency, duration))

@@ -203,8 +203,10 @@ class ReceiverTap:
     Installs itself on ``receiver`` (see the module docstring for the private API):
     each complete encoded frame the jitter buffer yields becomes an ``av.Packet``
     (``pts`` in ``time_base`` 1/clock rate, starting at 0; ``is_keyframe``) put on
-    ``track``'s queue, so ``track.recv()`` returns packets. The decoder thread still
-    runs, idle, and still ends the track when the receiver stops. ``codec`` is the codec
+    ``track``'s queue, so ``track.recv()`` returns packets, or handed to ``sink`` when
+    one is set (a :class:`ForwardingRelay` source: one task hop less per frame; the track
+    then yields nothing but its end). The decoder thread still runs, idle, and still ends
+    the track when the receiver stops. ``codec`` is the codec
     of the last frame; ``on_loss`` callbacks run when aiortc itself sends a PLI (it lost
     picture data)."""
 
@@ -215,6 +217,7 @@ class ReceiverTap:
         self.codec: RTCRtpCodecParameters | None = None
         self.frames = 0
         self.on_loss: list[Callable[[], None]] = []
+        self.sink: Callable[[RTCRtpCodecParameters, Packet], None] | None = None
         self._media_ssrcs: list[int] = []
         self._rtx_ssrcs: set[int] = set()
         self._pli: Callable[[int], Awaitable[None]] = receiver._send_rtcp_pli
@@ -239,7 +242,13 @@ class ReceiverTap:
         packet.time_base = _time_base(codec.clockRate)
         packet.is_keyframe = is_keyframe(codec, frame.data)
         self.frames += 1
-        self.track._queue.put_nowait(packet)
+        if self.sink is None:
+            self.track._queue.put_nowait(packet)
+            return
+        try:
+            self.sink(codec, packet)
+        except Exception:  # never into aiortc's receive loop
+            log.exception("relay: forwarding a %s frame failed", codec.mimeType)
 
     async def _on_receive(self, parameters: Any) -> None:
         self._media_ssrcs = [e.ssrc for e in parameters.encodings if e.ssrc]
@@ -466,6 +475,11 @@ class _Source:
         self._lost = False
         if self.tap is not None:
             self.tap.on_loss.append(self._on_loss)
+            self.tap.sink = self._on_packet  # the relay alone reads a relayed tapped track
+
+    def _on_packet(self, codec: RTCRtpCodecParameters, packet: Packet) -> None:
+        self.last_arrival = asyncio.get_running_loop().time()
+        self._packet(codec, packet)
 
     def start(self, sub: RelayedTrack) -> None:
         if sub not in self.subscribers:
@@ -522,6 +536,9 @@ class _Source:
                 sub._push(None)
             self.subscribers.clear()
             await self._stop_decoder()
+            if self.tap is not None:
+                self.tap.sink = None
+                self.tap.on_loss.remove(self._on_loss)
             self.relay._ended(self)
 
     def _packet(self, codec: RTCRtpCodecParameters, packet: Packet) -> None:
