@@ -19,7 +19,10 @@ frame its arrival time and RTP timestamp. The latency step uses decoding parties
 instead (``media.peer.ToneTrack``, the first decoded frame whose peak is a tone).
 
 Figures, per relay and step of N concurrent two-way calls, over ``--duration`` s after a
-2 s warm-up: bridge CPU (% of one core) total and per call; frames delivered / expected
+2 s warm-up: bridge CPU (% of one core) total and per call, and per call scaled to the
+full frame rate (divided by the mean delivered share, capped at 1: a bridge starved of
+CPU by other processes relays fewer frames and spends less) with the calls per core
+that implies; frames delivered / expected
 (50/s audio, 15/s video, per direction); late share (a frame is late when its arrival
 minus its timestamp exceeds the stream's least such delay in the window by more than
 :data:`LATE_S`) and the 99th percentile of that excess ("jitter"); the parties' own CPU
@@ -527,7 +530,6 @@ async def step(
         cpu_pct = 100 * (cpu1 - cpu0) / elapsed
         row["bridge_cpu_pct"] = cpu_pct
         row["cpu_pct_per_call"] = cpu_pct / n
-        row["calls_per_core_est"] = 100 * n / cpu_pct if cpu_pct > 0 else math.nan
         for kind, fps in (("audio", AUDIO_FPS), ("video", VIDEO_FPS)):
             streams = [s for c in calls for s in c.streams() if s.kind == kind]
             if kind == "video" and not video:
@@ -538,6 +540,11 @@ async def step(
             row[f"{kind}_late"] = sum(1 for d in extra if d > LATE_S) / len(extra) if extra else math.nan
             row[f"{kind}_jitter_p99_ms"] = pct(extra, 99) * 1000
         row["parties_cpu_pct"] = 100 * (own1 - own0) / elapsed
+        # A starved bridge relays fewer frames and so spends less: scale to the full rate.
+        shares = [row[f"{k}_delivered"] for k in ("audio", "video") if f"{k}_delivered" in row]
+        share = min(1.0, sum(shares) / len(shares))
+        row["cpu_pct_per_call_full_rate"] = cpu_pct / n / share if share > 0 else math.nan
+        row["calls_per_core_est"] = 100 / row["cpu_pct_per_call_full_rate"] if cpu_pct > 0 else math.nan
         row["decoded_frames"] = stats1.get("decoded_frames", 0) - stats0.get("decoded_frames", 0)
         row["keyframe_requests"] = stats1.get("keyframe_requests", 0)
         late = max(row["audio_late"], row.get("video_late", 0.0))
