@@ -29,6 +29,14 @@ Integration (the bridge, or any aiortc process):
    ``set_output_codec`` (remember it, hand it to each new subscriber) and
    ``request_keyframe``. Without them, ``auto`` falls back to decoding: correct, slower.
 
+Wiring into ``media/bridge.py`` (the room bridge keeps its relay in ``Room.relay`` and
+every consumer goes through ``Room.subscribe``): ``Room.relay`` = ``ForwardingRelay()``;
+``enable_forwarding(pc)`` right after each ``RTCPeerConnection(...)`` in ``Bridge.offer``;
+the drain subscribes with ``mode="encoded"`` (an ``auto`` drain has no sender, so it would
+decode every stream); ``RoomTrack`` implements :class:`EncodedSink` (keep the codec, hand
+it to each new proxy; pass ``request_keyframe`` to the current proxy). The recorder's
+``RoomTrack``\\ s have no sender and get frames as they are.
+
 Video needs keyframes: a forwarding video subscriber starts by dropping frames until
 a keyframe arrives, and the relay asks the source peer for one (RTCP PLI, RFC 4585
 section 6.3.1) when a subscriber starts, falls behind, or when the receiver itself
