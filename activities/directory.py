@@ -42,7 +42,7 @@ async def _target(conn: Conn, party: Party) -> Target:
     found = await _lookup(conn, party)
     if found is None:
         raise _unknown(party)
-    return Target(party=party, name=found.name)
+    return Target(party=party, name=found.name, auto_answer=isinstance(found, Device) and found.auto_answer)
 
 
 def rotate_after(user_ids: list[str], last: str | None) -> list[str]:
@@ -84,8 +84,14 @@ async def resolve_plan(conn: Conn, inp: ResolveInput) -> ResolvedPlan:
     fallback = None
     if policy.fallback_user_id is not None:
         fallback = await _target(conn, Party(kind=PartyKind.USER, id=policy.fallback_user_id))
+    device = await store.find_device(conn, inp.caller.id) if inp.caller.kind is PartyKind.DEVICE else None
     return ResolvedPlan(
-        caller_name=caller.name, unit_name=unit_name, policy=policy, targets=targets, fallback=fallback
+        caller_name=caller.name,
+        unit_name=unit_name,
+        policy=policy,
+        targets=targets,
+        fallback=fallback,
+        caller_actions=list(device.actions) if device else [],
     )
 
 

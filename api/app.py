@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import problems
 from api.hub import hub_lifespan
 from api.problems import Problem, problem_response
-from api.routers import calls, directory, media, push, tokens
+from api.routers import calls, directory, me, media, push, tokens, webapp
 from ringflow.contracts.errors import ErrCode
 from ringflow.settings import Settings
 from ringflow.temporal import connect
@@ -89,6 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(calls.router)
     app.include_router(push.router)
     app.include_router(media.router)
+    app.include_router(me.router)
+    app.include_router(webapp.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

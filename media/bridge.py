@@ -1,61 +1,82 @@
-"""The media bridge: one room per call attempt, one ``RTCPeerConnection`` per party.
+"""The media bridge: one room per building call (id = ``call_id``), one
+``RTCPeerConnection`` per party in it (``docs/media.md``).
 
-A party's offer (complete ICE, no trickle) creates its peer (and the room, lazily,
-on the first offer); the bridge answers with its own candidates (only the
-configured listen addresses, see ``media/network.py``). Every track a party sends
-is consumed at once (a drain on a ``MediaRelay`` proxy that also notes when the
-party's last frame arrived, so frames never pile up) and relayed to the other party
-through ``MediaRelay.subscribe(track, buffered=False)`` (a slow consumer drops frames
-instead of queueing them). Audio is Opus end to end: both legs negotiate aiortc's
-codecs, Opus first.
+The caller (the door) joins once; every listener the escalation rings may join the same
+room with its own peer while it rings (early media). A party's offer (complete ICE, no
+trickle) creates its peer, and the room on the first offer or talker update; a second
+offer of the same party replaces its peer (a reconnect). The bridge answers with its own
+candidates only (the configured listen addresses, ``media/network.py``).
 
-Connection states drive the call (troubleshooting guide sections 2-6, issue 3):
+Routing follows the room's **talker** (the listener who answered, set by
+``MediaActivities.connect`` through :meth:`Bridge.set_talker`):
+
+- the caller's video goes to every listener peer at all times (the resident sees the door
+  while it rings);
+- the caller's audio goes to the talker only (nobody hears the door before answering);
+- the talker's audio and video go to the caller; every other listener's tracks are
+  consumed and dropped (the door hears nobody until the answer).
+
+Every peer gets its sender tracks at offer time (:class:`RoomTrack`, one per offered
+audio/video section); each picks its source from the room's current state and switches
+at once when the talker or a party's peer changes, without renegotiation. Every track a
+party sends is consumed at once (a drain that notes when its last frame arrived, so
+frames never pile up). All relaying goes through ``Room.subscribe`` (``buffered=False``:
+a slow consumer drops frames instead of queueing them), on the relay that
+``Room.relay`` makes: the one place where the relay is chosen. Audio is Opus end to end
+where both legs negotiate it (aiortc's codecs, Opus first).
+
+Connection states drive the call (troubleshooting guide sections 2-6):
 
 - a peer reaching ``connected`` -> ``joined`` (once per peer);
 - a peer that never connects within ``connect_timeout_s`` of its offer, or fails or
   closes before connecting -> ``join_failed`` (joinFailCaller / joinFailListener);
 - a peer that had connected and then fails, closes, or sends no frame for
   ``disconnect_grace_s`` after having sent some -> ``media_lost`` (abortVoip: "unexpected
-  exit, network
-  interruptions", guide sections 3(1) and 6(1)).
+  exit, network interruptions", guide sections 3(1) and 6(1)).
 
 Each goes to the :class:`Reporter` (Temporal signals to the EscalationWorkflow
-``call_id``, ``media/signals.py``). A room closes when the reporter says its
+``call_id`` with ``JoinInput(room_id=call_id, party, error)``, ``media/signals.py``),
+which routes them by party. A room closes when the reporter says its building call's
 workflow ended, on :meth:`Bridge.close_room`, or at :meth:`Bridge.close`; peers the
-bridge closes itself are not reported. Every peer connection is closed in
-``finally`` paths. Durations are seconds.
+bridge closes itself are not reported. Traffic per party comes from RTC stats
+(:func:`peer_traffic`); the talk is recorded with ``MediaRecorder`` when asked
+(:class:`Recording`). Every peer connection and recorder is closed in ``finally``
+paths. Durations are seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
+from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 from av.frame import Frame
 from av.packet import Packet
 
-from media.models import PeerInfo, PeerOffer, Role, RoomInfo, SdpAnswer
+from media.models import PeerInfo, PeerOffer, Role, RoomInfo, SdpAnswer, TalkerUpdate
 from media.network import MediaNetwork
 from ringflow.contracts.calls import JoinInput
 from ringflow.contracts.common import Party
+from ringflow.contracts.media import PartyTraffic, RoomStats
 from workflows.call import SIGNAL_JOIN_FAILED, SIGNAL_JOINED, SIGNAL_MEDIA_LOST
 
 log = logging.getLogger(__name__)
 
+CLOSED_ROOMS_KEPT = 256
+"""How many closed rooms' final stats the bridge keeps, so that a retried
+``DELETE /rooms/{call_id}`` (``MediaActivities.close_room``) gets the same answer."""
+
 
 class InvalidSdp(ValueError):
     """The offer is not a usable SDP offer (API: 422 ``invalid-sdp``)."""
-
-
-class RoomConflict(ValueError):
-    """The room belongs to another call (API: 409 ``room-conflict``)."""
 
 
 class Reporter(Protocol):
@@ -66,8 +87,17 @@ class Reporter(Protocol):
         Must not raise (log instead): media keeps flowing whatever the reporter does."""
         ...
 
-    async def room_ended(self, room_id: str) -> None:
-        """Return once room ``room_id``'s workflow has closed (never, if unknown)."""
+    async def room_ended(self, call_id: str) -> None:
+        """Return once building call ``call_id``'s workflow has closed (never, if unknown)."""
+        ...
+
+
+class Relay(Protocol):
+    """What ``Room.relay`` makes: aiortc's ``MediaRelay`` today; ``media/forward.py``'s
+    encoded-frame relay has the same shape. One source track, many consumers."""
+
+    def subscribe(self, track: MediaStreamTrack, buffered: bool = True) -> MediaStreamTrack:
+        """A new consumer's proxy of ``track``."""
         ...
 
 
@@ -80,75 +110,201 @@ class Peer:
     pc: RTCPeerConnection
     joined: bool = False
     ended: bool = False
+    accounted: bool = False  # its final traffic is in Room.closed_traffic
+    last_frame: float | None = None  # loop.time() of the last frame it sent
     timer: asyncio.TimerHandle | None = None  # connect timeout
 
     def cancel_timer(self) -> None:
+        """Cancel the connect timeout, if any."""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
 
+def _new_future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
+
+
 @dataclass(eq=False)
 class Room:
-    """A call attempt's room: its peers by role and the tracks each role sends."""
+    """A building call's media room: its peers by party key, the tracks each party sends,
+    the talker, the recordings, and the traffic of the peers that are gone."""
 
-    room_id: str
     call_id: str
-    relay: MediaRelay = field(default_factory=MediaRelay)
-    peers: dict[Role, Peer] = field(default_factory=dict)
-    sources: dict[tuple[Role, str], MediaStreamTrack] = field(default_factory=dict)
-    last_frame: dict[Role, float] = field(default_factory=dict)  # loop.time() of the last frame
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    relay: Relay = field(default_factory=MediaRelay)  # THE relay (media/forward.py goes here)
+    peers: dict[str, Peer] = field(default_factory=dict)  # by Party.key()
+    caller: Party | None = None
+    talker: Party | None = None
+    sources: dict[tuple[str, str], MediaStreamTrack] = field(default_factory=dict)  # (key, kind)
+    recording: Recording | None = None
+    recordings: list[str] = field(default_factory=list)  # every recording's path, in order
+    closed_traffic: dict[str, PartyTraffic] = field(default_factory=dict)  # by Party.key()
+    changed: asyncio.Future[None] = field(default_factory=_new_future)
+    opened_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     watcher: asyncio.Task[None] | None = None
 
-    def set_source(self, role: Role, kind: str, track: MediaStreamTrack | None) -> None:
-        """``role``'s current ``kind`` track (None: gone); wakes every :class:`RoomTrack`."""
-        if track is None:
-            self.sources.pop((role, kind), None)
-        else:
-            self.sources[(role, kind)] = track
-        woken, self.changed = self.changed, asyncio.Event()
-        woken.set()
+    def subscribe(self, track: MediaStreamTrack) -> MediaStreamTrack:
+        """A consumer's proxy of ``track`` on the room's relay, unbuffered (a slow consumer
+        skips frames). Every consumer in the room (drains, senders, recorder) goes here."""
+        return self.relay.subscribe(track, buffered=False)
 
-    async def source(self, role: Role, kind: str) -> MediaStreamTrack:
-        """``role``'s ``kind`` track, waiting until that party sends one."""
-        while (track := self.sources.get((role, kind))) is None:
-            await self.changed.wait()
-        return track
+    def touch(self) -> None:
+        """Wake every :class:`RoomTrack` of the room: sources or the talker changed."""
+        woken, self.changed = self.changed, _new_future()
+        woken.set_result(None)
+
+    def set_source(self, party: Party, kind: str, track: MediaStreamTrack | None) -> None:
+        """``party``'s current ``kind`` track (None: gone)."""
+        if track is None:
+            self.sources.pop((party.key(), kind), None)
+        else:
+            self.sources[(party.key(), kind)] = track
+        self.touch()
+
+    def source(self, party: Party | None, kind: str) -> MediaStreamTrack | None:
+        """``party``'s current ``kind`` track (None: no party, or it sends none)."""
+        return None if party is None else self.sources.get((party.key(), kind))
+
+    # -- routing (docs/media.md): whose track each peer receives, now
+
+    def to_caller(self) -> Party | None:
+        """Whose media the caller receives: the talker's (audio and video)."""
+        return self.talker
+
+    def to_listener(self, listener: Party, kind: str) -> Party | None:
+        """Whose ``kind`` media ``listener`` receives: the caller's video always (early
+        media), the caller's audio only while ``listener`` is the talker."""
+        if kind == "video" or self.talker == listener:
+            return self.caller
+        return None
 
 
 class RoomTrack(MediaStreamTrack):
-    """What the bridge sends to one party: the other party's ``kind`` track, relayed
-    (``buffered=False``). Waits while the other party has not joined yet and follows a
-    re-joined one; ends when the room closes (``stop``)."""
+    """What the bridge sends on one sender (or records): the ``kind`` track of the party
+    ``select()`` names at each moment, relayed through ``Room.subscribe``. Sends nothing
+    while ``select()`` is None or that party sends no ``kind`` track; switches sources as
+    soon as the room changes (talker set, a party's peer replaced); ends on ``stop``."""
 
-    def __init__(self, room: Room, source_role: Role, kind: str) -> None:
+    def __init__(self, room: Room, kind: str, select: Callable[[], Party | None]) -> None:
         super().__init__()
         self.kind = kind
         self._room = room
-        self._from = source_role
-        self._proxy: MediaStreamTrack | None = None
+        self._select = select
         self._source: MediaStreamTrack | None = None
+        self._proxy: MediaStreamTrack | None = None
+        self._pending: asyncio.Future[Frame | Packet] | None = None
 
     async def recv(self) -> Frame | Packet:
         while self.readyState == "live":
+            want = self._room.source(self._select(), self.kind)
+            if want is not self._source:
+                self._release()
+                self._source = want
+                if want is not None:
+                    self._proxy = self._room.subscribe(want)
             if self._proxy is None:
-                self._source = await self._room.source(self._from, self.kind)
-                self._proxy = self._room.relay.subscribe(self._source, buffered=False)
+                await asyncio.shield(self._room.changed)
+                continue
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(self._proxy.recv())
+            pending = self._pending
+            await asyncio.wait((pending, self._room.changed), return_when=asyncio.FIRST_COMPLETED)
+            if pending is not self._pending or not pending.done():
+                continue  # stopped, or the room changed: select again (a pending frame is kept)
+            self._pending = None
             try:
-                return await self._proxy.recv()
+                return pending.result()
             except MediaStreamError:  # that party's track ended: wait for its next one
-                self._proxy.stop()
-                self._proxy = None
-                if self._room.sources.get((self._from, self.kind)) is self._source:
-                    self._room.set_source(self._from, self.kind, None)
+                gone, party = self._source, self._select()
+                self._release()
+                if gone is not None and party is not None and self._room.source(party, self.kind) is gone:
+                    self._room.set_source(party, self.kind, None)
         raise MediaStreamError
 
-    def stop(self) -> None:
-        super().stop()
+    def _release(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
         if self._proxy is not None:
             self._proxy.stop()
             self._proxy = None
+        self._source = None
+
+    def stop(self) -> None:
+        super().stop()
+        self._release()
+
+
+class Recording:
+    """The talk of a room recorded with aiortc's ``MediaRecorder`` into ``path`` (Matroska:
+    AAC audio, H.264 video): the caller's audio and video, and ``talker``'s audio, each
+    following that party's current peer (docs/media.md "Recording")."""
+
+    def __init__(self, room: Room, path: Path, talker: Party) -> None:
+        self.path = path
+        self.tracks = [
+            RoomTrack(room, "audio", lambda: room.caller),
+            RoomTrack(room, "video", lambda: room.caller),
+            RoomTrack(room, "audio", lambda: talker),
+        ]
+        self.recorder = MediaRecorder(str(path))  # opens (creates) the file
+        for track in self.tracks:
+            self.recorder.addTrack(track)
+
+    async def start(self) -> None:
+        """Start writing (the recorder reads its tracks in tasks of its own)."""
+        await self.recorder.start()
+
+    async def stop(self) -> None:
+        """Flush and close the file, then release the relayed tracks."""
+        try:
+            await self.recorder.stop()
+        finally:
+            for track in self.tracks:
+                track.stop()
+
+
+async def peer_traffic(peer: Peer) -> PartyTraffic:
+    """``peer``'s traffic from ``RTCPeerConnection.getStats()`` (payload bytes, as aiortc
+    counts them): ``outbound-rtp`` bytesSent/packetsSent (bridge -> party),
+    ``inbound-rtp`` packetsReceived (party -> bridge). aiortc's ``inbound-rtp`` has no
+    byte count, so bytes received per kind are the party's own count in its last RTCP
+    sender report (``remote-outbound-rtp`` bytesSent, every 0.5-1.5 s; equal to what
+    arrived when nothing is lost, as on 127.0.0.1). Zeros if the stats are unavailable."""
+    traffic = PartyTraffic(party=peer.party, role=peer.role.value)
+    try:
+        report = await peer.pc.getStats()
+    except Exception:  # a connection torn down under us has nothing more to tell
+        log.warning("stats of %s unavailable", peer.party.key(), exc_info=True)
+        return traffic
+    for stats in report.values():
+        kind = getattr(stats, "kind", "")
+        if stats.type == "outbound-rtp":
+            traffic.bytes_sent += stats.bytesSent
+            traffic.packets_sent += stats.packetsSent
+        elif stats.type == "inbound-rtp":
+            traffic.packets_received += stats.packetsReceived
+        elif stats.type == "remote-outbound-rtp":
+            traffic.bytes_received += stats.bytesSent
+            if kind == "audio":
+                traffic.audio_bytes_received += stats.bytesSent
+            elif kind == "video":
+                traffic.video_bytes_received += stats.bytesSent
+    return traffic
+
+
+def add_traffic(a: PartyTraffic, b: PartyTraffic) -> PartyTraffic:
+    """``a`` + ``b`` field by field (same party; ``b``'s role wins)."""
+    return PartyTraffic(
+        party=a.party,
+        role=b.role,
+        bytes_received=a.bytes_received + b.bytes_received,
+        bytes_sent=a.bytes_sent + b.bytes_sent,
+        packets_received=a.packets_received + b.packets_received,
+        packets_sent=a.packets_sent + b.packets_sent,
+        audio_bytes_received=a.audio_bytes_received + b.audio_bytes_received,
+        video_bytes_received=a.video_bytes_received + b.video_bytes_received,
+    )
 
 
 def parse_offer(sdp: str) -> RTCSessionDescription:
@@ -174,7 +330,8 @@ class Bridge:
 
     ``network``: address policy (``MediaNetwork.install`` must have run in this process);
     ``reporter``: where media facts go; ``connect_timeout_s``: time from offer to
-    ``connected``; ``disconnect_grace_s``: time a joined peer that sent media may send none.
+    ``connected``; ``disconnect_grace_s``: time a joined peer that sent media may send none;
+    ``recordings_dir``: where recordings go (created when the first one starts).
     aiortc has no ``disconnected`` state and notices a vanished peer only when ICE consent
     fails (RFC 7675: 6 x 5 s in aioice), so silence is the bridge's early sign of loss.
     """
@@ -185,89 +342,190 @@ class Bridge:
         reporter: Reporter,
         connect_timeout_s: float = 10.0,
         disconnect_grace_s: float = 5.0,
+        recordings_dir: Path = Path(".data/recordings"),
     ) -> None:
         self.network = network
         self.reporter = reporter
         self.connect_timeout_s = connect_timeout_s
         self.disconnect_grace_s = disconnect_grace_s
+        self.recordings_dir = recordings_dir
         self.rooms: dict[str, Room] = {}
+        self.closed: OrderedDict[str, RoomStats] = OrderedDict()  # final stats, newest last
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ control
 
-    async def offer(self, room_id: str, req: PeerOffer) -> SdpAnswer:
-        """Answer ``req.party``'s offer in room ``room_id`` (created by its first offer).
-        A second offer of the same role replaces that role's peer (a reconnect).
+    async def offer(self, call_id: str, req: PeerOffer) -> SdpAnswer:
+        """Answer ``req.party``'s offer in room ``call_id`` (created if new). The peer gets a
+        :class:`RoomTrack` for each audio/video section of the offer, routed as the module
+        docstring says. A second offer of the same party replaces its peer (a reconnect;
+        the old one is closed without a report, its traffic kept).
 
-        Raises :class:`InvalidSdp` (garbage, or aiortc refuses it; nothing is kept) and
-        :class:`RoomConflict` (``room_id`` is live for another ``call_id``)."""
+        Raises :class:`InvalidSdp` (garbage, or aiortc refuses it; no peer is kept)."""
         desc = parse_offer(self.network.filter_remote(req.sdp))
-        room = self.rooms.get(room_id)
-        if room is not None and room.call_id != req.call_id:
-            raise RoomConflict(f"room {room_id!r} belongs to call {room.call_id!r}")
-        if room is None:
-            room = self.rooms[room_id] = Room(room_id, req.call_id)
-            room.watcher = asyncio.create_task(self._watch(room))
-        room.last_frame.pop(req.role, None)  # judge the new peer by its own frames
-        old = room.peers.pop(req.role, None)
+        room = self._room(call_id)
+        key = req.party.key()
+        if req.role == Role.CALLER:
+            room.caller = req.party
+        old = room.peers.pop(key, None)
         if old is not None:
             await self._close_peer(room, old)
         pc = RTCPeerConnection(self.network.rtc_configuration())
         peer = Peer(req.party, req.role, pc)
-        room.peers[req.role] = peer
+        room.peers[key] = peer
         self._handle(room, peer)
         try:
             await pc.setRemoteDescription(desc)
             for transceiver in pc.getTransceivers():
-                pc.addTrack(RoomTrack(room, req.role.other(), transceiver.kind))
+                pc.addTrack(self._sender_track(room, peer, transceiver.kind))
             await pc.setLocalDescription(await pc.createAnswer())  # gathers completely
         except Exception as e:
+            if room.peers.get(key) is peer:
+                del room.peers[key]
             await self._close_peer(room, peer)
-            if not room.peers:
-                await self.close_room(room_id)
             raise InvalidSdp(f"offer refused: {e}") from e
         self._end_later(
             room, peer, self.connect_timeout_s, f"no media connection in {self.connect_timeout_s:g} s"
         )
         return SdpAnswer(sdp=self.network.announce(pc.localDescription.sdp))
 
-    async def close_room(self, room_id: str) -> bool:
-        """Close room ``room_id`` and its peers without reporting; False if unknown."""
-        room = self.rooms.pop(room_id, None)
+    async def set_talker(self, call_id: str, upd: TalkerUpdate) -> RoomInfo:
+        """Make ``upd.party`` the talker of room ``call_id`` (created if no offer came yet);
+        routes follow at once. With ``upd.record`` (and a talker), record the talk into
+        ``recordings_dir/<call_id>.mkv`` (a later talker's recording: ``<call_id>.<n>.mkv``);
+        a talker change or ``record=False`` stops the recording in progress. Idempotent.
+        Raises ``OSError`` when the recording file cannot be created (the talker is set)."""
+        room = self._room(call_id)
+        if upd.party != room.talker or not upd.record:
+            await self._stop_recording(room)
+        if upd.party != room.talker:
+            log.info("room %s: talker %s", call_id, upd.party.key() if upd.party else None)
+            room.talker = upd.party
+            room.touch()
+        if upd.record and upd.party is not None and room.recording is None:
+            self.recordings_dir.mkdir(parents=True, exist_ok=True)
+            n = len(room.recordings) + 1
+            path = self.recordings_dir / (f"{call_id}.mkv" if n == 1 else f"{call_id}.{n}.mkv")
+            recording = Recording(room, path, upd.party)
+            room.recording = recording
+            room.recordings.append(str(path))
+            try:
+                await recording.start()
+            except BaseException:
+                await self._stop_recording(room)
+                raise
+        return self._info(room)
+
+    async def stats(self, call_id: str) -> RoomStats | None:
+        """Room ``call_id``'s traffic so far (its final stats once closed, while kept);
+        None when unknown."""
+        room = self.rooms.get(call_id)
         if room is None:
-            return False
+            return self.closed.get(call_id)
+        traffic = dict(room.closed_traffic)
+        for key, peer in list(room.peers.items()):
+            now = await peer_traffic(peer)
+            if not peer.accounted:
+                traffic[key] = add_traffic(traffic[key], now) if key in traffic else now
+        return self._room_stats(room, traffic)
+
+    async def close_room(self, call_id: str) -> RoomStats | None:
+        """Close room ``call_id``, its recording and its peers, without reporting; its final
+        :class:`RoomStats`. A room closed lately answers its kept final stats again (a
+        retried close); None when unknown."""
+        room = self.rooms.get(call_id)
+        if room is None:
+            return self.closed.get(call_id)
         try:
-            for peer in list(room.peers.values()):
-                await self._close_peer(room, peer)
+            await self._stop_recording(room)
         finally:
-            room.peers.clear()
-            if room.watcher is not None and room.watcher is not asyncio.current_task():
-                room.watcher.cancel()
-        return True
+            try:
+                for peer in list(room.peers.values()):
+                    await self._close_peer(room, peer)
+            finally:
+                room.peers.clear()
+                if self.rooms.get(call_id) is room:
+                    del self.rooms[call_id]
+                if room.watcher is not None and room.watcher is not asyncio.current_task():
+                    room.watcher.cancel()
+        final = self.closed[call_id] = self._room_stats(room, room.closed_traffic)
+        while len(self.closed) > CLOSED_ROOMS_KEPT:
+            self.closed.popitem(last=False)
+        return final
 
     async def close(self) -> None:
         """Close every room (bridge shutdown) and wait for the bridge's own tasks."""
         try:
-            for room_id in list(self.rooms):
-                await self.close_room(room_id)
+            for call_id in list(self.rooms):
+                await self.close_room(call_id)
         finally:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def info(self) -> list[RoomInfo]:
-        """The live rooms and their peers."""
-        return [
-            RoomInfo(
-                room_id=r.room_id,
-                call_id=r.call_id,
-                peers=[
-                    PeerInfo(party=p.party, role=p.role, state=p.pc.connectionState, joined=p.joined)
-                    for p in r.peers.values()
-                ],
-            )
-            for r in self.rooms.values()
-        ]
+        """The live rooms, their talkers and peers."""
+        return [self._info(r) for r in self.rooms.values()]
+
+    # ------------------------------------------------------------------ rooms
+
+    def _room(self, call_id: str) -> Room:
+        room = self.rooms.get(call_id)
+        if room is None:
+            room = self.rooms[call_id] = Room(call_id)
+            self.closed.pop(call_id, None)
+            room.watcher = asyncio.create_task(self._watch(room))
+        return room
+
+    @staticmethod
+    def _room_stats(room: Room, traffic: dict[str, PartyTraffic]) -> RoomStats:
+        return RoomStats(
+            call_id=room.call_id,
+            parties=list(traffic.values()),
+            recording=room.recordings[0] if room.recordings else None,
+            recordings=list(room.recordings),
+            duration_s=round(asyncio.get_running_loop().time() - room.opened_at, 3),
+        )
+
+    @staticmethod
+    def _info(room: Room) -> RoomInfo:
+        return RoomInfo(
+            call_id=room.call_id,
+            talker=room.talker,
+            recording=str(room.recording.path) if room.recording is not None else None,
+            peers=[
+                PeerInfo(party=p.party, role=p.role, state=p.pc.connectionState, joined=p.joined)
+                for p in room.peers.values()
+            ],
+        )
+
+    @staticmethod
+    def _sender_track(room: Room, peer: Peer, kind: str) -> RoomTrack:
+        """What ``peer`` receives on its ``kind`` section (docs/media.md routing)."""
+        if peer.role == Role.CALLER:
+            return RoomTrack(room, kind, room.to_caller)
+        listener = peer.party
+        return RoomTrack(room, kind, lambda: room.to_listener(listener, kind))
+
+    async def _stop_recording(self, room: Room) -> None:
+        """Stop ``room``'s recording in progress; a recording that got no media has no file
+        (the muxer writes nothing before the first packet) and is forgotten."""
+        recording, room.recording = room.recording, None
+        if recording is None:
+            return
+        try:
+            await recording.stop()
+        finally:
+            if not recording.path.exists():
+                room.recordings.remove(str(recording.path))
+            log.info("room %s: recording %s stopped", room.call_id, recording.path)
+
+    async def _watch(self, room: Room) -> None:
+        """Close ``room`` once its building call's workflow has ended."""
+        await self.reporter.room_ended(room.call_id)
+        if self.rooms.get(room.call_id) is room:
+            log.info("room %s: building call ended, closing", room.call_id)
+            await self.close_room(room.call_id)
 
     # ------------------------------------------------------------------ peers
 
@@ -278,13 +536,13 @@ class Bridge:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             # Consume at once: with nobody relaying yet, frames would pile up in the receiver.
-            self._spawn(self._drain(room, peer.role, room.relay.subscribe(track, buffered=False)))
-            room.set_source(peer.role, track.kind, track)
+            self._spawn(self._drain(peer, room.subscribe(track)))
+            room.set_source(peer.party, track.kind, track)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             state = pc.connectionState
-            log.info("room %s %s %s: %s", room.room_id, peer.role, peer.party.key(), state)
+            log.info("room %s %s %s: %s", room.call_id, peer.role, peer.party.key(), state)
             if peer.ended:
                 return
             if state == "connected":
@@ -296,13 +554,14 @@ class Bridge:
             elif state in ("failed", "closed"):
                 await self._end(room, peer, f"peer connection {state}")
 
-    async def _drain(self, room: Room, role: Role, proxy: MediaStreamTrack) -> None:
-        """Consume ``role``'s track until it ends, noting each frame's arrival."""
+    @staticmethod
+    async def _drain(peer: Peer, proxy: MediaStreamTrack) -> None:
+        """Consume one of ``peer``'s tracks until it ends, noting each frame's arrival."""
         loop = asyncio.get_running_loop()
         try:
             while True:
                 await proxy.recv()
-                room.last_frame[role] = loop.time()
+                peer.last_frame = loop.time()
         except MediaStreamError:
             pass
         finally:
@@ -314,7 +573,7 @@ class Bridge:
         loop = asyncio.get_running_loop()
         while not peer.ended:
             await asyncio.sleep(min(1.0, self.disconnect_grace_s / 2))
-            last = room.last_frame.get(peer.role)
+            last = peer.last_frame
             if not peer.ended and last is not None and loop.time() - last > self.disconnect_grace_s:
                 await self._end(room, peer, f"no media for {self.disconnect_grace_s:g} s")
 
@@ -332,15 +591,24 @@ class Bridge:
         try:
             await self._close_peer(room, peer)
         finally:
-            if room.peers.get(peer.role) is peer:
-                del room.peers[peer.role]
+            if room.peers.get(peer.party.key()) is peer:
+                del room.peers[peer.party.key()]
             await self._report(room, peer, SIGNAL_MEDIA_LOST if peer.joined else SIGNAL_JOIN_FAILED, error)
 
     async def _close_peer(self, room: Room, peer: Peer) -> None:
-        """Close ``peer``'s connection (not reported: ``ended`` is set first)."""
+        """Keep ``peer``'s traffic in the room, then close its connection (not reported:
+        ``ended`` is set first)."""
+        if peer.ended:
+            return
         peer.ended = True
         peer.cancel_timer()
         try:
+            final = await peer_traffic(peer)
+            key = peer.party.key()
+            if not peer.accounted:
+                old = room.closed_traffic.get(key)
+                room.closed_traffic[key] = final if old is None else add_traffic(old, final)
+                peer.accounted = True
             for sender in peer.pc.getSenders():
                 if sender.track is not None:
                     sender.track.stop()
@@ -348,17 +616,10 @@ class Bridge:
             await peer.pc.close()
 
     async def _report(self, room: Room, peer: Peer, signal: str, error: str | None) -> None:
-        log.info("room %s: %s %s (%s)", room.room_id, signal, peer.party.key(), error or "ok")
+        log.info("room %s: %s %s (%s)", room.call_id, signal, peer.party.key(), error or "ok")
         await self.reporter.report(
-            room.call_id, signal, JoinInput(room_id=room.room_id, party=peer.party, error=error)
+            room.call_id, signal, JoinInput(room_id=room.call_id, party=peer.party, error=error)
         )
-
-    async def _watch(self, room: Room) -> None:
-        """Close ``room`` once its workflow has ended."""
-        await self.reporter.room_ended(room.room_id)
-        if self.rooms.get(room.room_id) is room:
-            log.info("room %s: workflow ended, closing", room.room_id)
-            await self.close_room(room.room_id)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background, keeping a reference until it finishes."""

@@ -1,12 +1,18 @@
 """``python -m media.server``: the bridge process and its internal control API.
 
 The control API listens on ``media_host``:``media_port`` (loopback by default) and
-requires the backend key (``X-API-Key`` = settings ``api_key``); only ringflow's API
-calls it, after authorising the party (``api/routers/media.py``):
+requires the backend key (``X-API-Key`` = settings ``api_key``). ringflow's API calls it
+after authorising a party (``api/routers/media.py``), the media activities from the call
+workflows (``activities/media.py``). One room per building call, id = ``call_id``
+(``docs/media.md``):
 
-- ``POST /rooms/{room_id}/peers`` (``PeerOffer``) -> ``SdpAnswer``; 422
-  ``invalid-sdp``, 409 ``room-conflict``.
-- ``DELETE /rooms/{room_id}`` -> 204 (404 when unknown): close a room now.
+- ``POST /rooms/{call_id}/peers`` (``PeerOffer``) -> ``SdpAnswer``; 422 ``invalid-sdp``.
+- ``PUT /rooms/{call_id}/talker`` (``TalkerUpdate`` ``{"party": Party | null, "record":
+  bool}``) -> ``RoomInfo``; creates the room when no offer came yet; 503
+  ``recording-unavailable`` when the recording file cannot be created.
+- ``GET /rooms/{call_id}/stats`` -> ``RoomStats`` (404 unknown).
+- ``DELETE /rooms/{call_id}`` -> 200 ``RoomStats``, the final stats (a room closed lately
+  answers them again; 404 unknown): close a room now.
 - ``GET /rooms`` -> ``list[RoomInfo]``; ``GET /healthz``.
 
 Errors are problem+json (``api/problems.py``).
@@ -18,17 +24,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 
 from api import problems
 from api.deps import BackendAuth
 from api.problems import Problem, not_found
-from media.bridge import Bridge, InvalidSdp, Reporter, RoomConflict
-from media.models import PeerOffer, RoomInfo, SdpAnswer
+from media.bridge import Bridge, InvalidSdp, Reporter
+from media.models import PeerOffer, RoomInfo, SdpAnswer, TalkerUpdate
 from media.network import MediaNetwork
 from media.signals import TemporalReporter
 from ringflow.contracts.common import Identifier
 from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.media import RoomStats
 from ringflow.settings import Settings, get_settings
 from ringflow.temporal import connect
 
@@ -36,7 +43,8 @@ from ringflow.temporal import connect
 def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> FastAPI:
     """The bridge's control API. Its lifespan installs the network policy
     (``MediaNetwork.install``), connects to Temporal for a :class:`TemporalReporter`
-    unless ``reporter`` is given, and closes every room on shutdown (``app.state.bridge``)."""
+    unless ``reporter`` is given, and closes every room on shutdown (``app.state.bridge``).
+    Recordings go to ``settings.media_recordings_dir``."""
     network = MediaNetwork.from_settings(settings)
 
     @asynccontextmanager
@@ -44,39 +52,61 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
         network.install()
         rep = reporter if reporter is not None else TemporalReporter(await connect(settings))
         bridge = app.state.bridge = Bridge(
-            network, rep, settings.media_connect_timeout_s, settings.media_disconnect_grace_s
+            network,
+            rep,
+            settings.media_connect_timeout_s,
+            settings.media_disconnect_grace_s,
+            settings.media_recordings_dir,
         )
         try:
             yield
         finally:
             await bridge.close()
 
-    app = FastAPI(title="ringflow media bridge", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="ringflow media bridge", version="0.2.0", lifespan=lifespan)
     app.state.settings = settings
     problems.install(app)
 
-    @app.post("/rooms/{room_id}/peers", dependencies=[BackendAuth])
-    async def offer(room_id: Identifier, body: PeerOffer) -> SdpAnswer:
-        """Answer a party's offer in ``room_id`` (created by its first offer)."""
-        bridge: Bridge = app.state.bridge
+    def bridge() -> Bridge:
+        b: Bridge = app.state.bridge
+        return b
+
+    @app.post("/rooms/{call_id}/peers", dependencies=[BackendAuth])
+    async def offer(call_id: Identifier, body: PeerOffer) -> SdpAnswer:
+        """Answer a party's offer in room ``call_id`` (created if new)."""
         try:
-            return await bridge.offer(room_id, body)
+            return await bridge().offer(call_id, body)
         except InvalidSdp as e:
             raise Problem(422, "invalid-sdp", "Invalid SDP offer", str(e), ErrCode.VALIDATION) from e
-        except RoomConflict as e:
-            raise Problem(409, "room-conflict", "Room belongs to another call", str(e)) from e
 
-    @app.delete("/rooms/{room_id}", status_code=204, dependencies=[BackendAuth])
-    async def close_room(room_id: Identifier) -> Response:
-        """Close ``room_id`` and its peers (no signals)."""
-        if not await app.state.bridge.close_room(room_id):
-            raise not_found("room", room_id)
-        return Response(status_code=204)
+    @app.put("/rooms/{call_id}/talker", dependencies=[BackendAuth])
+    async def talker(call_id: Identifier, body: TalkerUpdate) -> RoomInfo:
+        """Set room ``call_id``'s talker (and recording); routes follow at once."""
+        try:
+            return await bridge().set_talker(call_id, body)
+        except OSError as e:
+            raise Problem(503, "recording-unavailable", "The recording cannot be written", str(e)) from e
+
+    @app.get("/rooms/{call_id}/stats", dependencies=[BackendAuth])
+    async def stats(call_id: Identifier) -> RoomStats:
+        """Room ``call_id``'s traffic per party so far."""
+        found = await bridge().stats(call_id)
+        if found is None:
+            raise not_found("room", call_id)
+        return found
+
+    @app.delete("/rooms/{call_id}", dependencies=[BackendAuth])
+    async def close_room(call_id: Identifier) -> RoomStats:
+        """Close room ``call_id`` and its peers (no signals); its final stats."""
+        final = await bridge().close_room(call_id)
+        if final is None:
+            raise not_found("room", call_id)
+        return final
 
     @app.get("/rooms", dependencies=[BackendAuth])
     async def rooms() -> list[RoomInfo]:
-        """The live rooms and their peers' connection states."""
-        return app.state.bridge.info()
+        """The live rooms, their talkers and their peers' connection states."""
+        return bridge().info()
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

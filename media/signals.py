@@ -1,9 +1,9 @@
 """Reporting media facts to Temporal: signals to the building call, room-end watch.
 
-The bridge signals the EscalationWorkflow (id = ``call_id``), which forwards
-``joined`` / ``join_failed`` / ``media_lost`` to the CallWorkflow of
-``JoinInput.room_id`` (``workflows/escalation.py``); a room closes when its
-CallWorkflow (id = ``room_id``) closes.
+One media room per building call (``docs/media.md``): the bridge signals the
+EscalationWorkflow (id = ``call_id``) ``joined`` / ``join_failed`` / ``media_lost``
+with ``JoinInput(room_id=call_id, party, error)``, and the workflow routes them by
+party; a room closes when that workflow closes.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND_PATIENCE_S = 10.0
 """How long a room's workflow may be unknown before the watch gives up, seconds: the API
-authorises offers only for attempts the building call started, so a missing workflow is
-at most one that is still starting."""
+authorises offers only for a running building call and the talker is set by its own
+workflow, so a missing workflow is at most one that is still starting."""
 
 
 class TemporalReporter:
@@ -41,10 +41,11 @@ class TemporalReporter:
             level = logging.INFO if e.status == RPCStatusCode.NOT_FOUND else logging.WARNING
             log.log(level, "signal %s to %s not delivered: %s", signal, call_id, e)
 
-    async def room_ended(self, room_id: str) -> None:
-        """Return when workflow ``room_id`` has closed (any outcome), or when it stayed
-        unknown for ``NOT_FOUND_PATIENCE_S``; other RPC errors are retried every ``retry_s``."""
-        handle = self.client.get_workflow_handle(room_id)
+    async def room_ended(self, call_id: str) -> None:
+        """Return when workflow ``call_id`` (the building call) has closed (any outcome), or
+        when it stayed unknown for ``NOT_FOUND_PATIENCE_S``; other RPC errors are retried
+        every ``retry_s``."""
+        handle = self.client.get_workflow_handle(call_id)
         unknown_since: float | None = None
         loop = asyncio.get_running_loop()
         while True:
@@ -57,8 +58,8 @@ class TemporalReporter:
                 if e.status == RPCStatusCode.NOT_FOUND:
                     unknown_since = unknown_since if unknown_since is not None else loop.time()
                     if loop.time() - unknown_since > NOT_FOUND_PATIENCE_S:
-                        log.warning("room %s has no workflow; closing it", room_id)
+                        log.warning("room %s has no workflow; closing it", call_id)
                         return
                 else:
-                    log.warning("watching room %s: %s", room_id, e)
+                    log.warning("watching room %s: %s", call_id, e)
             await asyncio.sleep(self.retry_s)

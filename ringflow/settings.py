@@ -94,7 +94,10 @@ class Settings(BaseSettings):
         Path(".data/recordings"), description="Where the bridge writes recordings (policy record_media)"
     )
     action_ack_timeout_s: float = Field(
-        5.0, gt=0, le=60, description="How long an in-call action (open door) waits for the device's ack, seconds"
+        5.0,
+        gt=0,
+        le=60,
+        description="How long an in-call action (open door) waits for the device's ack, seconds",
     )
 
     # Worker

@@ -62,6 +62,7 @@ async def run_worker(
 
     from activities.calls import CallActivities
     from activities.directory import DirectoryActivities
+    from activities.media import MediaActivities
     from ringflow.temporal import connect
     from store.db import create_pool
 
@@ -73,13 +74,18 @@ async def run_worker(
             loop.add_signal_handler(sig, stop.set)
     precompile_workflow_modules()
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+    media = MediaActivities(settings) if settings.media_enabled else None  # docs/media.md
     try:
         client = await connect(settings)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
             workflows=workflow_classes(),
-            activities=[*CallActivities(pool).all(), *DirectoryActivities(pool).all()],
+            activities=[
+                *CallActivities(pool).all(),
+                *DirectoryActivities(pool).all(),
+                *(media.all() if media is not None else []),
+            ],
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_s),
             # After a crash the server keeps offering a call's next task to the dead worker's
             # sticky queue for this long before any worker may take it: a ring, an answer or
@@ -98,6 +104,8 @@ async def run_worker(
         await running  # re-raises a worker failure
     finally:
         await pool.close()
+        if media is not None:
+            await media.aclose()
         if own_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

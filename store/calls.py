@@ -51,7 +51,9 @@ async def record(conn: asyncpg.Connection, inp: RecordInput) -> None:
     and push messages (skipped when their id is already stored), insert billing
     once per room and, on that first insert only, take the billed seconds off the
     caller device's ``talk_quota_s`` (when it is not NULL = unlimited; never below 0).
-    Push recipients are NOTIFY'd at commit. Writing the same input twice changes nothing.
+    ``release``: the listener's line claimed by that room is released (another room's
+    claim stays). Push recipients are NOTIFY'd at commit. Writing the same input twice
+    changes nothing.
     """
     async with conn.transaction():
         if inp.call is not None:
@@ -63,6 +65,8 @@ async def record(conn: asyncpg.Connection, inp: RecordInput) -> None:
         if inp.billing is not None:
             await _bill(conn, inp.billing)
         await outbox.insert(conn, inp.pushes)
+        if inp.release is not None:
+            await release_line(conn, inp.release.party, inp.release.room_id)
 
 
 async def _upsert_call(conn: asyncpg.Connection, c: CallRecord) -> None:

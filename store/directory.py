@@ -125,7 +125,8 @@ async def _require_ref(conn: Conn, kind: str, ident: str, field: str) -> None:
 # ---------------------------------------------------------------- devices
 
 _DEVICE_COLS = (
-    "sn, model_id, name, group_id, voip_token_expires_at, talk_quota_s, auto_answer, created_at, updated_at"
+    "sn, model_id, name, group_id, voip_token_expires_at, talk_quota_s, auto_answer, actions, "
+    "created_at, updated_at"
 )
 
 
@@ -167,8 +168,8 @@ async def create_device(conn: Conn, device: DeviceIn) -> Device:
         await _require_ref(conn, "group", device.group_id, "group_id")
     row = await conn.fetchrow(
         f"""INSERT INTO devices
-                (sn, model_id, name, group_id, voip_token_expires_at, talk_quota_s, auto_answer)
-            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sn) DO NOTHING RETURNING {_DEVICE_COLS}""",
+                (sn, model_id, name, group_id, voip_token_expires_at, talk_quota_s, auto_answer, actions)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sn) DO NOTHING RETURNING {_DEVICE_COLS}""",
         *_device_values(device),
     )
     if row is None:
@@ -177,7 +178,16 @@ async def create_device(conn: Conn, device: DeviceIn) -> Device:
 
 
 def _device_values(d: DeviceIn) -> tuple[Any, ...]:
-    return (d.sn, d.model_id, d.name, d.group_id, d.voip_token_expires_at, d.talk_quota_s, d.auto_answer)
+    return (
+        d.sn,
+        d.model_id,
+        d.name,
+        d.group_id,
+        d.voip_token_expires_at,
+        d.talk_quota_s,
+        d.auto_answer,
+        list(d.actions),
+    )
 
 
 async def put_device(conn: Conn, device: DeviceIn, force_add: bool = False) -> tuple[Device, Upsert]:
@@ -194,16 +204,18 @@ async def put_device(conn: Conn, device: DeviceIn, force_add: bool = False) -> t
     _check_group_move(device.sn, current, device.group_id, force_add)
     row = await conn.fetchrow(
         """INSERT INTO devices AS t
-               (sn, model_id, name, group_id, voip_token_expires_at, talk_quota_s, auto_answer)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
+               (sn, model_id, name, group_id, voip_token_expires_at, talk_quota_s, auto_answer, actions)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (sn) DO UPDATE SET
                model_id = EXCLUDED.model_id, name = EXCLUDED.name, group_id = EXCLUDED.group_id,
                voip_token_expires_at = EXCLUDED.voip_token_expires_at,
                talk_quota_s = EXCLUDED.talk_quota_s, auto_answer = EXCLUDED.auto_answer,
-               updated_at = now()
-           WHERE (t.model_id, t.name, t.group_id, t.voip_token_expires_at, t.talk_quota_s, t.auto_answer)
+               actions = EXCLUDED.actions, updated_at = now()
+           WHERE (t.model_id, t.name, t.group_id, t.voip_token_expires_at, t.talk_quota_s, t.auto_answer,
+                  t.actions)
                IS DISTINCT FROM (EXCLUDED.model_id, EXCLUDED.name, EXCLUDED.group_id,
-                   EXCLUDED.voip_token_expires_at, EXCLUDED.talk_quota_s, EXCLUDED.auto_answer)
+                   EXCLUDED.voip_token_expires_at, EXCLUDED.talk_quota_s, EXCLUDED.auto_answer,
+                   EXCLUDED.actions)
            RETURNING (xmax = 0) AS created""",
         *_device_values(device),
     )

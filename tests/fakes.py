@@ -38,6 +38,7 @@ from ringflow.contracts.calls import Phase
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.events import CallEvent
+from ringflow.contracts.media import MEDIA_CLOSE_ROOM, MEDIA_CONNECT, MediaConnectInput, RoomStats
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
 from ringflow.contracts.push import PushMessage
 from ringflow.contracts.search import SEARCH_ATTRIBUTES
@@ -78,6 +79,10 @@ class FakeDirectory:
         self.last_answer: dict[str, str] = {}  # unit -> user id
         self.claims: list[str] = []
         self.releases: list[str] = []
+        self.caller_actions: list[str] = ["open_door"]
+        self.media_connects: list[MediaConnectInput] = []  # media_connect calls, in order
+        self.media_closed: list[str] = []  # media_close_room calls (call ids)
+        self.room_stats: RoomStats | None = None  # what media_close_room answers
 
     # ------------------------- activities (resolve_targets, precall_check, claim_line: helpers)
 
@@ -110,6 +115,7 @@ class FakeDirectory:
             policy=policy,
             targets=targets,
             fallback=fallback,
+            caller_actions=list(self.caller_actions),
         )
 
     async def precall_check(self, inp: PrecallInput) -> PrecallResult:
@@ -140,6 +146,8 @@ class FakeDirectory:
     @activity.defn(name="record")
     async def record(self, inp: RecordInput) -> None:
         self.records.append(inp)
+        if inp.release is not None:
+            await self.release_line(inp.release)
 
     @activity.defn(name="start_call")
     async def start_call(self, inp: StartCallInput) -> StartCallResult:
@@ -178,8 +186,19 @@ class FakeDirectory:
         await self.record(inp.record)
         return RingResult(status=RingStatus.RANG)
 
+    @activity.defn(name=MEDIA_CONNECT)
+    async def media_connect(self, inp: MediaConnectInput) -> None:
+        self.media_connects.append(inp)
+
+    @activity.defn(name=MEDIA_CLOSE_ROOM)
+    async def media_close_room(self, call_id: str) -> RoomStats | None:
+        self.media_closed.append(call_id)
+        return self.room_stats
+
     def activities(self) -> list:
         return [
+            self.media_connect,
+            self.media_close_room,
             self.remember_answer,
             self.release_line,
             self.record,

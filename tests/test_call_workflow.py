@@ -94,6 +94,7 @@ async def test_timeout_in_wait(ts_env, task_queue):
         "ring_timeout_s": 60,
         "call_id": inp.call_id,
         "room_id": inp.room_id,
+        "auto_answer": False,
     }
     assert ring.id == f"{inp.room_id}#1:{BOB.key()}"
     assert [e.id for e in ev] == [f"{inp.room_id}#{i}" for i in range(1, 6)]

@@ -106,6 +106,7 @@ async def api(
         """
         INSERT INTO devices (sn, name, voip_token_expires_at) VALUES
             ('LOBBY-1', 'Lobby door', $1), ('OLD-GATE', 'Old gate', $2), ('NO-TOKEN', 'No token', NULL);
+        UPDATE devices SET actions = '{open_door}' WHERE sn = 'LOBBY-1';
         INSERT INTO users (id, name) VALUES ('alice', 'Alice'), ('bob', 'Bob'), ('mallory', 'Mallory');
         INSERT INTO units (id, name, policy) VALUES ('101', 'Flat 101', '{"strategy": "simultaneous"}');
         INSERT INTO unit_residents (unit_id, user_id, position) VALUES ('101', 'alice', 0), ('101', 'bob', 1);
@@ -416,6 +417,122 @@ async def test_real_workflows_end_to_end(api: httpx.AsyncClient, db_pool: asyncp
         assert view["phase"] == "ended" and view["answered_by"] == ALICE.model_dump(mode="json")
         names = [e["name"] for e in view["events"]]
         assert "endVoip" in names and "finishVoip" in names
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 20)
+
+
+async def test_open_door_and_my_calls_real_workflows(api: httpx.AsyncClient, db_pool: asyncpg.Pool) -> None:
+    """docs/media.md through REST with the committed workflows: alice in talk opens the door,
+    the lobby acknowledges by the action id it was pushed, the history holds customAction and
+    customActionResult; every bad request gets its problem; /v1/me/calls lists the call for
+    its parties only."""
+    import asyncio
+
+    from ringflow.worker import run_worker
+
+    await db_pool.execute(
+        "INSERT INTO authorizations (user_id, target_kind, target_id) VALUES"
+        " ('alice', 'device', 'LOBBY-1'), ('bob', 'device', 'LOBBY-1')"
+    )
+    settings = api.app.state.settings.model_copy(update={"task_queue": f"real-{uuid.uuid4()}"})  # type: ignore[attr-defined]
+    api.app.state.settings = settings  # type: ignore[attr-defined]
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop_event=stop))
+    lobby = Party(kind=PartyKind.DEVICE, id="LOBBY-1")
+    try:
+        call_id = key()
+        r = await api.post(
+            "/v1/calls", json={"caller": LOBBY, "unit_id": "101"}, headers={"Idempotency-Key": call_id}
+        )
+        assert r.status_code == 201, r.text
+        actions = f"/v1/calls/{call_id}/actions"
+        for _ in range(200):
+            answered = await api.post(f"/v1/calls/{call_id}/answer", headers=bearer(api, ALICE))
+            if answered.status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert answered.status_code == 200, answered.text
+        assert_problem(
+            await api.post(actions, json={"action": "open_door"}, headers=bearer(api, MALLORY)),
+            403,
+            "not-a-party",
+            1007,
+        )
+        assert_problem(
+            await api.post(actions, json={"action": "open_door"}, headers=bearer(api, BOB)),
+            409,
+            "call-not-active",
+            1006,
+        )
+        assert_problem(
+            await api.post(actions, json={"action": "launch_rocket"}, headers=bearer(api, ALICE)),
+            422,
+            "unknown-action",
+            1014,
+        )
+        assert_problem(
+            await api.post(actions, json={"action": "Open Door!"}, headers=bearer(api, ALICE)),
+            422,
+            "validation",
+            1010,
+        )
+        asking = asyncio.create_task(
+            api.post(actions, json={"action": "open_door"}, headers=bearer(api, ALICE))
+        )
+        action_id = None
+        for _ in range(200):
+            view = (await api.get(f"/v1/calls/{call_id}")).json()
+            asked = [e for e in view["events"] if e["name"] == "customAction"]
+            if asked:
+                action_id = asked[0]["data"]["action_id"]
+                break
+            await asyncio.sleep(0.05)
+        assert action_id is not None
+        ack = f"{actions}/{action_id}/ack"
+        assert_problem(
+            await api.post(ack, json={"ok": True}, headers=bearer(api, ALICE)), 403, "not-a-party", 1007
+        )
+        assert_problem(
+            await api.post(f"{actions}/nope/ack", json={"ok": True}, headers=bearer(api, lobby)),
+            404,
+            "not-found",
+            1008,
+        )
+        acked = await api.post(ack, json={"ok": True, "detail": "door opened"}, headers=bearer(api, lobby))
+        assert acked.status_code == 200, acked.text
+        done = await asking
+        assert done.status_code == 200, done.text
+        assert (done.json()["result"], done.json()["detail"], done.json()["action_id"]) == (
+            "done",
+            "door opened",
+            action_id,
+        )
+        assert_problem(
+            await api.post(ack, json={"ok": True}, headers=bearer(api, lobby)), 409, "action-settled", 1015
+        )
+        assert (await api.post(f"/v1/calls/{call_id}/hang-up", headers=bearer(api, ALICE))).status_code == 200
+        for _ in range(200):
+            view = (await api.get(f"/v1/calls/{call_id}")).json()
+            if view["phase"] == "ended":
+                break
+            await asyncio.sleep(0.05)
+        names = [e["name"] for e in view["events"]]
+        assert names.index("customAction") < names.index("customActionResult") < names.index("callEnded")
+        outbox = await db_pool.fetch(
+            "SELECT recipient, type FROM outbox"
+            " WHERE call_id = $1 AND type LIKE 'custom_action%' ORDER BY seq",
+            call_id,
+        )
+        assert [(r["recipient"], r["type"]) for r in outbox] == [
+            ("device:LOBBY-1", "custom_action"),
+            ("user:alice", "custom_action_result"),
+        ]
+        mine = await api.get("/v1/me/calls", headers=bearer(api, ALICE))
+        assert mine.status_code == 200 and call_id in [c["call_id"] for c in mine.json()["items"]]
+        theirs = await api.get("/v1/me/calls", headers=bearer(api, MALLORY))
+        assert theirs.status_code == 200 and call_id not in [c["call_id"] for c in theirs.json()["items"]]
+        assert_problem(await api.get("/v1/me/calls", headers={"X-API-Key": ""}), 401, "unauthenticated", 1011)
     finally:
         stop.set()
         await asyncio.wait_for(worker, 20)

@@ -99,6 +99,11 @@ async def test_resolve_callees_and_unknowns(acts: DirectoryActivities) -> None:
         (user("dan"), "Dan Okafor"),
     ]
     assert plan.policy == EscalationPolicy() and plan.unit_name is None
+    assert [t.auto_answer for t in plan.targets] == [True, False]  # phone-calls-device
+    assert plan.caller_actions == []  # a resident offers no in-call action
+    assert (await acts.resolve_targets(ResolveInput(caller=LOBBY, unit_id="101"))).caller_actions == [
+        "open_door"
+    ]
 
     cases = [
         (ResolveInput(caller=LOBBY, unit_id="999"), "UnknownUnit"),

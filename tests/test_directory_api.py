@@ -109,6 +109,10 @@ async def test_device_lifecycle(api: httpx.AsyncClient, db_dsn: str) -> None:
     r = await api.patch("/v1/devices/GARAGE-1", json={"talk_quota_s": 0, "auto_answer": True})
     assert r.status_code == 200 and (r.json()["talk_quota_s"], r.json()["auto_answer"]) == (0, True)
     _problem(await api.patch("/v1/devices/GARAGE-1", json={"talk_quota_s": -5}), 422, "validation")
+    r = await api.patch("/v1/devices/GARAGE-1", json={"actions": ["open_door", "turn_on_light"]})
+    assert r.status_code == 200 and r.json()["actions"] == ["open_door", "turn_on_light"]
+    assert (await api.get("/v1/devices/GARAGE-1")).json()["actions"] == ["open_door", "turn_on_light"]
+    _problem(await api.patch("/v1/devices/GARAGE-1", json={"actions": ["Open Door"]}), 422, "validation")
     _problem(await api.patch("/v1/devices/NOPE", json={"name": "x"}), 404, "not-found")
 
     assert (await api.delete("/v1/devices/GARAGE-1")).status_code == 204

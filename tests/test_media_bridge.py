@@ -1,45 +1,37 @@
 """The media bridge on its own: real aiortc peers on 127.0.0.1 sending a generated tone
-through ``media.bridge.Bridge``, a recording reporter in place of Temporal.
+(and a generated video) through ``media.bridge.Bridge``, a recording reporter in place
+of Temporal. One room per building call (``docs/media.md``).
 
-Relay both ways, only loopback sockets and candidates, the connection states that
-become ``joined`` / ``join_failed`` / ``media_lost``, garbage SDP, foreign candidates.
+Routing by talker (early video to every listener, the door's audio to the talker only,
+only the talker heard by the door, switching without renegotiation), traffic stats that
+survive a peer replacement, the recording, only loopback sockets and candidates, the
+connection states that become ``joined`` / ``join_failed`` / ``media_lost``, garbage SDP,
+foreign candidates.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import av
 import pytest
 import pytest_asyncio
 
 from media.bridge import Bridge, InvalidSdp
-from media.models import PeerOffer, Role
+from media.models import PeerOffer, Role, TalkerUpdate
 from media.network import MediaNetwork, candidate_addresses, udp_addresses
 from media.peer import ClientPeer, ToneTrack
-from ringflow.contracts.calls import JoinInput
 from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.media import PartyTraffic, RoomStats
 from tests.fakes import until
+from tests.media_helpers import PatternTrack, Recorder
 
 LOBBY = Party(kind=PartyKind.DEVICE, id="LOBBY-1")
 BOB = Party(kind=PartyKind.USER, id="bob")
-
-
-class Recorder:
-    """A ``Reporter`` that keeps ``(call_id, signal, JoinInput)``; rooms end on ``end(room_id)``."""
-
-    def __init__(self) -> None:
-        self.signals: list[tuple[str, str, JoinInput]] = []
-        self.ended: dict[str, asyncio.Event] = {}
-
-    async def report(self, call_id: str, signal: str, inp: JoinInput) -> None:
-        self.signals.append((call_id, signal, inp))
-
-    async def room_ended(self, room_id: str) -> None:
-        await self.ended.setdefault(room_id, asyncio.Event()).wait()
-
-    def of(self, party: Party) -> list[str]:
-        return [s for _, s, inp in self.signals if inp.party == party]
+CAROL = Party(kind=PartyKind.USER, id="carol")
+CALL = "call-1"
 
 
 @pytest.fixture
@@ -50,8 +42,10 @@ def network() -> MediaNetwork:
 
 
 @pytest_asyncio.fixture
-async def bridge(network: MediaNetwork) -> AsyncIterator[Bridge]:
-    b = Bridge(network, Recorder(), connect_timeout_s=1.5, disconnect_grace_s=0.5)
+async def bridge(network: MediaNetwork, tmp_path: Path) -> AsyncIterator[Bridge]:
+    b = Bridge(
+        network, Recorder(), connect_timeout_s=1.5, disconnect_grace_s=1.0, recordings_dir=tmp_path / "rec"
+    )
     try:
         yield b
     finally:
@@ -63,49 +57,211 @@ def recorder(bridge: Bridge) -> Recorder:
     return bridge.reporter
 
 
-async def join(bridge: Bridge, peer: ClientPeer, party: Party, role: Role, room: str = "call-1.1") -> str:
-    """Offer ``peer`` to the bridge, apply the answer; the answer's SDP."""
-    answer = await bridge.offer(
-        room, PeerOffer(call_id="call-1", party=party, role=role, sdp=await peer.offer())
-    )
+async def join(bridge: Bridge, peer: ClientPeer, party: Party, role: Role = Role.LISTENER) -> str:
+    """Offer ``peer`` to room ``CALL``, apply the answer; the answer's SDP."""
+    answer = await bridge.offer(CALL, PeerOffer(party=party, role=role, sdp=await peer.offer()))
     await peer.accept(answer.sdp)
     return answer.sdp
 
 
-async def test_audio_relayed_both_ways_on_loopback_only(bridge: Bridge) -> None:
+def frames(peer: ClientPeer, kind: str) -> int:
+    """Every frame ``peer`` received on its ``kind`` tracks (silent ones too)."""
+    return sum(r.frames for r in peer.received if r.kind == kind)
+
+
+def traffic(stats: RoomStats | None, party: Party) -> PartyTraffic:
+    assert stats is not None
+    [found] = [t for t in stats.parties if t.party == party]
+    return found
+
+
+async def stats_until(bridge: Bridge, pred: object, timeout: float = 10.0) -> RoomStats:
+    """Poll ``bridge.stats(CALL)`` until ``pred(stats)`` holds (RTCP reports come every 0.5-1.5 s)."""
+    assert callable(pred)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        stats = await bridge.stats(CALL)
+        if stats is not None and pred(stats):
+            return stats
+        assert loop.time() < deadline, stats
+        await asyncio.sleep(0.1)
+
+
+async def test_talker_and_caller_hear_each_other_on_loopback_only(bridge: Bridge) -> None:
     caller, listener = ClientPeer([ToneTrack(440)]), ClientPeer([ToneTrack(880)])
     try:
         answer = await join(bridge, caller, LOBBY, Role.CALLER)
         await until(lambda: recorder(bridge).of(LOBBY) == ["joined"])
-        await join(bridge, listener, BOB, Role.LISTENER)
+        await join(bridge, listener, BOB)
+        await until(lambda: recorder(bridge).of(BOB) == ["joined"])
+        await bridge.set_talker(CALL, TalkerUpdate(party=BOB))
         # every frame is a decoded Opus frame carrying the other party's tone
         await until(lambda: caller.heard() >= 25 and listener.heard() >= 25)
-        assert recorder(bridge).of(BOB) == ["joined"]
-        assert [c for c, _, _ in recorder(bridge).signals] == ["call-1", "call-1"]
+        assert [(c, inp.room_id) for c, _, inp in recorder(bridge).signals] == [(CALL, CALL), (CALL, CALL)]
         assert "opus/48000" in answer.lower()
         assert set(candidate_addresses(answer)) == {"127.0.0.1"}
         assert set(candidate_addresses(caller.pc.localDescription.sdp)) == {"127.0.0.1"}
         assert udp_addresses() == {"127.0.0.1"}  # this process: the bridge and both peers
         [info] = bridge.info()
-        assert {(p.role, p.state, p.joined) for p in info.peers} == {
-            (Role.CALLER, "connected", True),
-            (Role.LISTENER, "connected", True),
+        assert info.call_id == CALL and info.talker == BOB
+        assert {(p.party.key(), p.role, p.state, p.joined) for p in info.peers} == {
+            (LOBBY.key(), Role.CALLER, "connected", True),
+            (BOB.key(), Role.LISTENER, "connected", True),
         }
     finally:
         await caller.close()
         await listener.close()
 
 
-async def test_peer_that_leaves_after_joining_is_media_lost(bridge: Bridge) -> None:
+async def test_early_media_then_only_the_talker_is_heard(bridge: Bridge) -> None:
+    door = ClientPeer([ToneTrack(440), PatternTrack()])
+    bob = ClientPeer([ToneTrack(880, amplitude=0.0), PatternTrack()])  # bob's phone sends silence
+    carol = ClientPeer([ToneTrack(660), PatternTrack()])  # carol's sends a loud tone
+    try:
+        await join(bridge, door, LOBBY, Role.CALLER)
+        await join(bridge, bob, BOB)
+        await join(bridge, carol, CAROL)
+        # ringing: both listeners see the door, nobody hears it, the door gets nothing
+        await until(lambda: frames(bob, "video") >= 10 and frames(carol, "video") >= 10)
+        assert frames(bob, "audio") == frames(carol, "audio") == 0
+        assert frames(door, "audio") == frames(door, "video") == 0
+        # bob answers: the door and bob hear each other; carol still only sees the door
+        await bridge.set_talker(CALL, TalkerUpdate(party=BOB))
+        await until(lambda: bob.heard() >= 25 and frames(door, "audio") >= 25 and frames(door, "video") >= 5)
+        assert door.heard() == 0  # what the door hears is bob's silence, never carol's tone
+        assert frames(carol, "audio") == 0
+        seen = frames(carol, "video")
+        await until(lambda: frames(carol, "video") >= seen + 5)
+        # the talker changes (no renegotiation): the door hears carol at once, bob nothing more
+        await bridge.set_talker(CALL, TalkerUpdate(party=CAROL))
+        await until(lambda: door.heard() >= 10 and carol.heard() >= 10)
+        heard_by_bob = frames(bob, "audio")
+        await until(lambda: carol.heard() >= 35)
+        assert frames(bob, "audio") <= heard_by_bob + 1  # at most a frame in flight
+        assert frames(bob, "video") > seen  # bob still sees the door
+    finally:
+        await door.close()
+        await bob.close()
+        await carol.close()
+
+
+async def test_talker_set_before_anyone_offered(bridge: Bridge) -> None:
+    info = await bridge.set_talker(CALL, TalkerUpdate(party=BOB))
+    assert info.talker == BOB and info.peers == [] and [r.call_id for r in bridge.info()] == [CALL]
+    again = await bridge.set_talker(CALL, TalkerUpdate(party=BOB))  # a retried activity
+    assert again == info
+    door, bob = ClientPeer([ToneTrack(440)]), ClientPeer([ToneTrack(880)])
+    try:
+        await join(bridge, bob, BOB)
+        await join(bridge, door, LOBBY, Role.CALLER)
+        await until(lambda: door.heard() >= 10 and bob.heard() >= 10)
+    finally:
+        await door.close()
+        await bob.close()
+
+
+async def test_traffic_both_ways_survives_a_peer_replacement(bridge: Bridge) -> None:
+    door = ClientPeer([ToneTrack(440), PatternTrack()])
+    bob = ClientPeer([ToneTrack(880)])
+    bob2 = ClientPeer([ToneTrack(880)])
+    try:
+        await join(bridge, door, LOBBY, Role.CALLER)
+        await join(bridge, bob, BOB)
+        await bridge.set_talker(CALL, TalkerUpdate(party=BOB))
+        await until(lambda: door.heard() >= 10 and bob.heard() >= 10)
+        first = await stats_until(
+            bridge,
+            lambda s: (
+                traffic(s, LOBBY).video_bytes_received > 0
+                and traffic(s, LOBBY).audio_bytes_received > 0
+                and traffic(s, BOB).bytes_received > 0
+            ),
+        )
+        door_t, bob_t = traffic(first, LOBBY), traffic(first, BOB)
+        assert door_t.role == "caller" and bob_t.role == "listener"
+        assert door_t.bytes_sent > 0 and door_t.packets_sent > 0 and door_t.packets_received > 0
+        assert bob_t.bytes_sent > 0 and bob_t.packets_sent > 0 and bob_t.packets_received > 0
+        assert bob_t.video_bytes_received == 0 and bob_t.audio_bytes_received == bob_t.bytes_received
+        assert door_t.bytes_received == door_t.audio_bytes_received + door_t.video_bytes_received
+        # bob's app reconnects: a second offer replaces his peer, his first peer's traffic stays
+        await join(bridge, bob2, BOB)
+        kept = traffic(await bridge.stats(CALL), BOB)
+        assert kept.bytes_sent >= bob_t.bytes_sent and kept.bytes_received >= bob_t.bytes_received
+        assert [p.party for p in bridge.info()[0].peers].count(BOB) == 1
+        await until(lambda: bob2.heard() >= 10)
+        more = await stats_until(
+            bridge,
+            lambda s: (
+                traffic(s, BOB).bytes_sent > kept.bytes_sent
+                and traffic(s, BOB).bytes_received > kept.bytes_received
+            ),
+        )
+        final = await bridge.close_room(CALL)
+        assert final is not None and CALL not in bridge.rooms
+        assert traffic(final, BOB).bytes_sent >= traffic(more, BOB).bytes_sent
+        assert traffic(final, LOBBY).bytes_received >= traffic(more, LOBBY).bytes_received
+        assert final.duration_s > 0 and final.recording is None
+        assert await bridge.close_room(CALL) == final  # a retried close gets the same answer
+        assert await bridge.stats(CALL) == final
+        assert await bridge.close_room("call-unknown") is None
+        assert recorder(bridge).of(BOB) == ["joined", "joined"]  # a replaced peer is not lost
+    finally:
+        await door.close()
+        await bob.close()
+        await bob2.close()
+
+
+async def test_recording_of_the_talk(bridge: Bridge) -> None:
+    door = ClientPeer([ToneTrack(440), PatternTrack()])
+    bob = ClientPeer([ToneTrack(880)])
+    try:
+        await join(bridge, door, LOBBY, Role.CALLER)
+        await join(bridge, bob, BOB)
+        info = await bridge.set_talker(CALL, TalkerUpdate(party=BOB, record=True))
+        path = bridge.recordings_dir / f"{CALL}.mkv"
+        assert info.recording == str(path) and path.parent.is_dir()
+        assert await bridge.set_talker(CALL, TalkerUpdate(party=BOB, record=True)) == info  # retried
+        await until(lambda: door.heard() >= 50 and bob.heard() >= 50)  # about a second of talk
+        # the talker leaves the room's routing: the recording stops and its file is complete
+        info = await bridge.set_talker(CALL, TalkerUpdate(party=None))
+        assert info.recording is None
+        with av.open(str(path)) as container:
+            kinds = sorted(s.type for s in container.streams)
+            assert kinds == ["audio", "audio", "video"]  # door audio + video, bob's audio
+            decoded = sum(1 for _ in container.decode(audio=0))
+        assert decoded >= 10  # audio frames of the door, decodable
+        final = await bridge.close_room(CALL)
+        assert final is not None and final.recording == str(path) and final.recordings == [str(path)]
+    finally:
+        await door.close()
+        await bob.close()
+
+
+async def test_talker_change_stops_the_recording(bridge: Bridge) -> None:
+    await bridge.set_talker(CALL, TalkerUpdate(party=BOB, record=True))
+    first = bridge.recordings_dir / f"{CALL}.mkv"
+    assert bridge.info()[0].recording == str(first)
+    info = await bridge.set_talker(CALL, TalkerUpdate(party=CAROL, record=True))
+    assert info.talker == CAROL and info.recording == str(first)  # bob's got no media: no file, name reused
+    info = await bridge.set_talker(CALL, TalkerUpdate(party=CAROL, record=False))
+    assert info.recording is None and info.talker == CAROL
+    final = await bridge.close_room(CALL)
+    assert final is not None and final.recording is None and final.recordings == []
+    assert not first.exists()
+
+
+async def test_listener_that_leaves_after_joining_is_media_lost(bridge: Bridge) -> None:
     caller, listener = ClientPeer([ToneTrack()]), ClientPeer([ToneTrack()])
     try:
         await join(bridge, caller, LOBBY, Role.CALLER)
-        await join(bridge, listener, BOB, Role.LISTENER)
+        await join(bridge, listener, BOB)
+        await bridge.set_talker(CALL, TalkerUpdate(party=BOB))
         await until(lambda: listener.heard() >= 5)
         await listener.close()
         await until(lambda: recorder(bridge).of(BOB) == ["joined", "media_lost"])
         lost = recorder(bridge).signals[-1][2]
-        assert lost.room_id == "call-1.1" and lost.error
+        assert lost.room_id == CALL and lost.error
         assert recorder(bridge).of(LOBBY) == ["joined"]
         [info] = bridge.info()
         assert [p.role for p in info.peers] == [Role.CALLER]
@@ -113,7 +269,7 @@ async def test_peer_that_leaves_after_joining_is_media_lost(bridge: Bridge) -> N
         back = ClientPeer([ToneTrack()])
         try:
             heard = caller.heard()
-            await join(bridge, back, BOB, Role.LISTENER)
+            await join(bridge, back, BOB)
             await until(lambda: caller.heard() >= heard + 10 and back.heard() >= 10)
             assert recorder(bridge).of(BOB) == ["joined", "media_lost", "joined"]
         finally:
@@ -126,12 +282,13 @@ async def test_peer_that_vanishes_silently_is_media_lost(bridge: Bridge) -> None
     caller, listener = ClientPeer([ToneTrack()]), ClientPeer([ToneTrack()])
     try:
         await join(bridge, caller, LOBBY, Role.CALLER)
-        await join(bridge, listener, BOB, Role.LISTENER)
+        await join(bridge, listener, BOB)
+        await bridge.set_talker(CALL, TalkerUpdate(party=BOB))
         await until(lambda: caller.heard() >= 5)
         # the resident's phone drops off the network: its sockets close, no DTLS/RTCP goodbye
         await listener.pc.getTransceivers()[0].receiver.transport.transport.stop()
-        await until(lambda: recorder(bridge).of(BOB) == ["joined", "media_lost"], timeout=5)
-        assert recorder(bridge).signals[-1][2].error == "no media for 0.5 s"
+        await until(lambda: recorder(bridge).of(BOB) == ["joined", "media_lost"], timeout=6)
+        assert recorder(bridge).signals[-1][2].error == "no media for 1 s"
         assert recorder(bridge).of(LOBBY) == ["joined"]
     finally:
         await caller.close()
@@ -142,27 +299,27 @@ async def test_peer_that_never_connects_is_join_failed(bridge: Bridge) -> None:
     caller = ClientPeer([ToneTrack()])
     try:
         # the answer never reaches the peer: its ICE never starts
-        await bridge.offer(
-            "call-1.1", PeerOffer(call_id="call-1", party=LOBBY, role=Role.CALLER, sdp=await caller.offer())
-        )
+        await bridge.offer(CALL, PeerOffer(party=LOBBY, role=Role.CALLER, sdp=await caller.offer()))
         await until(lambda: recorder(bridge).of(LOBBY) == ["join_failed"], timeout=10)
         failed = recorder(bridge).signals[0][2]
-        assert failed.error == "no media connection in 1.5 s"
+        assert failed.error == "no media connection in 1.5 s" and failed.room_id == CALL
         assert bridge.info()[0].peers == []
     finally:
         await caller.close()
 
 
-async def test_room_closes_when_its_workflow_ends(bridge: Bridge) -> None:
+async def test_room_closes_when_its_building_call_ends(bridge: Bridge) -> None:
     caller = ClientPeer([ToneTrack()])
     try:
         await join(bridge, caller, LOBBY, Role.CALLER)
         await until(lambda: caller.pc.connectionState == "connected")
-        pc = bridge.rooms["call-1.1"].peers[Role.CALLER].pc
-        recorder(bridge).ended.setdefault("call-1.1", asyncio.Event()).set()
+        pc = bridge.rooms[CALL].peers[LOBBY.key()].pc
+        recorder(bridge).ended.setdefault(CALL, asyncio.Event()).set()
         # (the caller learns it from DTLS close_notify, best effort over UDP, or ICE consent)
         await until(lambda: not bridge.rooms and pc.connectionState == "closed")
         assert recorder(bridge).of(LOBBY) == ["joined"]  # closing a room is not a media fact
+        final = await bridge.close_room(CALL)  # the workflow's close after the watch: kept stats
+        assert final is not None and [t.party for t in final.parties] == [LOBBY]
     finally:
         await caller.close()
 
@@ -177,7 +334,7 @@ async def test_room_closes_when_its_workflow_ends(bridge: Bridge) -> None:
 )
 async def test_garbage_sdp_is_refused_and_nothing_kept(bridge: Bridge, sdp: str) -> None:
     with pytest.raises(InvalidSdp):
-        await bridge.offer("call-1.1", PeerOffer(call_id="call-1", party=LOBBY, role=Role.CALLER, sdp=sdp))
+        await bridge.offer(CALL, PeerOffer(party=LOBBY, role=Role.CALLER, sdp=sdp))
     assert bridge.rooms == {} and recorder(bridge).signals == []
 
 
@@ -189,8 +346,8 @@ async def test_remote_candidates_outside_allowed_networks_are_ignored(bridge: Br
         mdns = "a=candidate:8 1 udp 2130706431 3f1c.local 9 typ host\r\n"
         sdp = sdp.replace("a=end-of-candidates", foreign + mdns + "a=end-of-candidates", 1)
         assert "192.0.2.2" in candidate_addresses(sdp)
-        await bridge.offer("call-1.1", PeerOffer(call_id="call-1", party=LOBBY, role=Role.CALLER, sdp=sdp))
-        pc = bridge.rooms["call-1.1"].peers[Role.CALLER].pc
+        await bridge.offer(CALL, PeerOffer(party=LOBBY, role=Role.CALLER, sdp=sdp))
+        pc = bridge.rooms[CALL].peers[LOBBY.key()].pc
         ice = pc.getTransceivers()[0].receiver.transport.transport
         assert {c.ip for c in ice.getRemoteCandidates()} == {"127.0.0.1"}
     finally:

@@ -1,10 +1,12 @@
-"""Media drives the call: the REST signaling endpoint, the bridge process's control API
-(uvicorn on 127.0.0.1) and the real EscalationWorkflow/CallWorkflow (fake activities)
-on the dev server, with real aiortc peers sending a tone.
+"""Media drives the building call: the REST signaling endpoint, the bridge process's control
+API (uvicorn on 127.0.0.1), the real EscalationWorkflow/CallWorkflow on the dev server with
+the real ``MediaActivities`` (the other activities fake), and real aiortc peers sending a
+tone and a generated video. One media room per building call (``docs/media.md``).
 
-joinedRoomByCaller when the door's media connects, talk (``calling``) when the
-answering resident's connects, abortVoip when the resident's media vanishes, and
-joinFailCaller when the door's never connects; the problems of ``/media``.
+The door joins once; the first resident does not answer; the second previews the door
+(video, no audio) while it rings, answers, and talks; ``callEnded`` carries the traffic.
+The door's media that never connects is joinFailCaller. Who may post an offer, and the
+problems of ``/media``.
 """
 
 from __future__ import annotations
@@ -17,27 +19,35 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.media import MediaActivities
 from api import tokens
 from api.app import create_app
 from media.bridge import Bridge
-from media.models import Role
 from media.peer import ClientPeer, ToneTrack
 from media.server import create_bridge_app
 from media.signals import TemporalReporter
-from ringflow.contracts.calls import AnswerInput, CallStatus, EscalationInput, EscalationResult, Phase
+from ringflow.contracts.calls import AnswerInput, CallStatus, EscalationInput, EscalationResult, HangUpInput
 from ringflow.contracts.common import Party
+from ringflow.contracts.policies import EscalationPolicy
 from ringflow.settings import Settings
 from ringflow.stack.ports import free_port
-from tests.fakes import LOBBY, FakeDirectory, running, until, user
+from tests.fakes import LOBBY, FakeDirectory, register_search_attributes, until, user
+from tests.media_helpers import PatternTrack, serve
+from workflows import WORKFLOWS
 from workflows.escalation import EscalationWorkflow
 
-ALICE, MALLORY = user("alice"), user("mallory")
+ALICE, BOB, MALLORY = user("alice"), user("bob"), user("mallory")
+
+
+def frames(peer: ClientPeer, kind: str) -> int:
+    """Every frame ``peer`` received on its ``kind`` tracks."""
+    return sum(r.frames for r in peer.received if r.kind == kind)
 
 
 @dataclass
@@ -53,109 +63,130 @@ class Stack:
         token, _ = tokens.issue(party, self.settings.token_secret, 3600)
         return {"Authorization": f"Bearer {token}"}
 
-    async def call(self, **kw: Any) -> tuple[WorkflowHandle[Any, Any], str]:
-        """Start a media-required call to unit 101 (alice first); (handle, alice's room_id)."""
+    async def call(self, ring_timeout_s: float = 60.0) -> WorkflowHandle[Any, Any]:
+        """Start a media-required call to unit 101 (alice, bob, carol in turn); returns once
+        alice's phone rings."""
         inp = EscalationInput(
-            call_id=f"call-{uuid.uuid4().hex[:8]}", caller=LOBBY, unit_id="101", media_required=True, **kw
+            call_id=f"call-{uuid.uuid4().hex[:8]}",
+            caller=LOBBY,
+            unit_id="101",
+            media_required=True,
+            policy=EscalationPolicy(ring_timeout_s=ring_timeout_s),
         )
         handle = await self.env.client.start_workflow(
             EscalationWorkflow.run, inp, id=inp.call_id, task_queue=self.settings.task_queue
         )
-        status: CallStatus | None = None
+        await self.ringing(handle, ALICE)
+        return handle
 
-        async def ringing() -> bool:
-            nonlocal status
-            status = await handle.query(EscalationWorkflow.status)
-            return ALICE in status.ringing
-
-        for _ in range(200):
-            if await ringing():
-                break
+    @staticmethod
+    async def ringing(handle: WorkflowHandle[Any, Any], party: Party, timeout: float = 15.0) -> CallStatus:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            status: CallStatus = await handle.query(EscalationWorkflow.status)
+            if party in status.ringing:
+                return status
+            assert loop.time() < deadline, status
             await asyncio.sleep(0.05)
-        assert status is not None and ALICE in status.ringing, status
-        return handle, status.attempts[0].room_id
 
-    async def join(self, call_id: str, room_id: str, party: Party, peer: ClientPeer) -> None:
-        r = await self.offer(call_id, room_id, party, await peer.offer())
+    async def join(self, call_id: str, party: Party, peer: ClientPeer) -> None:
+        r = await self.offer(call_id, party, await peer.offer())
         assert r.status_code == 200, r.text
         await peer.accept(r.json()["sdp"])
 
-    async def offer(self, call_id: str, room_id: str, party: Party, sdp: str) -> httpx.Response:
+    async def offer(self, call_id: str, party: Party, sdp: str) -> httpx.Response:
         return await self.api.post(
-            f"/v1/calls/{call_id}/media",
-            json={"room_id": room_id, "sdp": sdp, "type": "offer"},
-            headers=self.auth(party),
+            f"/v1/calls/{call_id}/media", json={"sdp": sdp, "type": "offer"}, headers=self.auth(party)
         )
 
 
-async def serve(app: FastAPI, port: int) -> AsyncIterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        await until(lambda: server.started or task.done())
-        yield
-    finally:
-        server.should_exit = True
-        await task
-
-
 @pytest_asyncio.fixture
-async def stack(db_dsn: str, dev_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Stack]:
+async def stack(
+    db_dsn: str, dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Any
+) -> AsyncIterator[Stack]:
     port = free_port()
     settings = Settings(
         database_url=db_dsn,
         temporal_address=dev_env.client.service_client.config.target_host,
         task_queue=task_queue,
+        media_enabled=True,
         media_url=f"http://127.0.0.1:{port}",
         media_port=port,
         media_connect_timeout_s=2.0,
         media_disconnect_grace_s=1.0,
+        media_recordings_dir=tmp_path / "recordings",
     )
     fake = FakeDirectory()
+    media = MediaActivities(settings)
+    fakes = [a for a in fake.activities() if a not in (fake.media_connect, fake.media_close_room)]
     bridge_app = create_bridge_app(settings, TemporalReporter(dev_env.client, retry_s=0.2))
     app = create_app(settings)
-    async with running(dev_env, task_queue, fake), LifespanManager(app):
-        async for _ in serve(bridge_app, port):
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://ringflow"
-            ) as api:
-                yield Stack(api, app, settings, bridge_app.state.bridge, fake, dev_env)
-
-
-async def test_media_joins_talks_and_aborts_the_call(stack: Stack) -> None:
-    handle, room = await stack.call()
-    door, alice = ClientPeer([ToneTrack(440)]), ClientPeer([ToneTrack(880)])
+    await register_search_attributes(dev_env)
     try:
-        await stack.join(handle.id, room, LOBBY, door)
-        await until(lambda: "joinedRoomByCaller" in stack.fake.names(room_id=room))
-        assert (await handle.query(EscalationWorkflow.status)).phase == Phase.WAIT  # still ringing
-        await handle.execute_update(EscalationWorkflow.answer, AnswerInput(party=ALICE))
-        assert "calling" not in stack.fake.names(room_id=room)  # answered is not talk: media is
-        await stack.join(handle.id, room, ALICE, alice)
-        await until(lambda: "calling" in stack.fake.names(room_id=room))
-        await until(lambda: door.heard() >= 10 and alice.heard() >= 10)
-        status = await handle.query(EscalationWorkflow.status)
-        assert status.phase == Phase.TALK and status.answered_by == ALICE
-        await alice.close()  # the resident's app is killed
+        async with (
+            Worker(
+                dev_env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=[*fakes, *media.all()]
+            ),
+            LifespanManager(app),
+        ):
+            async for _ in serve(bridge_app, port):
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://ringflow"
+                ) as api:
+                    yield Stack(api, app, settings, bridge_app.state.bridge, fake, dev_env)
+    finally:
+        await media.aclose()
+
+
+async def test_door_joins_once_first_resident_times_out_second_previews_and_talks(stack: Stack) -> None:
+    handle = await stack.call(ring_timeout_s=3.0)
+    call_id = handle.id
+    door = ClientPeer([ToneTrack(440), PatternTrack()])
+    bob = ClientPeer([ToneTrack(880), PatternTrack()])
+    try:
+        await stack.join(call_id, LOBBY, door)
+        room_a = (await handle.query(EscalationWorkflow.status)).attempts[0].room_id
+        await until(lambda: "joinedRoomByCaller" in stack.fake.names(room_id=room_a))
+        # alice does not answer; bob rings, and the door is in his room at once
+        status = await stack.ringing(handle, BOB)
+        room_b = next(a.room_id for a in status.attempts if a.listener == BOB)
+        await until(lambda: "joinedRoomByCaller" in stack.fake.names(room_id=room_b))
+        assert "timeout" in stack.fake.names(room_id=room_a)
+        # bob's app previews the door while ringing: video only, and the door hears nothing
+        await stack.join(call_id, BOB, bob)
+        await until(lambda: frames(bob, "video") >= 5)
+        assert frames(bob, "audio") == 0 and frames(door, "audio") == 0
+        # bob answers: the workflow makes him the talker; his preview peer is his talk peer
+        await handle.execute_update(EscalationWorkflow.answer, AnswerInput(party=BOB))
+        await until(lambda: "calling" in stack.fake.names(room_id=room_b))
+        await until(lambda: door.heard() >= 10 and bob.heard() >= 10 and frames(door, "video") >= 3)
+        [room] = stack.bridge.info()
+        assert room.call_id == call_id and room.talker == BOB
+        await handle.execute_update(EscalationWorkflow.hang_up, HangUpInput(party=LOBBY))
         result: EscalationResult = await asyncio.wait_for(handle.result(), 20)
-        assert result.end_reason == "abortVoip" and result.answered_by == ALICE
-        names = stack.fake.names(room_id=room)
+        assert result.end_reason == "hangUpVoip" and result.answered_by == BOB
+        names = stack.fake.names(room_id=room_b)
         assert names.index("joinedRoomByCaller") < names.index("answered") < names.index("calling")
-        assert names.index("calling") < names.index("abortVoip") < names.index("endVoip")
-        # the room's workflow ended: the bridge closes the room and the door's peer
-        pc = stack.bridge.rooms[room].peers[Role.CALLER].pc if stack.bridge.rooms else None
-        await until(lambda: not stack.bridge.rooms and (pc is None or pc.connectionState == "closed"))
+        # the workflow closed the room and recorded its traffic in callEnded
+        assert stack.bridge.rooms == {}
+        [ended] = [e for e in stack.fake.events(call_id=call_id) if e.name == "callEnded"]
+        traffic = {t["party"]["id"]: t for t in ended.data["traffic"]}
+        assert set(traffic) == {LOBBY.id, BOB.id}
+        assert traffic[LOBBY.id]["bytes_sent"] > 0 and traffic[BOB.id]["bytes_sent"] > 0
+        assert traffic[LOBBY.id]["packets_received"] > 0 and traffic[BOB.id]["packets_received"] > 0
     finally:
         await door.close()
-        await alice.close()
+        await bob.close()
 
 
 async def test_door_media_that_never_connects_is_join_fail_caller(stack: Stack) -> None:
-    handle, room = await stack.call()
+    handle = await stack.call()
     door = ClientPeer([ToneTrack()])
     try:
-        r = await stack.offer(handle.id, room, LOBBY, await door.offer())
+        r = await stack.offer(handle.id, LOBBY, await door.offer())
         assert r.status_code == 200, r.text  # the answer is never applied: no ICE
+        room = (await handle.query(EscalationWorkflow.status)).attempts[0].room_id
         await until(lambda: "joinFailCaller" in stack.fake.names(room_id=room), timeout=15)
         [event] = [e for e in stack.fake.events(room_id=room) if e.name == "joinFailCaller"]
         assert event.reason == "no media connection in 2 s"
@@ -170,30 +201,40 @@ def assert_problem(r: httpx.Response, status: int, slug: str) -> None:
     assert r.json()["type"] == f"urn:ringflow:problem:{slug}"
 
 
-async def test_media_problems(stack: Stack) -> None:
-    handle, room = await stack.call()
-    door = ClientPeer([ToneTrack()])
+async def test_who_may_offer_media(stack: Stack) -> None:
+    handle = await stack.call(ring_timeout_s=2.0)
+    door, alice, probe = ClientPeer([ToneTrack()]), ClientPeer([ToneTrack()]), ClientPeer()
     try:
-        sdp = await door.offer()
-        assert_problem(await stack.offer(handle.id, room, LOBBY, "v=0\r\ngarbage\r\n"), 422, "invalid-sdp")
-        assert_problem(await stack.offer(handle.id, room, MALLORY, sdp), 403, "not-a-party")
-        assert_problem(await stack.offer(handle.id, f"{handle.id}.9", LOBBY, sdp), 404, "not-found")
-        assert_problem(await stack.offer("call-nope", room, LOBBY, sdp), 404, "not-found")
-        r = await stack.api.post(
-            f"/v1/calls/{handle.id}/media", json={"room_id": room, "sdp": sdp, "type": "answer"}
-        )
-        assert_problem(r, 401, "unauthenticated")
-        r = await stack.api.post(
-            f"/v1/calls/{handle.id}/media",
-            json={"room_id": room, "sdp": sdp, "type": "answer"},
-            headers=stack.auth(LOBBY),
-        )
-        assert_problem(r, 422, "validation")
+        sdp = await probe.offer()  # a valid offer whose answer is never applied
+        assert_problem(await stack.offer(handle.id, LOBBY, "v=0\r\ngarbage\r\n"), 422, "invalid-sdp")
+        assert_problem(await stack.offer(handle.id, MALLORY, sdp), 403, "not-a-party")
+        assert_problem(await stack.offer(handle.id, BOB, sdp), 403, "not-a-party")  # not rung yet
+        assert_problem(await stack.offer("call-nope", LOBBY, sdp), 404, "not-found")
         assert stack.bridge.rooms == {}  # nothing half-made on the bridge
+        r = await stack.api.post(f"/v1/calls/{handle.id}/media", json={"sdp": sdp, "type": "offer"})
+        assert_problem(r, 401, "unauthenticated")
+        for body in (
+            {"sdp": sdp, "type": "answer"},
+            {"room_id": f"{handle.id}.1", "sdp": sdp, "type": "offer"},
+        ):
+            r = await stack.api.post(f"/v1/calls/{handle.id}/media", json=body, headers=stack.auth(LOBBY))
+            assert_problem(r, 422, "validation")
+        # the caller, and the listener being rung (early media), may
+        await stack.join(handle.id, LOBBY, door)
+        await stack.join(handle.id, ALICE, alice)
+        [room] = stack.bridge.info()
+        assert {p.party.key() for p in room.peers} == {LOBBY.key(), ALICE.key()}
+        # alice's ring times out: her attempt is over, bob's is live
+        await stack.ringing(handle, BOB)
+        assert_problem(await stack.offer(handle.id, ALICE, sdp), 409, "call-not-active")
+        r = await stack.offer(handle.id, BOB, sdp)
+        assert r.status_code == 200, r.text
         down = f"http://127.0.0.1:{free_port()}"  # nothing listens: the bridge is down
         stack.app.state.settings = stack.settings.model_copy(update={"media_url": down})
-        assert_problem(await stack.offer(handle.id, room, LOBBY, sdp), 503, "media-unavailable")
+        assert_problem(await stack.offer(handle.id, LOBBY, sdp), 503, "media-unavailable")
         await handle.terminate()
-        assert_problem(await stack.offer(handle.id, room, LOBBY, sdp), 409, "call-not-active")
+        assert_problem(await stack.offer(handle.id, LOBBY, sdp), 409, "call-not-active")
     finally:
         await door.close()
+        await alice.close()
+        await probe.close()

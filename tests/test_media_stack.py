@@ -1,8 +1,10 @@
-"""The embedded stack with ``media_enabled``: PostgreSQL, Temporal, worker, API and the
-media bridge as processes; the lobby door calls a resident of unit 101 through REST,
-both exchange SDP on ``/v1/calls/{id}/media`` with their own tokens, and the call's
-join and talk follow their media (joinedRoomByCaller, then calling, then hangUpVoip);
-the bridge process listens for media on 127.0.0.1 only and closes the room at the end.
+"""The embedded stack with ``media_enabled``: PostgreSQL, Temporal, worker (with the media
+activities), API and the media bridge as processes; the lobby door calls a resident of
+unit 101 through REST with a recording policy, both exchange SDP on
+``/v1/calls/{id}/media`` with their own tokens, and the call's join and talk follow their
+media (joinedRoomByCaller, then calling, then hangUpVoip); the bridge process listens for
+media on 127.0.0.1 only, and at the end the workflow closes the room: ``callEnded``
+carries the traffic and the recording, which holds the talk's audio.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 
 from media.network import MediaNetwork, udp_addresses
@@ -44,7 +47,8 @@ def names(view: dict[str, Any]) -> list[str]:
 
 async def test_call_with_media_on_the_embedded_stack(tmp_path: Path) -> None:
     MediaNetwork().install()
-    settings = isolated_settings(tmp_path / "data", media_enabled=True)
+    recordings = tmp_path / "recordings"
+    settings = isolated_settings(tmp_path / "data", media_enabled=True, media_recordings_dir=recordings)
     async with EmbeddedStack(settings, ui=False) as stack:
         pool = await create_pool(stack.settings.database_url, min_size=1, max_size=2)
         try:
@@ -57,11 +61,14 @@ async def test_call_with_media_on_the_embedded_stack(tmp_path: Path) -> None:
             unit = (await backend.http.get("/v1/units/101")).raise_for_status().json()
             who = Party(kind=PartyKind.USER, id=unit["residents"][0])
             tokens = {p.key(): await backend.token(p) for p in (LOBBY, who)}
-            body = {"caller": LOBBY.model_dump(mode="json"), "callees": [who.model_dump(mode="json")]}
+            body = {
+                "caller": LOBBY.model_dump(mode="json"),
+                "callees": [who.model_dump(mode="json")],
+                "policy": {"record_media": True},
+            }
             r = await backend.place_call(body, f"media-{uuid.uuid4().hex[:8]}")
             call_id = r.raise_for_status().json()["call_id"]
             view = await view_until(backend, call_id, lambda v: v["phase"] == "wait" and v["attempts"])
-            room = view["attempts"][0]["room_id"]
             assert "joinedRoomByCaller" not in names(view)  # media decides, not the ring
 
             async with httpx.AsyncClient(base_url=stack.api_url) as http:
@@ -69,7 +76,7 @@ async def test_call_with_media_on_the_embedded_stack(tmp_path: Path) -> None:
                 async def join(party: Party, peer: ClientPeer) -> None:
                     r = await http.post(
                         f"/v1/calls/{call_id}/media",
-                        json={"room_id": room, "sdp": await peer.offer(), "type": "offer"},
+                        json={"sdp": await peer.offer(), "type": "offer"},
                         headers={"Authorization": f"Bearer {tokens[party.key()]}"},
                     )
                     assert r.status_code == 200, r.text
@@ -93,16 +100,18 @@ async def test_call_with_media_on_the_embedded_stack(tmp_path: Path) -> None:
             assert view["end_reason"] == "hangUpVoip" and view["answered_by"] == who.model_dump(mode="json")
             seen = names(view)
             assert seen.index("joinedRoomByCaller") < seen.index("answered") < seen.index("calling")
-            # the room's workflow is over: the bridge closes the room and its peers (the
-            # clients learn it from DTLS close_notify, best effort over UDP, or ICE consent)
+            # the workflow closed the room: its traffic and recording are in callEnded
+            [ended] = [e for e in view["events"] if e["name"] == "callEnded"]
+            traffic = {t["party"]["id"]: t for t in ended["data"]["traffic"]}
+            assert set(traffic) == {LOBBY.id, who.id}
+            assert all(t["bytes_sent"] > 0 and t["packets_received"] > 0 for t in traffic.values())
+            assert ended["data"]["recording"] == str(recordings / f"{call_id}.mkv")
+            with av.open(ended["data"]["recording"]) as container:
+                assert sum(1 for _ in container.decode(audio=0)) >= 10  # the door's voice
             async with httpx.AsyncClient(
                 base_url=stack.settings.media_url, headers={"X-API-Key": stack.settings.api_key}
             ) as bridge:
-                for _ in range(100):
-                    if (await bridge.get("/rooms")).raise_for_status().json() == []:
-                        break
-                    await asyncio.sleep(0.1)
-                assert (await bridge.get("/rooms")).json() == []
+                assert (await bridge.get("/rooms")).raise_for_status().json() == []
         finally:
             await door.close()
             await resident.close()

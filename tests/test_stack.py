@@ -131,3 +131,27 @@ def test_settings_env_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for key, value in settings_env(settings).items():
         monkeypatch.setenv(key, value)
     assert Settings() == settings  # type: ignore[call-arg]
+
+
+def test_api_log_redacts_party_tokens() -> None:
+    """Party tokens in query strings (push WebSocket, /app?token=) never reach the API log."""
+    import logging
+
+    from ringflow.stack.serve_api import RedactTokens
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/v1/push?token=eyJhbGciOi.abc.def&x=1", "1.1", 101),
+        None,
+    )
+    assert RedactTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /v1/push?token=***&x=1 HTTP/1.1" 101'
+    ws = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, '"WebSocket /app?token=secret" [accepted]', None, None
+    )
+    RedactTokens().filter(ws)
+    assert ws.getMessage() == '"WebSocket /app?token=***" [accepted]'

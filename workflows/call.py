@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import FailureError
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.calls import CallActivities
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.common import Party
     from ringflow.contracts.errors import ErrCode
     from ringflow.contracts.events import CallEvent, EventName
+    from ringflow.contracts.media import MEDIA_CONNECT, MediaConnectInput
     from ringflow.contracts.push import PushMessage, PushType
     from ringflow.contracts.search import (
         CALL_CALLEES,
@@ -67,6 +68,16 @@ SIGNAL_JOINED = "joined"  # JoinInput: a party's media joined the room
 SIGNAL_JOIN_FAILED = "join_failed"  # JoinInput: a party's media could not join
 SIGNAL_MEDIA_LOST = "media_lost"  # JoinInput: a party's media vanished (abortVoip)
 ATTEMPT_UPDATE = "attempt_update"  # to the parent: AttemptUpdate
+MEDIA_SIGNALS = (SIGNAL_JOINED, SIGNAL_JOIN_FAILED, SIGNAL_MEDIA_LOST)
+
+# workflow.patched() ids (samples-python patching/: keep both paths until no history
+# without the marker can be replayed, then deprecate_patch, then remove the old path).
+PATCH_FINISH_IN_ONE_RECORD = "finish-releases-line-in-record"  # no release_line activity
+PATCH_RING_BEFORE_NOTIFY = "ring-before-notifying-parent"  # no signal round trip before the ring
+
+MEDIA_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3)
+"""Media-bridge control is retried briefly: a bridge that stays down must not hold up the
+call (the join timers and media signals decide what happens to the media)."""
 
 _OUTCOMES = {
     EventName.TIMEOUT: AttemptOutcome.NO_ANSWER,
@@ -117,6 +128,7 @@ class CallWorkflow:
         self._answered = False
         self._caller_joined = False
         self._listener_joined = False
+        self._listener_media = False  # the listener's peer is in the media room (early media)
         self._deadlines: dict[str, datetime] = {}
         self._end: _End | None = None
         self._talk_started_at: datetime | None = None
@@ -260,16 +272,19 @@ class CallWorkflow:
                     "ring_timeout_s": inp.ring_timeout_s,
                     "call_id": inp.call_id,
                     "room_id": inp.room_id,
+                    "auto_answer": inp.listener_auto_answer,
                 },
             )
         ]
-        if not inp.media_required:
+        if not inp.media_required or inp.caller_joined:
             events.append(self._log.event(EventName.JOINED_ROOM_BY_CALLER, party=inp.caller))
         self._phase = self._attempt.phase = Phase.WAIT
-        # The parent must know this room rings before the push can reach the listener:
-        # an answer that arrives first would otherwise be refused as "not being rung". A
-        # skipped/busy room follows up with its final outcome (and was never pushed).
-        await self._notify()
+        # The parent accepts answers for a room that is still initiating (it forwards them
+        # and they wait in the inbox), so the parent hears of the ringing after the ring,
+        # off the set-up path. Histories from before kept a blocking notification here.
+        notify_first = not workflow.patched(PATCH_RING_BEFORE_NOTIFY)
+        if notify_first:
+            await self._notify()
         ring = asyncio.create_task(
             workflow.execute_activity_method(
                 CallActivities.ring,
@@ -299,7 +314,7 @@ class CallWorkflow:
             return res
         self._rang = True
         self._deadlines["ring"] = now + timedelta(seconds=inp.ring_timeout_s)
-        if inp.media_required:
+        if inp.media_required and not inp.caller_joined:
             self._deadlines["caller_join"] = now + timedelta(seconds=inp.join_timeout_s)
         else:
             self._caller_joined = True
@@ -307,6 +322,8 @@ class CallWorkflow:
         self._set_phase(Phase.WAIT)
         if cancelled:
             raise asyncio.CancelledError("building call cancelled")
+        if not notify_first:
+            await self._notify()
         return res
 
     async def _loop(self) -> None:
@@ -363,6 +380,10 @@ class CallWorkflow:
         phase = self._phase
         if act.kind in (SIGNAL_FORCE_HANG_UP, SIGNAL_CANCEL):
             self._end = self._forced(act.reason)
+        elif is_listener and not self._answered and act.kind in MEDIA_SIGNALS:
+            # docs/media.md: a rung listener's preview peer; losing it does not end the ring
+            # (the listener may offer again), joining it makes the answer's join immediate.
+            self._listener_media = act.kind == SIGNAL_JOINED
         elif act.kind == SIGNAL_MEDIA_LOST and (is_caller or is_listener):
             self._end = _End(EventName.ABORT_VOIP, act.party, act.reason or "media lost")
         elif act.kind == SIGNAL_JOIN_FAILED and (is_caller or is_listener) and phase != Phase.TALK:
@@ -386,6 +407,22 @@ class CallWorkflow:
             self._deadlines.pop("listener_join", None)
             await self._joined([])
         # anything else does not fit the phase and is ignored (the parent validated it)
+
+    async def _connect_media(self) -> None:
+        """docs/media.md: the answering listener becomes the media room's talker (the caller
+        hears and sees them, and they the caller), recorded when the unit's policy says so.
+        A bridge that cannot be reached is logged; the join timers then end the call."""
+        inp = self._inp
+        try:
+            await workflow.execute_activity(
+                MEDIA_CONNECT,
+                MediaConnectInput(call_id=inp.call_id, listener=inp.listener, record=inp.record_media),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=MEDIA_RETRY,
+                summary=f"media: connect {inp.listener_name} with the caller",
+            )
+        except ActivityError as e:
+            workflow.logger.warning("media connect for %s failed: %s", inp.room_id, e)
 
     def _forced(self, reason: str | None) -> _End:
         """forceHangUpVoip by phase (sections 3, 5, 6): cancelVoip before the listener
@@ -411,6 +448,8 @@ class CallWorkflow:
             )
         ]
         if inp.media_required:
+            await self._connect_media()
+        if inp.media_required and not self._listener_media:
             self._deadlines["listener_join"] = workflow.now() + timedelta(seconds=inp.join_timeout_s)
         else:
             self._listener_joined = True
@@ -486,6 +525,7 @@ class CallWorkflow:
         workflow.set_current_details(
             f"{inp.caller_name} -> {inp.listener_name}: {end.event.value}, keepTime {keep} s"
         )
+        folded = workflow.patched(PATCH_FINISH_IN_ONE_RECORD)
         try:
             await record(
                 RecordInput(
@@ -493,11 +533,13 @@ class CallWorkflow:
                     events=[terminal, end_voip, finish],
                     pushes=pushes,
                     billing=billing,
+                    release=self._line() if claimed and folded else None,
                 ),
-                f"record {end.event.value} endVoip finishVoip (keepTime {keep} s)",
+                f"record {end.event.value} endVoip finishVoip (keepTime {keep} s)"
+                + (f", release line of {inp.listener_name}" if claimed and folded else ""),
             )
         finally:
-            if claimed:
+            if claimed and not folded:
                 await workflow.execute_activity_method(
                     CallActivities.release_line,
                     self._line(),

@@ -21,6 +21,7 @@ Messages (the API's interface):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +29,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -52,6 +53,10 @@ with workflow.unsafe.imports_passed_through():
         CallInput,
         CallResult,
         CallStatus,
+        CustomActionAck,
+        CustomActionInput,
+        CustomActionOutcome,
+        CustomActionResult,
         EscalationInput,
         EscalationResult,
         ForceHangUpInput,
@@ -63,7 +68,9 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.common import Party
     from ringflow.contracts.errors import ErrCode
     from ringflow.contracts.events import EventName
+    from ringflow.contracts.media import MEDIA_CLOSE_ROOM, RoomStats
     from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+    from ringflow.contracts.push import PushType
     from ringflow.contracts.search import (
         CALL_ANSWERED_BY,
         CALL_CALLEES,
@@ -74,6 +81,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.call import (
         ATTEMPT_UPDATE,
+        MEDIA_RETRY,
+        MEDIA_SIGNALS,
         SIGNAL_ANSWER,
         SIGNAL_CANCEL,
         SIGNAL_FORCE_HANG_UP,
@@ -135,6 +144,9 @@ class EscalationWorkflow:
         self._stop: tuple[str, Any] | None = None  # (signal, input) that ends the ringing
         self._ring_done = False
         self._details = ""
+        self._caller_joined = False  # the caller's media is in the call's media room
+        self._actions: dict[str, CustomActionResult] = {}  # in-call actions by action_id
+        self._actions_recorded: set[str] = set()  # action ids whose customActionResult is written
 
     # ------------------------------------------------------------------ query / signals
 
@@ -170,19 +182,33 @@ class EscalationWorkflow:
 
     @workflow.signal(name="joined")
     async def joined(self, inp: JoinInput) -> None:
-        """Media bridge: ``party`` joined room ``inp.room_id``; forwarded to that room."""
-        await self._signal(inp.room_id, SIGNAL_JOINED, inp)
+        """Media bridge: ``party`` joined the call's media room (docs/media.md)."""
+        await self._media(SIGNAL_JOINED, inp)
 
     @workflow.signal(name="join_failed")
     async def join_failed(self, inp: JoinInput) -> None:
-        """Media bridge: ``party`` could not join room ``inp.room_id``; forwarded to that room."""
-        await self._signal(inp.room_id, SIGNAL_JOIN_FAILED, inp)
+        """Media bridge: ``party`` could not join the call's media room."""
+        await self._media(SIGNAL_JOIN_FAILED, inp)
 
     @workflow.signal(name=SIGNAL_MEDIA_LOST)
     async def media_lost(self, inp: JoinInput) -> None:
-        """Media bridge: ``party``'s media vanished from room ``inp.room_id`` (abortVoip,
-        troubleshooting guide 3(1), 6(1)); forwarded to that room."""
-        await self._signal(inp.room_id, SIGNAL_MEDIA_LOST, inp)
+        """Media bridge: ``party``'s media vanished (abortVoip, troubleshooting guide 3(1), 6(1))."""
+        await self._media(SIGNAL_MEDIA_LOST, inp)
+
+    async def _media(self, signal: str, inp: JoinInput) -> None:
+        """Route a media fact by party (one media room per building call, docs/media.md): the
+        caller's to every live room (remembered for the rooms still to come; a caller whose
+        media failed or vanished stops the plan), a listener's to that listener's live room."""
+        if inp.party == self._inp.caller:
+            self._caller_joined = signal == SIGNAL_JOINED
+            if not self._caller_joined and self._stop is None and self._phase != Phase.TALK:
+                self._stop = (signal, inp)
+            for room in self._live_rooms():
+                await self._signal(room, signal, inp)
+            return
+        for room, att in self._attempts.items():
+            if att.listener == inp.party and att.phase != Phase.ENDED:
+                await self._signal(room, signal, inp)
 
     # ------------------------------------------------------------------ updates
 
@@ -252,6 +278,147 @@ class EscalationWorkflow:
     @force_hang_up.validator
     def _validate_force(self, inp: ForceHangUpInput) -> None:
         self._check_active()
+
+    @workflow.update(name="custom_action")
+    async def custom_action(self, inp: CustomActionInput) -> CustomActionResult:
+        """The listener in talk asks the calling device for ``inp.action`` (reference FAQ 1.2,
+        ``setCustomBtnText``: "open door"): records ``customAction``, pushes ``custom_action``
+        to the caller, then waits for its ack up to ``action_ack_timeout_s`` (or the end of the
+        talk) and returns the settled result (``customActionResult`` recorded). Raises
+        ``NotAParty``, ``CallNotActive`` (not in talk), ``UnknownAction`` (the device does not
+        offer it)."""
+        room = self._talk_room_for_action(inp)
+        inp_call = self._inp
+        action_id = f"{inp_call.call_id}.action-{len(self._actions) + 1}"
+        res = self._actions[action_id] = CustomActionResult(
+            call_id=inp_call.call_id,
+            action_id=action_id,
+            action=inp.action,
+            room_id=room,
+            by=inp.party,
+            requested_at=workflow.now(),
+        )
+        by_name = self._attempts[room].listener_name
+        ev = self._log.event(
+            EventName.CUSTOM_ACTION,
+            party=inp.party,
+            data={"action_id": action_id, "action": inp.action, "room_id": room},
+        )
+        push = self._log.push(
+            ev,
+            inp_call.caller,
+            PushType.CUSTOM_ACTION,
+            {
+                "action_id": action_id,
+                "action": inp.action,
+                "by": inp.party.key(),
+                "by_name": by_name,
+                "room_id": room,
+            },
+        )
+        await record(
+            RecordInput(events=[ev], pushes=[push]), f"record customAction {inp.action} by {by_name}"
+        )
+        timeout = inp_call.action_ack_timeout_s
+        with contextlib.suppress(TimeoutError):  # no ack in time: settled as timeout below
+            await workflow.wait_condition(
+                lambda: res.result is not None or self._ended(room),
+                timeout=timeout,
+                timeout_summary=f"waiting for the device to {inp.action} ({seconds(timeout)})",
+            )
+        if res.result is None:
+            why = "the call ended first" if self._ended(room) else f"no acknowledgement in {seconds(timeout)}"
+            await self._settle(res, CustomActionOutcome.TIMEOUT, why)
+        await workflow.wait_condition(lambda: action_id in self._actions_recorded)
+        return res
+
+    @custom_action.validator
+    def _validate_custom_action(self, inp: CustomActionInput) -> None:
+        self._talk_room_for_action(inp)
+
+    @workflow.update(name="custom_action_ack")
+    async def custom_action_ack(self, inp: CustomActionAck) -> CustomActionResult:
+        """The calling device acknowledges in-call action ``inp.action_id``: ``ok`` -> done,
+        else failed (``detail`` says why); records ``customActionResult`` and pushes
+        ``custom_action_result`` to the listener. Raises ``NotAParty`` (not the caller),
+        ``UnknownActionId``, ``ActionSettled`` (already acknowledged or timed out)."""
+        res = self._pending_action(inp)
+        outcome = CustomActionOutcome.DONE if inp.ok else CustomActionOutcome.FAILED
+        await self._settle(res, outcome, inp.detail)
+        await workflow.wait_condition(lambda: res.action_id in self._actions_recorded)
+        return res
+
+    @custom_action_ack.validator
+    def _validate_custom_action_ack(self, inp: CustomActionAck) -> None:
+        self._pending_action(inp)
+
+    def _talk_room_for_action(self, inp: CustomActionInput) -> str:
+        """The talk room of ``inp.party``; raises NotAParty / CallNotActive / UnknownAction."""
+        if not self._is_party(inp.party) or inp.party == self._inp.caller:
+            raise _error(
+                "NotAParty", f"{inp.party.key()} is not a listener of this call", ErrCode.NOT_A_PARTY
+            )
+        room = self._answer_room if self._answer_room in self._confirmed else None
+        if room is None or self._answered_by != inp.party or self._attempts[room].phase != Phase.TALK:
+            raise _error(
+                "CallNotActive", f"{inp.party.key()} is not talking in this call", ErrCode.CALL_NOT_ACTIVE
+            )
+        offered = self._plan.caller_actions if self._plan else []
+        if inp.action not in offered:
+            raise _error(
+                "UnknownAction",
+                f"the calling device does not offer {inp.action!r} (it offers {offered or 'nothing'})",
+                ErrCode.UNKNOWN_ACTION,
+            )
+        return room
+
+    def _pending_action(self, inp: CustomActionAck) -> CustomActionResult:
+        """The unsettled action ``inp.action_id``; raises NotAParty / UnknownActionId / ActionSettled."""
+        if inp.party != self._inp.caller:
+            raise _error(
+                "NotAParty", f"{inp.party.key()} is not the caller of this call", ErrCode.NOT_A_PARTY
+            )
+        res = self._actions.get(inp.action_id)
+        if res is None:
+            raise _error(
+                "UnknownActionId", f"no action {inp.action_id!r} in this call", ErrCode.UNKNOWN_RESOURCE
+            )
+        if res.result is not None:
+            raise _error(
+                "ActionSettled",
+                f"action {inp.action_id!r} already {res.result.value}",
+                ErrCode.ACTION_SETTLED,
+            )
+        return res
+
+    async def _settle(
+        self, res: CustomActionResult, outcome: CustomActionOutcome, detail: str | None
+    ) -> None:
+        """Settle ``res`` (first settlement wins: set before any await), then record
+        ``customActionResult`` and push ``custom_action_result`` to the listener."""
+        res.result, res.detail, res.settled_at = outcome, detail, workflow.now()
+        ev = self._log.event(
+            EventName.CUSTOM_ACTION_RESULT,
+            party=self._inp.caller,
+            reason=detail,
+            data={
+                "action_id": res.action_id,
+                "action": res.action,
+                "result": outcome.value,
+                "detail": detail,
+            },
+        )
+        push = self._log.push(
+            ev,
+            res.by,
+            PushType.CUSTOM_ACTION_RESULT,
+            {"action_id": res.action_id, "action": res.action, "result": outcome.value, "detail": detail},
+        )
+        await record(
+            RecordInput(events=[ev], pushes=[push]),
+            f"record customActionResult {res.action}: {outcome.value}",
+        )
+        self._actions_recorded.add(res.action_id)
 
     # ------------------------------------------------------------------ run
 
@@ -418,6 +585,7 @@ class EscalationWorkflow:
         )
         what = "fallback " if stage.fallback else ""
         self._log_details(f"ringing {what}{target.name} ({n}/{total})")
+        caller_joined = self._caller_joined
         handle = await workflow.start_child_workflow(
             CallWorkflow.run,
             CallInput(
@@ -436,6 +604,9 @@ class EscalationWorkflow:
                 time_limit_s=inp.time_limit_s,
                 media_required=inp.media_required,
                 parent_workflow_id=workflow.info().workflow_id,
+                caller_joined=caller_joined,
+                listener_auto_answer=target.auto_answer,
+                record_media=plan.policy.record_media,
             ),
             id=room,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -450,6 +621,8 @@ class EscalationWorkflow:
         self._watch(room, handle)
         if self._stop is not None:  # the ringing was stopped while this room was starting
             await self._signal(room, *self._stop)
+        elif self._caller_joined and not caller_joined:  # the caller joined meanwhile
+            await self._signal(room, SIGNAL_JOINED, JoinInput(room_id=inp.call_id, party=inp.caller))
         return room
 
     def _watch(self, room: str, handle: ChildWorkflowHandle[Any, Any]) -> None:
@@ -498,7 +671,7 @@ class EscalationWorkflow:
         if ans is not None:
             att = self._attempts[ans]
             return (att.end_reason or EventName.HANG_UP_VOIP).value, None, att.reason
-        if cancelled or self._stop is not None:
+        if cancelled or (self._stop is not None and self._stop[0] not in MEDIA_SIGNALS):
             return EventName.CANCEL_VOIP.value, None, "call cancelled"
         atts = list(self._attempts.values())
         if atts and all(a.outcome == AttemptOutcome.SKIPPED for a in atts):
@@ -521,6 +694,13 @@ class EscalationWorkflow:
         updates: list[SearchAttributeUpdate[Any]] = [CALL_END_REASON.value_set(end_reason)]
         workflow.upsert_search_attributes(updates)
         self._log_details(f"ended: {end_reason}" + (f", keepTime {keep} s" if ans else ""))
+        # In-call actions still waiting settle now that the talk is over: their
+        # customActionResult comes before callEnded.
+        if not self._actions_recorded.issuperset(self._actions):
+            await workflow.wait_condition(lambda: self._actions_recorded.issuperset(self._actions))
+        data: dict[str, Any] = {"end_reason": end_reason}
+        if inp.media_required:
+            data |= await self._close_media()
         await record(
             RecordInput(
                 call=CallRecord(
@@ -539,7 +719,7 @@ class EscalationWorkflow:
                         err_code=err_code,
                         keep_time_s=keep,
                         reason=reason,
-                        data={"end_reason": end_reason},
+                        data=data,
                     )
                 ],
             ),
@@ -554,6 +734,29 @@ class EscalationWorkflow:
             keep_time_s=keep,
             attempts=list(self._attempts.values()),
         )
+
+    async def _close_media(self) -> dict[str, Any]:
+        """Close the call's media room (docs/media.md); ``{"traffic": [PartyTraffic...],
+        "recording": path}`` for ``callEnded``, or ``{}`` when the bridge had no room or could
+        not be reached (logged: the bridge closes the room itself once this workflow ends)."""
+        try:
+            stats: RoomStats | None = await workflow.execute_activity(
+                MEDIA_CLOSE_ROOM,
+                self._inp.call_id,
+                result_type=RoomStats | None,  # type: ignore[arg-type]
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=MEDIA_RETRY,
+                summary="media: close the room, collect its traffic",
+            )
+        except ActivityError as e:
+            workflow.logger.warning("closing media room %s failed: %s", self._inp.call_id, e)
+            return {}
+        if stats is None:
+            return {}
+        return {
+            "traffic": [t.model_dump(mode="json") for t in stats.parties],
+            "recording": stats.recording,
+        }
 
     # ------------------------------------------------------------------ helpers
 
@@ -587,7 +790,10 @@ class EscalationWorkflow:
             raise _error("AnsweredByAnother", "another listener answered first", ErrCode.ANSWERED_BY_ANOTHER)
         self._check_active()
         for room, att in self._attempts.items():
-            if att.listener == party and att.phase == Phase.WAIT and room in self._handles:
+            # a room still initiating is rung an instant later (it notifies the parent after
+            # its ring activity): the answer waits in its inbox; skipped/busy -> CallNotActive
+            ringing = att.phase == Phase.WAIT or (answering and att.phase == Phase.INITIATE)
+            if att.listener == party and ringing and room in self._handles:
                 if answering and self._answer_room is not None:
                     break  # this party's own answer is in flight
                 return room

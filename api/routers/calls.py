@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -52,6 +52,11 @@ from ringflow.contracts.calls import (
     AnswerInput,
     CallCreate,
     CallView,
+    CustomActionAck,
+    CustomActionAckRequest,
+    CustomActionInput,
+    CustomActionRequest,
+    CustomActionResult,
     EscalationInput,
     ForceHangUpInput,
     HangUpInput,
@@ -67,6 +72,8 @@ from store import calls as store
 from store import directory
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+R = TypeVar("R", bound=BaseModel)
 
 WORKFLOW = "EscalationWorkflow"
 """The building call's workflow type (``workflows/``), started by name."""
@@ -91,6 +98,19 @@ _REJECTIONS: dict[str, tuple[int, str, str, ErrCode]] = {
         ErrCode.CALL_NOT_ACTIVE,
     ),
     "NotAParty": (403, "not-a-party", "Not a party of this call", ErrCode.NOT_A_PARTY),
+    "UnknownAction": (
+        422,
+        "unknown-action",
+        "The calling device does not offer this action",
+        ErrCode.UNKNOWN_ACTION,
+    ),
+    "UnknownActionId": (404, "not-found", "Unknown action", ErrCode.UNKNOWN_RESOURCE),
+    "ActionSettled": (
+        409,
+        "action-settled",
+        "The action was already acknowledged or timed out",
+        ErrCode.ACTION_SETTLED,
+    ),
 }
 
 
@@ -418,21 +438,24 @@ async def party_action(client: Client, call_id: str, action: PartyAction, party:
     """``party`` answers, rejects or hangs up call ``call_id`` (workflow update ``action``).
     Shared by the REST actions and the WebSocket push channel. Raises :class:`Problem`
     (see :func:`run_update`)."""
-    return await run_update(client, call_id, action, _ACTION_INPUTS[action](party=party))
+    return await run_update(client, call_id, action, _ACTION_INPUTS[action](party=party), ActionResult)
 
 
-async def run_update(client: Client, call_id: str, update: str, arg: Contract) -> ActionResult:
-    """Send update ``update`` to the call's ``EscalationWorkflow`` and return its ``ActionResult``.
+async def run_update(client: Client, call_id: str, update: str, arg: Contract, result_type: type[R]) -> R:
+    """Send update ``update`` to the call's ``EscalationWorkflow`` and return its result
+    (``result_type``: ``ActionResult`` for the call actions, ``CustomActionResult`` for the
+    in-call actions).
 
     Problems: the workflow's rejections ``AnsweredByAnother`` 409 (1005), ``CallNotActive``
-    409 (1006), ``NotAParty`` 403 (1007), any other rejection 409 ``action-rejected``;
+    409 (1006), ``NotAParty`` 403 (1007), ``UnknownAction`` 422 (1014), ``UnknownActionId``
+    404 (1008), ``ActionSettled`` 409 (1015), any other rejection 409 ``action-rejected``;
     unknown call 404 (1008); finished call 409 ``call-not-active`` (1006); no answer
     from the workflow within :data:`UPDATE_RPC_TIMEOUT` 503 ``unavailable`` (1012).
     """
     handle = client.get_workflow_handle(call_id)
     try:
         return await handle.execute_update(
-            update, arg, result_type=ActionResult, rpc_timeout=UPDATE_RPC_TIMEOUT
+            update, arg, result_type=result_type, rpc_timeout=UPDATE_RPC_TIMEOUT
         )
     except WorkflowUpdateFailedError as e:
         cause = e.cause
@@ -492,4 +515,35 @@ async def cancel(call_id: Identifier, party: PartyDep, client: TemporalDep) -> A
 async def force_hang_up(call_id: Identifier, body: ForceHangUpInput, client: TemporalDep) -> ActionResult:
     """The backend ends the call (reference ``forceHangUpVoip``): ``cancelVoip`` before the
     listener joined, ``rejectVoip`` while the listener waits, ``hangUpVoip`` in talk."""
-    return await run_update(client, call_id, "force_hang_up", body)
+    return await run_update(client, call_id, "force_hang_up", body, ActionResult)
+
+
+# ---------------------------------------------------------------- in-call actions (docs/media.md)
+
+
+@router.post("/{call_id}/actions", response_model=CustomActionResult)
+async def custom_action(
+    call_id: Identifier, body: CustomActionRequest, party: PartyDep, client: TemporalDep
+) -> CustomActionResult:
+    """The listener in talk asks the calling device for ``body.action`` (reference FAQ 1.2,
+    ``setCustomBtnText``: "open door"). Answers once the device acknowledged (``result``
+    ``done``/``failed``) or after ``action_ack_timeout_s`` (``timeout``). 403 ``not-a-party``
+    (1007), 409 ``call-not-active`` (1006, not in talk), 422 ``unknown-action`` (1014),
+    404 unknown call."""
+    inp = CustomActionInput(party=party, action=body.action)
+    return await run_update(client, call_id, "custom_action", inp, CustomActionResult)
+
+
+@router.post("/{call_id}/actions/{action_id}/ack", response_model=CustomActionResult)
+async def custom_action_ack(
+    call_id: Identifier,
+    action_id: Identifier,
+    body: CustomActionAckRequest,
+    party: PartyDep,
+    client: TemporalDep,
+) -> CustomActionResult:
+    """The calling device acknowledges the in-call action ``action_id`` (pushed to it as
+    ``custom_action``). 403 ``not-a-party`` (1007, not the caller), 404 unknown action or
+    call, 409 ``action-settled`` (1015, already acknowledged or timed out)."""
+    inp = CustomActionAck(party=party, action_id=action_id, ok=body.ok, detail=body.detail)
+    return await run_update(client, call_id, "custom_action_ack", inp, CustomActionResult)

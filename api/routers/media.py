@@ -1,15 +1,16 @@
-"""Media signaling: a party's SDP offer for its room -> the bridge's SDP answer.
+"""Media signaling: a party's SDP offer -> the bridge's SDP answer, in the one media room
+of a building call (``docs/media.md``).
 
 ``POST /v1/calls/{call_id}/media`` (party bearer token), body ``SdpOffer``
-``{room_id, sdp, type: "offer"}`` with complete ICE (no trickle) -> ``SdpAnswer``
+``{sdp, type: "offer"}`` with complete ICE (no trickle) -> ``SdpAnswer``
 ``{sdp, type: "answer"}``. The API authorises the party from Temporal (the
-building call's ``CallCaller`` search attribute and its ``status`` query: the
-caller, or the listener of that attempt) and forwards the offer to the media
-bridge's control API (settings ``media_url``, ``media/server.py``); the bridge
-creates the room on its first offer and reports the connection to the workflow.
+building call's ``CallCaller`` search attribute, else its ``status`` query: the
+listener of a live attempt) and forwards the offer to the media bridge's control
+API (settings ``media_url``, ``media/server.py``); the bridge creates the room on
+its first offer and reports the connection to the workflow.
 
-Problems: 404 unknown call or room, 403 ``not-a-party``, 409 ``call-not-active``
-(call or room over), 422 ``validation`` / ``invalid-sdp``, 503
+Problems: 404 unknown call, 403 ``not-a-party``, 409 ``call-not-active`` (call
+over, or the listener's attempts are), 422 ``validation`` / ``invalid-sdp``, 503
 ``media-unavailable`` (bridge down or failing) / ``temporal-unavailable``.
 """
 
@@ -37,15 +38,23 @@ def _unavailable(what: str, detail: str) -> Problem:
     return Problem(503, f"{what}-unavailable", f"The {what.replace('-', ' ')} is unavailable", detail)
 
 
-async def room_role(client: Client, call_id: str, room_id: str, party: Party) -> Role:
-    """``party``'s role in room ``room_id`` of building call ``call_id``: the caller, or
-    the listener that attempt rings. Raises 404 (unknown call/room), 403 ``not-a-party``,
-    409 ``call-not-active`` (call or room ended), 503 ``temporal-unavailable``."""
+LIVE_PHASES = frozenset({Phase.WAIT, Phase.JOIN, Phase.TALK})
+"""Phases of an attempt whose listener may send media (docs/media.md: ringing = early media)."""
+
+
+async def call_role(client: Client, call_id: str, party: Party) -> Role:
+    """``party``'s role in the media room of building call ``call_id``: the caller (its
+    ``CallCaller`` search attribute), or the listener of an attempt of the call whose phase
+    is ``wait``, ``join`` or ``talk`` (the ``status`` query's attempts; docs/media.md).
+    Raises 404 (unknown call), 403 ``not-a-party`` (neither), 409 ``call-not-active`` (the
+    call is closed, or that listener's attempts are not live), 503 ``temporal-unavailable``."""
     handle = client.get_workflow_handle(call_id)
     try:
         desc = await handle.describe()
         if desc.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
             raise call_not_active(call_id, "the call is over")
+        if desc.typed_search_attributes.get(CALL_CALLER) == party.key():
+            return Role.CALLER
         status = await handle.query("status", result_type=CallStatus)
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
@@ -53,30 +62,23 @@ async def room_role(client: Client, call_id: str, room_id: str, party: Party) ->
         raise _unavailable("temporal", str(e)) from e
     except WorkflowQueryFailedError as e:
         raise _unavailable("temporal", str(e)) from e
-    attempt = next((a for a in status.attempts if a.room_id == room_id), None)
-    if attempt is None:
-        raise not_found("room", room_id)
-    caller = desc.typed_search_attributes.get(CALL_CALLER)
-    if caller == party.key():
-        role = Role.CALLER
-    elif attempt.listener == party:
-        role = Role.LISTENER
-    else:
+    mine = [a for a in status.attempts if a.listener == party]
+    if not mine:
         raise not_a_party(party, call_id)
-    if attempt.phase == Phase.ENDED:
-        raise call_not_active(call_id, f"room {room_id} is over")
-    return role
+    if not any(a.phase in LIVE_PHASES for a in mine):
+        raise call_not_active(call_id, f"{party.key()} is not being called in {call_id!r} any more")
+    return Role.LISTENER
 
 
 async def forward_offer(
-    base_url: str, api_key: str, timeout_s: float, room_id: str, offer: PeerOffer
+    base_url: str, api_key: str, timeout_s: float, call_id: str, offer: PeerOffer
 ) -> SdpAnswer:
-    """POST ``offer`` to the bridge at ``base_url``; the bridge's 4xx problems are passed on
-    (422 ``invalid-sdp``, 409 ``room-conflict``), anything else is 503 ``media-unavailable``."""
+    """POST ``offer`` to room ``call_id`` of the bridge at ``base_url``; the bridge's 4xx
+    problems are passed on (422 ``invalid-sdp``), anything else is 503 ``media-unavailable``."""
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s) as http:
             r = await http.post(
-                f"/rooms/{room_id}/peers", json=offer.model_dump(mode="json"), headers={"X-API-Key": api_key}
+                f"/rooms/{call_id}/peers", json=offer.model_dump(mode="json"), headers={"X-API-Key": api_key}
             )
     except httpx.HTTPError as e:
         raise _unavailable("media", f"media bridge at {base_url}: {e!r}") from e
@@ -101,10 +103,10 @@ async def forward_offer(
 async def media_offer(
     call_id: Identifier, body: SdpOffer, party: PartyDep, client: TemporalDep, settings: SettingsDep
 ) -> SdpAnswer:
-    """Exchange SDP for the party's peer connection in ``body.room_id`` (see the module
-    docstring for the problems)."""
-    role = await room_role(client, call_id, body.room_id, party)
-    offer = PeerOffer(call_id=call_id, party=party, role=role, sdp=body.sdp)
+    """Exchange SDP for the party's peer connection in the media room of ``call_id`` (see
+    the module docstring for the problems)."""
+    role = await call_role(client, call_id, party)
+    offer = PeerOffer(party=party, role=role, sdp=body.sdp)
     return await forward_offer(
-        settings.media_url, settings.api_key, settings.media_request_timeout_s, body.room_id, offer
+        settings.media_url, settings.api_key, settings.media_request_timeout_s, call_id, offer
     )

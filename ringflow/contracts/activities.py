@@ -29,6 +29,7 @@ class Target(Contract):
 
     party: Party
     name: str
+    auto_answer: bool = False  # a device listener that answers by itself (phone-calls-device)
 
 
 class ResolvedPlan(Contract):
@@ -41,6 +42,7 @@ class ResolvedPlan(Contract):
     policy: EscalationPolicy
     targets: list[Target]
     fallback: Target | None = None
+    caller_actions: list[str] = Field(default_factory=list)  # the caller device's in-call actions
 
     def callees(self) -> list[Party]:
         """Every party the plan may ring: the targets, then the fallback."""
@@ -112,13 +114,15 @@ class Billing(Contract):
 class RecordInput(Contract):
     """``record``: one state change, written in ONE transaction: the call row,
     attempt rows, events (idempotent by id), push messages into the outbox
-    (idempotent by id, NOTIFY after commit) and billing (idempotent by room)."""
+    (idempotent by id, NOTIFY after commit), billing (idempotent by room) and the
+    release of the listener's line held by ``release.room_id`` (a room's finish)."""
 
     call: CallRecord | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     events: list[CallEvent] = Field(default_factory=list)
     pushes: list[PushMessage] = Field(default_factory=list)
     billing: Billing | None = None
+    release: LineInput | None = None
 
 
 class RingInput(Contract):

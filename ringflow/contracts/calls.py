@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from ringflow.contracts.common import Contract, Identifier, Party, RoomType
+from ringflow.contracts.common import ActionName, Contract, Identifier, Party, RoomType
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.events import CallEvent, EventName
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
@@ -128,6 +128,7 @@ class EscalationInput(Contract):
     default_ring_timeout_s: float = 60.0
     join_timeout_s: float = 30.0
     media_required: bool = False  # True once the media bridge drives join (issue 3)
+    action_ack_timeout_s: float = 5.0  # in-call actions wait this long for the device's ack
 
 
 class EscalationResult(Contract):
@@ -159,6 +160,9 @@ class CallInput(Contract):
     time_limit_s: float = 3600.0
     media_required: bool = False
     parent_workflow_id: str | None = None  # gets AttemptUpdate signals
+    caller_joined: bool = False  # the caller's media already joined the building call's room
+    listener_auto_answer: bool = False  # the listener device answers by itself (phone-calls-device)
+    record_media: bool = False  # unit policy record_media: the bridge records the talk
 
 
 class CallResult(Contract):
@@ -217,7 +221,9 @@ class ForceHangUpInput(Contract):
 
 
 class JoinInput(Contract):
-    """Signal ``joined`` / ``join_failed``: a party's media joined the room or failed (media bridge)."""
+    """Signals ``joined`` / ``join_failed`` / ``media_lost`` from the media bridge: ``party``'s
+    media joined the building call's media room ``room_id`` (= ``call_id``, docs/media.md),
+    could not join, or vanished. The EscalationWorkflow routes them by party."""
 
     room_id: str
     party: Party
@@ -244,3 +250,63 @@ class CallStatus(Contract):
     talk_room_id: str | None = None
     talk_started_at: datetime | None = None
     attempts: list[Attempt] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- in-call actions
+
+
+class CustomActionOutcome(StrEnum):
+    """How an in-call action ended: the device acknowledged ``ok`` (done) or not (failed),
+    or no acknowledgement came within ``action_ack_timeout_s`` (timeout)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+class CustomActionRequest(Contract):
+    """``POST /v1/calls/{call_id}/actions`` body: the listener in talk asks the calling
+    device for ``action`` (reference FAQ 1.2, ``setCustomBtnText``: "open door")."""
+
+    action: ActionName
+
+
+class CustomActionAckRequest(Contract):
+    """``POST /v1/calls/{call_id}/actions/{action_id}/ack`` body: the device did it (``ok``)
+    or could not (``detail`` says why, at most 200 chars)."""
+
+    ok: bool = True
+    detail: str | None = Field(None, max_length=200)
+
+
+class CustomActionInput(Contract):
+    """Update ``custom_action``: ``party`` (the listener in talk) asks for ``action``. Errors:
+    ``NotAParty`` (1007), ``CallNotActive`` (1006, not in talk), ``UnknownAction`` (1014)."""
+
+    party: Party
+    action: ActionName
+
+
+class CustomActionAck(Contract):
+    """Update ``custom_action_ack``: the caller device acknowledges ``action_id``. Errors:
+    ``NotAParty`` (1007), ``UnknownActionId`` (1008), ``ActionSettled`` (1015)."""
+
+    party: Party
+    action_id: str
+    ok: bool = True
+    detail: str | None = Field(None, max_length=200)
+
+
+class CustomActionResult(Contract):
+    """An in-call action and, once settled, its outcome (``result`` None = waiting for the ack).
+    Times are workflow time (UTC)."""
+
+    call_id: str
+    action_id: str
+    action: str
+    room_id: str
+    by: Party
+    result: CustomActionOutcome | None = None
+    detail: str | None = None
+    requested_at: datetime
+    settled_at: datetime | None = None

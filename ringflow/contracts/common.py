@@ -12,6 +12,9 @@ Identifier = Annotated[
 ]
 """Ids of devices (sn), users, units, groups and calls: 1-128 chars of ``[A-Za-z0-9._:@-]``."""
 
+ActionName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+"""An in-call action a device performs (``open_door``): 1-64 chars, lower snake case."""
+
 
 class Contract(BaseModel):
     """Base of every contract: unknown fields are rejected, models are plain data."""

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, Field
 
-from ringflow.contracts.common import Contract, Identifier
+from ringflow.contracts.common import ActionName, Contract, Identifier
 from ringflow.contracts.policies import EscalationPolicy
 
 Name = str
@@ -28,6 +28,8 @@ class DeviceIn(Contract):
     ``talk_quota_s``: remaining billable talk seconds (licence/traffic margin,
     reference section 1); None = unlimited.
     ``auto_answer``: the device answers calls placed to it by itself.
+    ``actions``: the in-call actions the device performs when the listener in talk
+    asks (reference FAQ 1.2, ``setCustomBtnText``; e.g. ``["open_door"]``).
     """
 
     sn: Identifier
@@ -37,6 +39,7 @@ class DeviceIn(Contract):
     voip_token_expires_at: AwareDatetime | None = None
     talk_quota_s: int | None = Field(None, ge=0)
     auto_answer: bool = False
+    actions: list[ActionName] = Field(default_factory=list, max_length=16)
 
 
 class Device(DeviceIn):
@@ -67,6 +70,7 @@ class DevicePatch(Contract):
     voip_token_expires_at: AwareDatetime | None = None
     talk_quota_s: int | None = Field(None, ge=0)
     auto_answer: bool | None = None
+    actions: list[ActionName] | None = Field(None, max_length=16)
 
 
 class DeviceGroupIn(Contract):

@@ -30,6 +30,8 @@ class ErrCode(IntEnum):
     UNAUTHENTICATED = 1011  # missing/wrong API key or party token
     OVERLOADED = 1012  # admission control: retry later
     PAYLOAD_TOO_LARGE = 1013
+    UNKNOWN_ACTION = 1014  # the calling device does not offer this in-call action
+    ACTION_SETTLED = 1015  # the in-call action was already acknowledged or timed out
 
 
 PROBLEM_BASE = "urn:ringflow:problem:"

@@ -42,6 +42,8 @@ class EventName(StrEnum):
     ESCALATED = "escalated"  # the ring moves on to the next target / round / fallback
     CALL_STARTED = "callStarted"  # a building call was accepted
     CALL_ENDED = "callEnded"  # a building call is over (after its last attempt's finishVoip)
+    CUSTOM_ACTION = "customAction"  # the listener in talk asked the device for an action (FAQ 1.2)
+    CUSTOM_ACTION_RESULT = "customActionResult"  # the device acknowledged it, or the ack timed out
 
 
 TERMINAL_EVENTS: frozenset[EventName] = frozenset(

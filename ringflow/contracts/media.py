@@ -3,10 +3,13 @@
 the bridge relayed.
 
 One media room per building call (id = ``call_id``). Byte and packet counts are
-RTP payload+header bytes as aiortc's RTC stats report them (``outbound-rtp``
-``bytesSent``/``packetsSent`` = bridge -> party, ``inbound-rtp``
-``bytesReceived``/``packetsReceived`` = party -> bridge), summed over every peer
-connection the party had in the room.
+RTP payload bytes and packets from aiortc's RTC stats, summed over every peer
+connection the party had in the room (a replaced or closed peer's last stats
+included): ``outbound-rtp`` ``bytesSent``/``packetsSent`` = bridge -> party,
+``inbound-rtp`` ``packetsReceived`` = party -> bridge. aiortc's ``inbound-rtp``
+has no byte count, so the bytes received from a party are the party's own count
+in its last RTCP sender report (``remote-outbound-rtp`` ``bytesSent``, sent
+every 0.5-1.5 s): what arrived, when nothing was lost on the way.
 """
 
 from __future__ import annotations
@@ -14,6 +17,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from ringflow.contracts.common import Contract, Party
+
+MEDIA_CONNECT = "media_connect"
+"""Activity name of ``MediaActivities.connect(MediaConnectInput) -> None`` (bridge
+``PUT /rooms/{call_id}/talker``); the workflows call it by this name."""
+MEDIA_CLOSE_ROOM = "media_close_room"
+"""Activity name of ``MediaActivities.close_room(call_id: str) -> RoomStats | None`` (bridge
+``DELETE /rooms/{call_id}``; None when the bridge has no such room)."""
 
 
 class MediaConnectInput(Contract):
@@ -44,5 +54,6 @@ class RoomStats(Contract):
 
     call_id: str
     parties: list[PartyTraffic] = Field(default_factory=list)
-    recording: str | None = None
+    recording: str | None = None  # the first recording's path (<media_recordings_dir>/<call_id>.mkv)
+    recordings: list[str] = Field(default_factory=list)  # every recording, in order (a later talker's too)
     duration_s: float = 0.0  # room open -> closed (or now), seconds

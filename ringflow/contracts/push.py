@@ -27,6 +27,8 @@ class PushType(StrEnum):
     )
     CALL_ENDED = "call_ended"  # to both parties: endVoip, with end reason and keepTime
     CALL_EVENT = "call_event"  # any other call event a party may want to show
+    CUSTOM_ACTION = "custom_action"  # to the caller device: perform an in-call action (open door)
+    CUSTOM_ACTION_RESULT = "custom_action_result"  # to the listener: the action's outcome
 
 
 class PushMessage(Contract):

@@ -1,21 +1,32 @@
 """Regenerate the stored histories replayed by ``tests/test_replay.py``.
 
-``python -m tests.histories.generate``: runs the demo scenario (sequential: A no
-answer, B busy, C answers and talks 25 s) and a ring-all race on a time-skipping
-server with the fake activities, and writes each workflow's history as JSON here.
-Regenerate only on purpose (a changed history means a non-replay-safe change: see
-CONVENTIONS, versioning with ``workflow.patched``).
+``python -m tests.histories.generate [--tag TAG]``: runs the demo scenario (sequential:
+A no answer, B busy, C answers and talks 25 s), a ring-all race and a media call (one
+media room: the door joins once, a previewing listener answers, opens the door, hangs
+up) on a time-skipping server with the fake activities, and writes each workflow's
+history as JSON here, named ``<scenario><TAG>[.<attempt>].json``. Keep the histories of
+older code (they guard its ``workflow.patched`` paths) and add new ones with a new TAG;
+regenerate old ones only on purpose (CONVENTIONS, versioning).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import uuid
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from ringflow.contracts.calls import AnswerInput, EscalationInput, ForceHangUpInput, HangUpInput
+from ringflow.contracts.calls import (
+    AnswerInput,
+    CustomActionAck,
+    CustomActionInput,
+    EscalationInput,
+    ForceHangUpInput,
+    HangUpInput,
+    JoinInput,
+)
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
 from ringflow.stack.binaries import temporal_test_server
 from ringflow.temporal import DATA_CONVERTER
@@ -33,7 +44,7 @@ async def _wait_ringing(handle, party) -> None:
     raise TimeoutError(f"{party} not ringing")
 
 
-async def main() -> None:
+async def main(tag: str) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=DATA_CONVERTER, test_server_existing_path=str(temporal_test_server())
     )
@@ -45,9 +56,12 @@ async def main() -> None:
             demo = await env.client.start_workflow(
                 EscalationWorkflow.run,
                 EscalationInput(
-                    call_id="demo", caller=LOBBY, unit_id="101", policy=EscalationPolicy(ring_timeout_s=30)
+                    call_id=f"demo{tag}",
+                    caller=LOBBY,
+                    unit_id="101",
+                    policy=EscalationPolicy(ring_timeout_s=30),
                 ),
-                id="demo",
+                id=f"demo{tag}",
                 task_queue=tq,
             )
             await _wait_ringing(demo, user("alice"))
@@ -61,12 +75,12 @@ async def main() -> None:
             race = await env.client.start_workflow(
                 EscalationWorkflow.run,
                 EscalationInput(
-                    call_id="race",
+                    call_id=f"race{tag}",
                     caller=LOBBY,
                     unit_id="101",
                     policy=EscalationPolicy(strategy=RingStrategy.SIMULTANEOUS),
                 ),
-                id="race",
+                id=f"race{tag}",
                 task_queue=tq,
             )
             await _wait_ringing(race, user("carol"))
@@ -74,10 +88,48 @@ async def main() -> None:
             await env.sleep(3)
             await race.execute_update(EscalationWorkflow.force_hang_up, ForceHangUpInput())
             await race.result()
-        for wf_id in ["demo", "demo.1", "demo.2", "demo.3", "race", "race.1", "race.2", "race.3"]:
+            ids = [f"{s}{tag}{a}" for s in ("demo", "race") for a in ("", ".1", ".2", ".3")]
+            if tag:  # the media scenario exists from the second set of histories on
+                await _media_call(env, tq, fake, f"media{tag}")
+                ids += [f"media{tag}", f"media{tag}.1"]
+        for wf_id in ids:
             history = await env.client.get_workflow_handle(wf_id).fetch_history()
             (HERE / f"{wf_id}.json").write_text(history.to_json())
 
 
+async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
+    """docs/media.md: the door joins the room, carol previews, answers, opens the door, hangs up."""
+    carol = user("carol")
+    h = await env.client.start_workflow(
+        EscalationWorkflow.run,
+        EscalationInput(call_id=call_id, caller=LOBBY, callees=[carol], media_required=True),
+        id=call_id,
+        task_queue=tq,
+    )
+    await h.signal(EscalationWorkflow.joined, JoinInput(room_id=call_id, party=LOBBY))
+    await _wait_ringing(h, carol)
+    await h.signal(EscalationWorkflow.joined, JoinInput(room_id=call_id, party=carol))
+    await env.sleep(1)
+    await h.execute_update(EscalationWorkflow.answer, AnswerInput(party=carol))
+    asking = asyncio.create_task(
+        h.execute_update(EscalationWorkflow.custom_action, CustomActionInput(party=carol, action="open_door"))
+    )
+    for _ in range(500):
+        pushed = [p for p in fake.pushes() if p.type == "custom_action" and p.call_id == call_id]
+        if pushed:
+            break
+        await asyncio.sleep(0.02)
+    await h.execute_update(
+        EscalationWorkflow.custom_action_ack,
+        CustomActionAck(party=LOBBY, action_id=pushed[0].payload["action_id"], detail="door opened"),
+    )
+    await asking
+    await env.sleep(10)
+    await h.execute_update(EscalationWorkflow.hang_up, HangUpInput(party=carol))
+    await h.result()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tag", default="", help="suffix of the scenario ids and file names, e.g. -s2")
+    asyncio.run(main(parser.parse_args().tag))

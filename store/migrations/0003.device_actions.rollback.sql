@@ -1,0 +1,2 @@
+-- Rollback of 0003.device_actions.
+ALTER TABLE devices DROP COLUMN IF EXISTS actions;
