@@ -29,8 +29,8 @@ Integration (the bridge, or any aiortc process):
    ``set_output_codec`` (remember it, hand it to each new subscriber) and
    ``request_keyframe``. Without them, ``auto`` falls back to decoding: correct, slower.
 
-Wiring into ``media/bridge.py`` (the room bridge keeps its relay in ``Room.relay`` and
-every consumer goes through ``Room.subscribe``): ``Room.relay`` = ``ForwardingRelay()``;
+How ``media/bridge.py`` uses it (its relay is ``Room.relay``, every consumer goes
+through ``Room.subscribe``): ``Room.relay`` = ``ForwardingRelay()``;
 ``enable_forwarding(pc)`` right after each ``RTCPeerConnection(...)`` in ``Bridge.offer``;
 the drain subscribes with ``mode="encoded"`` (an ``auto`` drain has no sender, so it would
 decode every stream); ``RoomTrack`` implements :class:`EncodedSink` (keep the codec, hand
