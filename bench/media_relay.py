@@ -1,199 +1,728 @@
-"""Benchmark: media bridge relay CPU per two-way audio call, and answer -> first audio frame.
+"""Benchmark: media relay CPU per two-way call, capacity, answer -> first audio frame;
+aiortc's stock ``MediaRelay`` (decode + re-encode) vs ``media.forward`` (issue 3).
 
-The bridge (``media.server``'s control API with a reporter that drops the signals)
-runs in its own process, so its CPU (``/proc/<pid>/stat``) is the relay's alone;
-this process runs the parties: per call a door peer and a resident peer, each
-sending a generated 48 kHz tone (Opus, 20 ms frames) and counting what arrives,
-all on 127.0.0.1. For each step of ``--calls`` concurrent two-way calls it reports,
-over ``--duration`` seconds: bridge CPU (% of one core) in total and per call, the
-frames each side received per second (50/s = every 20 ms frame arrived), and the
-time from the resident's offer (the answer) to the door's first audio frame.
+Processes: the bridge runs alone in a child process (``--serve-bridge``), so its CPU
+(``/proc/<pid>/stat``, user + system) is the relay's alone; this process runs the
+parties. The bridge is a two-party bridge per call (door, resident), wired as
+``media/bridge.py`` is: every received track is drained (the drain notes the last frame
+arrival) and relayed to the other party through a late-binding wrapper (``FollowTrack``,
+the ``RoomTrack`` contract of ``media/forward.py``); ``--relay stock`` uses
+``MediaRelay`` and plain peers, ``--relay forward`` ``ForwardingRelay`` and
+``enable_forwarding`` on every bridge peer. All traffic is on 127.0.0.1 (no STUN).
 
-Issue 3's targets ("forward, don't transcode"): >= 50 two-way audio calls per core
-(<= 2 % of a core per call) and answer -> first audio frame < 300 ms on loopback.
-The stock ``MediaRelay`` decodes and re-encodes every stream, so expect ~10 % of a
-core per one-way stream until the bridge forwards encoded frames. Figures only, no
-assertions; the machine is shared, so the load average is printed beside them.
+The parties are real aiortc peers. To keep this process light enough to drive many
+calls on a shared 2-core machine, they send pre-encoded media (:class:`LoopTrack`: a
+1 s loop of Opus packets of a 440/880 Hz tone, 20 ms frames; a 2 s loop of VP8 frames of
+:class:`PatternTrack`, 640x480 at 15 fps, that restarts at its keyframe on RTCP PLI) and
+count what arrives without decoding (``enable_forwarding`` on the party peers): per
+frame its arrival time and RTP timestamp. The latency step uses decoding parties
+instead (``media.peer.ToneTrack``, the first decoded frame whose peak is a tone).
 
-``python -m bench.media_relay [--quick] [--calls 1,2,4] [--duration S]``
-``python -m bench.media_relay --serve-bridge PORT`` (internal: the bridge process)
+Figures, per relay and step of N concurrent two-way calls, over ``--duration`` s after a
+2 s warm-up: bridge CPU (% of one core) total and per call, and per call scaled to the
+full frame rate (divided by the mean delivered share, capped at 1: a bridge starved of
+CPU by other processes relays fewer frames and spends less) with the calls per core
+that implies; frames delivered / expected
+(50/s audio, 15/s video, per direction); late share (a frame is late when its arrival
+minus its timestamp exceeds the stream's least such delay in the window by more than
+:data:`LATE_S`) and the 99th percentile of that excess ("jitter"); the parties' own CPU
+(when it nears 100 %, on-time figures measure the parties, not the bridge). Capacity: the
+largest step that holds bridge CPU < 80 % of a core, delivery >= :data:`MIN_DELIVERED`
+and late share <= :data:`MAX_LATE`. Latency: answer (the resident's offer; also from its
+connection) -> first tone frame at the door.
+
+Issue 3's targets: >= 50 two-way audio calls and >= 10 two-way 640x480@15 video calls
+per core; answer -> first audio frame < 300 ms on loopback. Figures only, no assertions;
+the machine is shared, so the load average is printed beside them.
+
+``python -m bench.media_relay [--quick] [--relays stock,forward] [--duration S]
+[--audio-calls stock=1,2,4;forward=10,25,50] [--video-calls ...] [--latency-calls N]``
+``python -m bench.media_relay --serve-bridge PORT --relay stock|forward`` (internal)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import contextlib
+import fractions
+import json
+import math
 import sys
 import time
 import uuid
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import av
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, VideoFrame
+from av.frame import Frame
+from av.packet import Packet
 
-from bench.common import cpu_s, emit, info, machine, parser, summary_ms, table
-from media.models import PeerOffer, Role
+from bench.common import cpu_s, emit, info, machine, parser, pct, summary_ms, table
+from media.forward import ForwardingRelay, enable_forwarding
 from media.network import MediaNetwork
-from media.peer import ClientPeer, ToneTrack
-from ringflow.contracts.calls import JoinInput
-from ringflow.contracts.common import Party, PartyKind
-from ringflow.settings import Settings, get_settings
-from ringflow.stack.ports import free_port
+from media.peer import SAMPLE_RATE, Received, ToneTrack, peak
 
-FRAMES_PER_S = 50
+VIDEO_WIDTH, VIDEO_HEIGHT, VIDEO_FPS = 640, 480, 15
+"""The generated video: pixels, frames per second."""
+
+VIDEO_CLOCK = 90000
+"""RTP clock rate of video, Hz (RFC 7741 section 4.1 for VP8)."""
+
+PATTERN_PERIOD = 30
+"""Frames after which :func:`pattern_frame` repeats (2 s at 15 fps)."""
+
+DARK, BRIGHT, BAR = 40, 200, 235
+"""Luma of the pattern's left half, right half, and moving bar (top band only)."""
+
+BAR_ROWS = 96
+"""Rows of the top band where the bar moves; rows below are static halves."""
+
+AUDIO_FPS = 50
 """Audio frames per second and direction at 20 ms ptime."""
 
+LATE_S = 0.06
+"""A frame is late when it arrives this much later than the stream's best-case delay (s):
+three audio frames, about what a receiver's jitter buffer absorbs."""
 
-class DropReporter:
-    """Reporter for a bridge without Temporal: signals are dropped, rooms never end."""
+MIN_DELIVERED = 0.995
+"""Share of the expected frames a step must deliver to count as holding its calls."""
 
-    async def report(self, call_id: str, signal: str, inp: JoinInput) -> None:
-        return None
+MAX_LATE = 0.005
+"""Largest late share a step may have to count as holding its calls."""
 
-    async def room_ended(self, room_id: str) -> None:
-        await asyncio.Event().wait()
+MAX_BRIDGE_CPU_PCT = 80.0
+"""Bridge CPU (% of one core) a step must stay under to count as holding its calls."""
 
 
-def serve_bridge(port: int) -> None:
-    """Run the bridge's control API on ``port`` with :class:`DropReporter` until SIGTERM."""
-    import uvicorn
+# ---------------------------------------------------------------- media sources
 
-    from media.server import create_bridge_app
 
-    settings = get_settings().model_copy(update={"media_port": port, "media_connect_timeout_s": 60.0})
-    uvicorn.run(create_bridge_app(settings, DropReporter()), host="127.0.0.1", port=port, log_level="warning")
+def pattern_frame(index: int) -> VideoFrame:
+    """Frame ``index`` of the test pattern: 640x480 yuv420p, left half luma :data:`DARK`,
+    right half :data:`BRIGHT`, a 32-pixel bar of luma :data:`BAR` in the top
+    :data:`BAR_ROWS` rows moving right by width/:data:`PATTERN_PERIOD` per frame;
+    chroma neutral (128). ``pts``/``time_base`` are left to the caller."""
+    half = VIDEO_WIDTH // 2
+    row = bytearray([DARK]) * half + bytearray([BRIGHT]) * half
+    bar_row = bytearray(row)
+    x = (index % PATTERN_PERIOD) * VIDEO_WIDTH // PATTERN_PERIOD
+    bar_row[x : x + 32] = bytes([BAR]) * len(bar_row[x : x + 32])
+    frame = VideoFrame(VIDEO_WIDTH, VIDEO_HEIGHT, "yuv420p")
+    frame.planes[0].update(bytes(bar_row) * BAR_ROWS + bytes(row) * (VIDEO_HEIGHT - BAR_ROWS))
+    chroma = bytes([128]) * (VIDEO_WIDTH // 2 * VIDEO_HEIGHT // 2)
+    frame.planes[1].update(chroma)
+    frame.planes[2].update(chroma)
+    return frame
+
+
+def luma_at(frame: VideoFrame, x: int, y: int) -> int:
+    """Luma (0-255) of pixel (``x``, ``y``) of a yuv420p ``frame``."""
+    plane = frame.planes[0]
+    return bytes(plane)[y * plane.line_size + x]
+
+
+class PatternTrack(MediaStreamTrack):
+    """A live video track of :func:`pattern_frame` frames, 640x480 at 15 fps, ``pts`` in
+    1/90000 s (aiortc encodes them with its VP8 or H.264 encoder)."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start: float | None = None
+        self._n = 0
+
+    async def recv(self) -> Frame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._n += 1
+            await asyncio.sleep(self._start + self._n / VIDEO_FPS - time.monotonic())
+        frame = pattern_frame(self._n)
+        frame.pts = self._n * VIDEO_CLOCK // VIDEO_FPS
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        return frame
+
+
+def encode_video_loop() -> list[bytes]:
+    """VP8 frames of one pattern period plus one (:data:`PATTERN_PERIOD` + 1): a keyframe,
+    then deltas; the last equals frame 0's picture, so the loop goes on at index 1.
+    Encoder settings as aiortc's ``Vp8Encoder`` (realtime, 500 kbit/s)."""
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = VIDEO_WIDTH, VIDEO_HEIGHT
+    codec.pix_fmt = "yuv420p"
+    codec.bit_rate = 500_000
+    codec.time_base = fractions.Fraction(1, VIDEO_FPS)
+    codec.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"}
+    out: list[bytes] = []
+    for i in range(PATTERN_PERIOD + 1):
+        frame = pattern_frame(i)
+        frame.pts = i
+        frame.time_base = codec.time_base
+        out.append(b"".join(bytes(p) for p in codec.encode(frame)))
+    return out
+
+
+def encode_tone_loop(frequency_hz: float, amplitude: float = 0.5) -> list[bytes]:
+    """One second of a continuous sine (mono s16, 48 kHz) as 50 Opus packets of 20 ms, by
+    aiortc's ``OpusEncoder``; 50 periods of a whole number of Hz fit exactly, so the loop
+    has no click."""
+    encoder = OpusEncoder()
+    n = SAMPLE_RATE // AUDIO_FPS
+    out: list[bytes] = []
+    i = 0
+    while len(out) < AUDIO_FPS:
+        samples = array(
+            "h",
+            (
+                int(amplitude * 32767 * math.sin(2 * math.pi * frequency_hz * (i * n + k) / SAMPLE_RATE))
+                for k in range(n)
+            ),
+        )
+        frame = AudioFrame(format="s16", layout="mono", samples=n)
+        frame.planes[0].update(samples.tobytes())
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = i * n
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        payloads, _ = encoder.encode(frame)
+        out.extend(payloads)
+        i += 1
+    return out[:AUDIO_FPS]
+
+
+class LoopTrack(MediaStreamTrack):
+    """A live track of pre-encoded frames (``av.Packet``; aiortc's sender only packs them):
+    ``frames[0]``, ``frames[1]``, ... every ``1/fps`` s, then from ``frames[loop_from]``
+    again; ``pts`` step ``clock_rate/fps``. :meth:`request_keyframe` (RTCP PLI from the
+    bridge, through ``enable_forwarding``) restarts at ``frames[0]``."""
+
+    def __init__(self, kind: str, frames: list[bytes], fps: int, clock_rate: int, loop_from: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self._frames = frames
+        self._interval = 1 / fps
+        self._step = clock_rate // fps
+        self._time_base = fractions.Fraction(1, clock_rate)
+        self._loop_from = loop_from
+        self._start: float | None = None
+        self._n = 0
+        self._next = 0
+        self.keyframes_sent = 0
+
+    def request_keyframe(self) -> None:
+        self._next = 0
+
+    async def recv(self) -> Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._n += 1
+            await asyncio.sleep(self._start + self._n * self._interval - time.monotonic())
+        if self._next >= len(self._frames):
+            self._next = self._loop_from
+        if self._next == 0:
+            self.keyframes_sent += 1
+        packet = Packet(self._frames[self._next])
+        self._next += 1
+        packet.pts = self._n * self._step
+        packet.time_base = self._time_base
+        return packet
+
+
+# ---------------------------------------------------------------- the bridge process
+
+
+class FollowTrack(MediaStreamTrack):
+    """What the bridge sends to one party: the other party's ``kind`` track through the
+    relay, subscribed once that party sent one (the ``RoomTrack`` contract of
+    ``media/forward.py``: passes ``set_output_codec`` and ``request_keyframe`` on)."""
+
+    def __init__(self, room: BenchRoom, source_role: str, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._room, self._from = room, source_role
+        self._proxy: MediaStreamTrack | None = None
+        self._codec: Any = None
+
+    def set_output_codec(self, codec: Any) -> None:
+        self._codec = codec
+        if self._proxy is not None and hasattr(self._proxy, "set_output_codec"):
+            self._proxy.set_output_codec(codec)
+
+    def request_keyframe(self) -> None:
+        if self._proxy is not None and hasattr(self._proxy, "request_keyframe"):
+            self._proxy.request_keyframe()
+
+    async def recv(self) -> Frame | Packet:
+        if self._proxy is None:
+            source = await self._room.source(self._from, self.kind)
+            self._proxy = self._room.subscribe(source)
+            self.set_output_codec(self._codec)
+        return await self._proxy.recv()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._proxy is not None:
+            self._proxy.stop()
+
+
+@dataclass(eq=False)
+class BenchRoom:
+    """One call in the bench bridge: a peer per role, the tracks each role sends."""
+
+    relay: MediaRelay | ForwardingRelay
+    pcs: dict[str, RTCPeerConnection] = field(default_factory=dict)
+    sources: dict[tuple[str, str], MediaStreamTrack] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    last_frame: dict[str, float] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def subscribe(self, track: MediaStreamTrack, drain: bool = False) -> MediaStreamTrack:
+        if isinstance(self.relay, ForwardingRelay):
+            return self.relay.subscribe(track, buffered=False, mode="encoded" if drain else "auto")
+        return self.relay.subscribe(track, buffered=False)
+
+    async def source(self, role: str, kind: str) -> MediaStreamTrack:
+        while (track := self.sources.get((role, kind))) is None:
+            await self.changed.wait()
+        return track
+
+    async def drain(self, role: str, proxy: MediaStreamTrack) -> None:
+        """Consume ``role``'s track, noting each frame's arrival (``media/bridge.py``'s _drain)."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await proxy.recv()
+                self.last_frame[role] = loop.time()
+
+    async def offer(self, role: str, sdp: str, forward: bool) -> str:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        if forward:
+            enable_forwarding(pc)
+        self.pcs[role] = pc
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            self.tasks.append(asyncio.ensure_future(self.drain(role, self.subscribe(track, drain=True))))
+            self.sources[(role, track.kind)] = track
+            woken, self.changed = self.changed, asyncio.Event()
+            woken.set()
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        other = "resident" if role == "door" else "door"
+        for transceiver in pc.getTransceivers():
+            pc.addTrack(FollowTrack(self, other, transceiver.kind))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return str(pc.localDescription.sdp)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for pc in self.pcs.values():
+            for sender in pc.getSenders():
+                if sender.track is not None:
+                    sender.track.stop()
+            await pc.close()
+
+
+async def serve_bridge(port: int, relay: str) -> None:
+    """The bench bridge on 127.0.0.1:``port``: JSON lines, ``{"op": "offer", "call", "role",
+    "sdp"}`` -> ``{"sdp"}``, ``{"op": "close", "call"}`` -> ``{}``, ``{"op": "stats"}`` ->
+    the forwarding relays' counters summed; until SIGTERM."""
+    MediaNetwork().install()
+    forward = relay == "forward"
+    rooms: dict[str, BenchRoom] = {}
+    closed = {"packets_in": 0, "decoded_frames": 0, "keyframe_requests": 0}
+
+    def counters() -> dict[str, int]:
+        out = dict(closed)
+        for room in rooms.values():
+            if isinstance(room.relay, ForwardingRelay):
+                for key in out:
+                    out[key] += getattr(room.relay, key)
+        return out
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while line := await reader.readline():
+                req = json.loads(line)
+                reply: dict[str, Any] = {}
+                if req["op"] == "offer":
+                    room = rooms.get(req["call"])
+                    if room is None:
+                        room = rooms[req["call"]] = BenchRoom(ForwardingRelay() if forward else MediaRelay())
+                    reply["sdp"] = await room.offer(req["role"], req["sdp"], forward)
+                elif req["op"] == "close":
+                    room = rooms.pop(req["call"], None)
+                    if room is not None:
+                        if isinstance(room.relay, ForwardingRelay):
+                            for key in closed:
+                                closed[key] += getattr(room.relay, key)
+                        await room.close()
+                elif req["op"] == "stats":
+                    reply = counters()
+                writer.write((json.dumps(reply) + "\n").encode())
+                await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+class BridgeClient:
+    """This process's side of the bench bridge's control connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+        self._lock = asyncio.Lock()
+
+    async def call(self, **req: Any) -> dict[str, Any]:
+        async with self._lock:
+            self._writer.write((json.dumps(req) + "\n").encode())
+            await self._writer.drain()
+            reply: dict[str, Any] = json.loads(await self._reader.readline())
+            return reply
+
+
+# ---------------------------------------------------------------- the parties
+
+
+@dataclass
+class Arrivals:
+    """Frames that arrived on one received track: ``time.monotonic()`` and RTP-clock pts."""
+
+    kind: str
+    clock: int
+    times: list[float] = field(default_factory=list)
+    pts: list[int] = field(default_factory=list)
+
+    def window(self, t0: float, t1: float) -> list[float]:
+        """Per frame that arrived in [t0, t1): its delay beyond the stream's least delay in
+        that window (arrival minus timestamp, minus the minimum of that), seconds."""
+        delays = [
+            t - p / self.clock for t, p in zip(self.times, self.pts, strict=True) if t0 <= t < t1 and p >= 0
+        ]
+        best = min(delays, default=0.0)
+        return [d - best for d in delays]
+
+
+class Party:
+    """One party's aiortc peer: sends pre-encoded ``tracks`` (``LoopTrack``), records what
+    arrives per received track without decoding (``enable_forwarding``)."""
+
+    def __init__(self, tracks: list[MediaStreamTrack], recv_kinds: list[str]) -> None:
+        self.pc = enable_forwarding(RTCPeerConnection(RTCConfiguration(iceServers=[])))
+        self.tracks = tracks
+        for track in tracks:
+            self.pc.addTrack(track)
+        sent = {t.kind for t in tracks}
+        for kind in recv_kinds:
+            if kind not in sent:
+                self.pc.addTransceiver(kind, direction="recvonly")
+        self.arrivals: list[Arrivals] = []
+        self._readers: list[asyncio.Task[None]] = []
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            got = Arrivals(track.kind, SAMPLE_RATE if track.kind == "audio" else VIDEO_CLOCK)
+            self.arrivals.append(got)
+            self._readers.append(asyncio.ensure_future(self._read(track, got)))
+
+    @staticmethod
+    async def _read(track: MediaStreamTrack, got: Arrivals) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                item = await track.recv()
+                got.times.append(time.monotonic())
+                got.pts.append(item.pts if item.pts is not None else -1)
+
+    async def close(self) -> None:
+        for track in self.tracks:
+            track.stop()
+        for task in self._readers:
+            task.cancel()
+        await self.pc.close()
+
+
+async def connected(pc: RTCPeerConnection, timeout_s: float = 30.0) -> None:
+    """Wait until ``pc`` is connected; raises ``ConnectionError`` / ``TimeoutError``."""
+    async with asyncio.timeout(timeout_s):
+        while pc.connectionState != "connected":
+            if pc.connectionState in ("failed", "closed"):
+                raise ConnectionError(pc.connectionState)
+            await asyncio.sleep(0.01)
+
+
+async def join(bridge: BridgeClient, call_id: str, role: str, pc: RTCPeerConnection) -> None:
+    """Offer ``pc`` (complete ICE) to the bench bridge and apply its answer."""
+    await pc.setLocalDescription(await pc.createOffer())
+    reply = await bridge.call(op="offer", call=call_id, role=role, sdp=pc.localDescription.sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+
+
+class Media:
+    """The pre-encoded loops, made once per run."""
+
+    def __init__(self, video: bool) -> None:
+        self.tones = {440: encode_tone_loop(440), 880: encode_tone_loop(880)}
+        self.video = encode_video_loop() if video else []
+
+    def tracks(self, tone_hz: int, video: bool) -> list[MediaStreamTrack]:
+        tracks: list[MediaStreamTrack] = [LoopTrack("audio", self.tones[tone_hz], AUDIO_FPS, SAMPLE_RATE, 0)]
+        if video:
+            tracks.append(LoopTrack("video", self.video, VIDEO_FPS, VIDEO_CLOCK, 1))
+        return tracks
 
 
 class Call:
-    """One two-way audio call through the bridge: a door peer and a resident peer."""
+    """One two-way call through the bench bridge: door and resident, audio (+ video)."""
 
-    def __init__(self, http: httpx.AsyncClient, api_key: str) -> None:
-        self.http, self.api_key = http, api_key
-        self.call_id = f"bench-{uuid.uuid4().hex[:8]}"  # one room per building call
-        self.door = ClientPeer([ToneTrack(440)])
-        self.resident = ClientPeer([ToneTrack(880)])
-        self.answered_at = 0.0
-
-    async def _join(self, peer: ClientPeer, party: Party, role: Role) -> None:
-        offer = PeerOffer(party=party, role=role, sdp=await peer.offer())
-        r = await self.http.post(
-            f"/rooms/{self.call_id}/peers",
-            json=offer.model_dump(mode="json"),
-            headers={"X-API-Key": self.api_key},
-        )
-        r.raise_for_status()
-        await peer.accept(r.json()["sdp"])
+    def __init__(self, bridge: BridgeClient, media: Media, video: bool) -> None:
+        self.bridge = bridge
+        self.call_id = f"bench-{uuid.uuid4().hex[:8]}"
+        kinds = ["audio", "video"] if video else ["audio"]
+        self.door = Party(media.tracks(440, video), kinds)
+        self.resident = Party(media.tracks(880, video), kinds)
 
     async def start(self) -> None:
-        """The door joins and waits; the resident answers (joins); both send."""
-        await self._join(self.door, Party(kind=PartyKind.DEVICE, id="LOBBY-1"), Role.CALLER)
-        await asyncio.wait_for(self.door.connected(), 30)
-        self.answered_at = time.monotonic()
-        bob = Party(kind=PartyKind.USER, id="bob")
-        await self._join(self.resident, bob, Role.LISTENER)
-        r = await self.http.put(  # the answer makes bob the talker (MediaActivities.connect)
-            f"/rooms/{self.call_id}/talker",
-            json={"party": bob.model_dump(mode="json"), "record": False},
-            headers={"X-API-Key": self.api_key},
-        )
-        r.raise_for_status()
+        await join(self.bridge, self.call_id, "door", self.door.pc)
+        await connected(self.door.pc)
+        await join(self.bridge, self.call_id, "resident", self.resident.pc)
+        await connected(self.resident.pc)
 
-    def first_audio_s(self) -> float | None:
-        """Answer (the resident's offer) -> first audio frame at the door, seconds."""
-        firsts = [r.first_at for r in self.door.received if r.kind == "audio" and r.first_at is not None]
-        return min(firsts) - self.answered_at if firsts else None
-
-    def frames(self) -> tuple[int, int]:
-        """Frames received so far by (door, resident)."""
-        return sum(r.frames for r in self.door.received), sum(r.frames for r in self.resident.received)
+    def streams(self) -> list[Arrivals]:
+        return self.door.arrivals + self.resident.arrivals
 
     async def close(self) -> None:
         await self.door.close()
         await self.resident.close()
+        await self.bridge.call(op="close", call=self.call_id)
 
 
 async def step(
-    http: httpx.AsyncClient, settings: Settings, bridge_pid: int, n: int, duration_s: float
+    bridge: BridgeClient, media: Media, bridge_pid: int, n: int, video: bool, duration_s: float
 ) -> dict[str, Any]:
-    """``n`` concurrent calls for ``duration_s`` seconds (after a 2 s warm-up); one result row."""
-    calls = [Call(http, settings.api_key) for _ in range(n)]
+    """``n`` concurrent two-way calls for ``duration_s`` s after a 2 s warm-up; one row."""
+    calls = [Call(bridge, media, video) for _ in range(n)]
     try:
-        await asyncio.gather(*(c.start() for c in calls))
-        await asyncio.sleep(2.0)  # ICE/DTLS done, jitter buffers filled
-        before = [c.frames() for c in calls]
-        cpu0, t0 = cpu_s(bridge_pid), time.monotonic()
+        for i in range(0, n, 10):  # ten set-ups at a time: DTLS handshakes are CPU-heavy
+            await asyncio.gather(*(c.start() for c in calls[i : i + 10]))
+        await asyncio.sleep(2.0)
+        stats0 = await bridge.call(op="stats")
+        cpu0, own0, t0 = cpu_s(bridge_pid), time.process_time(), time.monotonic()
         await asyncio.sleep(duration_s)
-        cpu1, t1 = cpu_s(bridge_pid), time.monotonic()
-        after = [c.frames() for c in calls]
+        cpu1, own1, t1 = cpu_s(bridge_pid), time.process_time(), time.monotonic()
+        stats1 = await bridge.call(op="stats")
         elapsed = t1 - t0
-        per_side = [(a[i] - b[i]) / elapsed for a, b in zip(after, before, strict=True) for i in (0, 1)]
+        row: dict[str, Any] = {"calls": n, "video": video}
         cpu_pct = 100 * (cpu1 - cpu0) / elapsed
-        firsts = [f for f in (c.first_audio_s() for c in calls) if f is not None]
-        return {
-            "calls": n,
-            "bridge_cpu_pct": cpu_pct,
-            "cpu_pct_per_call": cpu_pct / n,
-            "calls_per_core_est": 100 / (cpu_pct / n) if cpu_pct > 0 else float("nan"),
-            "min_frames_per_s": min(per_side),
-            "mean_frames_per_s": sum(per_side) / len(per_side),
-            "answer_to_audio": summary_ms(firsts),
-        }
+        row["bridge_cpu_pct"] = cpu_pct
+        row["cpu_pct_per_call"] = cpu_pct / n
+        for kind, fps in (("audio", AUDIO_FPS), ("video", VIDEO_FPS)):
+            streams = [s for c in calls for s in c.streams() if s.kind == kind]
+            if kind == "video" and not video:
+                continue
+            expected = 2 * n * fps * elapsed
+            extra = [d for s in streams for d in s.window(t0, t1)]
+            row[f"{kind}_delivered"] = len(extra) / expected
+            row[f"{kind}_late"] = sum(1 for d in extra if d > LATE_S) / len(extra) if extra else math.nan
+            row[f"{kind}_jitter_p99_ms"] = pct(extra, 99) * 1000
+        row["parties_cpu_pct"] = 100 * (own1 - own0) / elapsed
+        # A starved bridge relays fewer frames and so spends less: scale to the full rate.
+        shares = [row[f"{k}_delivered"] for k in ("audio", "video") if f"{k}_delivered" in row]
+        share = min(1.0, sum(shares) / len(shares))
+        row["cpu_pct_per_call_full_rate"] = cpu_pct / n / share if share > 0 else math.nan
+        row["calls_per_core_est"] = 100 / row["cpu_pct_per_call_full_rate"] if cpu_pct > 0 else math.nan
+        row["decoded_frames"] = stats1.get("decoded_frames", 0) - stats0.get("decoded_frames", 0)
+        row["keyframe_requests"] = stats1.get("keyframe_requests", 0)
+        late = max(row["audio_late"], row.get("video_late", 0.0))
+        delivered_min = min(row["audio_delivered"], row.get("video_delivered", 1.0))
+        row["holds"] = cpu_pct < MAX_BRIDGE_CPU_PCT and delivered_min >= MIN_DELIVERED and late <= MAX_LATE
+        return row
     finally:
         for c in calls:
-            await c.close()
+            with contextlib.suppress(Exception):
+                await c.close()
 
 
-async def run(calls: list[int], duration_s: float) -> dict[str, Any]:
-    """Start the bridge process, run every step, stop the bridge."""
-    MediaNetwork().install()
-    port = free_port()
-    settings = get_settings().model_copy(update={"media_port": port, "media_url": f"http://127.0.0.1:{port}"})
-    env = os.environ | {"RINGFLOW_API_KEY": settings.api_key}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.media_relay", "--serve-bridge", str(port), env=env
-    )
+async def latency_call(bridge: BridgeClient) -> tuple[float, float]:
+    """One call with decoding parties (``ToneTrack``, Opus): the door joins and connects;
+    the resident answers (offers). Returns (answer -> first tone frame at the door,
+    resident connected -> that frame), seconds."""
+    call_id = f"lat-{uuid.uuid4().hex[:8]}"
+    door = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    resident = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    door.addTrack(ToneTrack(440))
+    resident.addTrack(ToneTrack(880))
+    heard: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    readers: list[asyncio.Task[None]] = []
+
+    async def listen(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while not heard.done():
+                frame = await track.recv()
+                if isinstance(frame, AudioFrame) and peak(frame) > Received.LOUD:
+                    heard.set_result(time.monotonic())
+
+    door.on("track", lambda track: readers.append(asyncio.ensure_future(listen(track))))
     try:
-        async with httpx.AsyncClient(base_url=settings.media_url, timeout=30) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
-            rows = []
-            for n in calls:
-                info(f"media_relay: {n} two-way audio call(s) for {duration_s:g} s")
-                rows.append(await step(http, settings, proc.pid, n, duration_s))
-                await asyncio.sleep(1.0)  # let the bridge close the rooms' leftovers
+        await join(bridge, call_id, "door", door)
+        await connected(door)
+        answered = time.monotonic()
+        await join(bridge, call_id, "resident", resident)
+        await connected(resident)
+        talker = time.monotonic()
+        at = await asyncio.wait_for(heard, 10)
+        return at - answered, at - talker
     finally:
+        for task in readers:
+            task.cancel()
+        for pc in (door, resident):
+            for sender in pc.getSenders():
+                if sender.track is not None:
+                    sender.track.stop()
+            await pc.close()
+        await bridge.call(op="close", call=call_id)
+
+
+# ---------------------------------------------------------------- driver
+
+
+@contextlib.asynccontextmanager
+async def bridge_process(relay: str) -> Any:
+    """Start the bench bridge (``relay``) in a child process; yields (client, pid)."""
+    from ringflow.stack.ports import free_port
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.media_relay", "--serve-bridge", str(port), "--relay", relay
+    )
+    writer: asyncio.StreamWriter | None = None
+    try:
+        for _ in range(300):
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("bench bridge did not start")
+        yield BridgeClient(reader, writer), proc.pid
+    finally:
+        if writer is not None:
+            writer.close()
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 15)
-    return {"machine": machine(), "duration_s": duration_s, "steps": rows}
+
+
+def _steps(spec: str) -> dict[str, list[int]]:
+    """``"stock=1,2;forward=10,25"`` -> ``{"stock": [1, 2], "forward": [10, 25]}``."""
+    out: dict[str, list[int]] = {}
+    for part in filter(None, spec.split(";")):
+        name, _, counts = part.partition("=")
+        out[name.strip()] = [int(x) for x in counts.split(",") if x]
+    return out
+
+
+async def run(
+    relays: list[str],
+    audio_steps: dict[str, list[int]],
+    video_steps: dict[str, list[int]],
+    latency_calls: int,
+    duration_s: float,
+) -> dict[str, Any]:
+    """Every relay: audio steps (stopping after one at >= 80 % bridge CPU or under half the
+    frames delivered), video steps, latency calls; each relay in a fresh bridge process."""
+    MediaNetwork().install()
+    media = Media(video=any(video_steps.get(r) for r in relays))
+    result: dict[str, Any] = {"machine": machine(), "duration_s": duration_s, "relays": {}}
+    for relay in relays:
+        out: dict[str, Any] = {"audio": [], "video": [], "latency": {}}
+        async with bridge_process(relay) as (bridge, pid):
+            for n in audio_steps.get(relay, []):
+                info(f"media_relay {relay}: {n} two-way audio call(s) for {duration_s:g} s")
+                row = await step(bridge, media, pid, n, False, duration_s)
+                out["audio"].append(row)
+                await asyncio.sleep(1.0)
+                if row["bridge_cpu_pct"] >= MAX_BRIDGE_CPU_PCT or row["audio_delivered"] < 0.5:
+                    break  # past the capacity: larger steps only take longer
+            for n in video_steps.get(relay, []):
+                info(f"media_relay {relay}: {n} two-way video call(s) for {duration_s:g} s")
+                out["video"].append(await step(bridge, media, pid, n, True, duration_s))
+                await asyncio.sleep(1.0)
+            answer_s: list[float] = []
+            talker_s: list[float] = []
+            for i in range(latency_calls):
+                info(f"media_relay {relay}: latency call {i + 1}/{latency_calls}")
+                a, t = await latency_call(bridge)
+                answer_s.append(a)
+                talker_s.append(t)
+            out["latency"] = {
+                "answer_to_audio": summary_ms(answer_s),
+                "talker_connected_to_audio": summary_ms(talker_s),
+            }
+        holding = [r["calls"] for r in out["audio"] if r["holds"]]
+        out["audio_calls_held"] = max(holding) if holding else 0
+        result["relays"][relay] = out
+    return result
+
+
+def _row(relay: str, r: dict[str, Any], keys: Callable[[str], bool]) -> dict[str, Any]:
+    return {"relay": relay} | {k: v for k, v in r.items() if keys(k)}
 
 
 def main() -> None:
-    p = parser("media bridge relay CPU per two-way audio call; answer -> first audio frame")
-    p.add_argument("--calls", default=None, help="comma-separated concurrent call counts (default 1,2,4)")
-    p.add_argument("--duration", type=float, default=None, help="measured seconds per step (default 10)")
+    p = parser("media relay CPU per two-way call, capacity and answer -> first audio: stock vs forwarding")
+    p.add_argument("--relays", default="stock,forward", help="comma-separated: stock, forward")
+    p.add_argument("--audio-calls", help="steps per relay, e.g. 'stock=1,2,4;forward=10,25,50'")
+    p.add_argument("--video-calls", help="steps per relay, e.g. 'stock=1,2;forward=2,5'")
+    p.add_argument("--latency-calls", type=int, help="sequential calls timed answer -> first audio")
+    p.add_argument("--duration", type=float, help="measured seconds per step (default 10; quick 4)")
     p.add_argument("--serve-bridge", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--relay", default="stock", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_bridge:
-        serve_bridge(args.serve_bridge)
+        asyncio.run(serve_bridge(args.serve_bridge, args.relay))
         return
-    calls = [int(x) for x in (args.calls or ("1,2" if args.quick else "1,2,4")).split(",")]
+    relays = [r for r in args.relays.split(",") if r]
+    defaults = {
+        "audio": "stock=1,2;forward=5,10" if args.quick else "stock=1,2,4,6;forward=10,25,50,75,100",
+        "video": "stock=1;forward=1,2" if args.quick else "stock=1,2;forward=2,5,10",
+    }
+    audio = _steps(args.audio_calls if args.audio_calls is not None else defaults["audio"])
+    video = _steps(args.video_calls if args.video_calls is not None else defaults["video"])
+    latency = args.latency_calls if args.latency_calls is not None else (3 if args.quick else 10)
     duration = args.duration or (4.0 if args.quick else 10.0)
-    result = asyncio.run(run(calls, duration))
-    rows = [
-        {k: v for k, v in r.items() if k != "answer_to_audio"}
-        | {
-            "answer_to_audio_p50_ms": r["answer_to_audio"]["p50_ms"],
-            "answer_to_audio_max_ms": r["answer_to_audio"]["max_ms"],
-        }
-        for r in result["steps"]
-    ]
+    result = asyncio.run(run(relays, audio, video, latency, duration))
     load = result["machine"]["loadavg"]
-    title = f"media bridge, two-way Opus audio calls (MediaRelay, transcoding); load {load}"
-    emit("media_relay", result, [table(title, rows)], args.json_out)
+    audio_rows, video_rows, latency_rows = [], [], []
+    for relay, out in result["relays"].items():
+        audio_rows += [_row(relay, r, lambda k: "video" not in k) for r in out["audio"]]
+        video_rows += [_row(relay, r, lambda k: k != "video") for r in out["video"]]
+        for what, s in out["latency"].items():
+            latency_rows.append({"relay": relay, "from": what} | s)
+    emit(
+        "media_relay",
+        result,
+        [
+            table(f"two-way Opus audio calls (bridge CPU in % of one core); load {load}", audio_rows),
+            table(f"two-way 640x480@15 VP8 + Opus video calls; load {load}", video_rows),
+            table("answer -> first tone frame at the door (decoding parties), ms", latency_rows),
+        ],
+        args.json_out,
+    )
 
 
 if __name__ == "__main__":

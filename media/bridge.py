@@ -22,8 +22,13 @@ at once when the talker or a party's peer changes, without renegotiation. Every 
 party sends is consumed at once (a drain that notes when its last frame arrived, so
 frames never pile up). All relaying goes through ``Room.subscribe`` (``buffered=False``:
 a slow consumer drops frames instead of queueing them), on the relay that
-``Room.relay`` makes: the one place where the relay is chosen. Audio is Opus end to end
-where both legs negotiate it (aiortc's codecs, Opus first).
+``Room.relay`` makes: the one place where the relay is chosen. That is
+``media/forward.py``'s ``ForwardingRelay`` (issue 3, "forward, don't transcode"): every
+bridge peer has ``enable_forwarding``, so received tracks yield encoded frames, which go
+out unchanged where both legs negotiated the same codec (Opus first, aiortc's codecs)
+and are decoded once per source only for a consumer that needs frames (another codec,
+the recorder). Drains take encoded frames (never decode); :class:`RoomTrack` tells its
+proxy the codec its sender negotiated and passes on the far end's keyframe requests.
 
 Connection states drive the call (troubleshooting guide sections 2-6):
 
@@ -54,13 +59,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRecorder, MediaRelay
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RTCSessionDescription
+from aiortc.contrib.media import MediaRecorder
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 from av.frame import Frame
 from av.packet import Packet
 
+from media.forward import ForwardingRelay, Mode, RelayedTrack, enable_forwarding
 from media.models import PeerInfo, PeerOffer, Role, RoomInfo, SdpAnswer, TalkerUpdate
 from media.network import MediaNetwork
 from ringflow.contracts.calls import JoinInput
@@ -89,15 +95,6 @@ class Reporter(Protocol):
 
     async def room_ended(self, call_id: str) -> None:
         """Return once building call ``call_id``'s workflow has closed (never, if unknown)."""
-        ...
-
-
-class Relay(Protocol):
-    """What ``Room.relay`` makes: aiortc's ``MediaRelay`` today; ``media/forward.py``'s
-    encoded-frame relay has the same shape. One source track, many consumers."""
-
-    def subscribe(self, track: MediaStreamTrack, buffered: bool = True) -> MediaStreamTrack:
-        """A new consumer's proxy of ``track``."""
         ...
 
 
@@ -131,7 +128,7 @@ class Room:
     the talker, the recordings, and the traffic of the peers that are gone."""
 
     call_id: str
-    relay: Relay = field(default_factory=MediaRelay)  # THE relay (media/forward.py goes here)
+    relay: ForwardingRelay = field(default_factory=ForwardingRelay)  # THE relay
     peers: dict[str, Peer] = field(default_factory=dict)  # by Party.key()
     caller: Party | None = None
     talker: Party | None = None
@@ -143,10 +140,11 @@ class Room:
     opened_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     watcher: asyncio.Task[None] | None = None
 
-    def subscribe(self, track: MediaStreamTrack) -> MediaStreamTrack:
+    def subscribe(self, track: MediaStreamTrack, mode: Mode = "auto") -> MediaStreamTrack:
         """A consumer's proxy of ``track`` on the room's relay, unbuffered (a slow consumer
-        skips frames). Every consumer in the room (drains, senders, recorder) goes here."""
-        return self.relay.subscribe(track, buffered=False)
+        skips frames). Every consumer in the room (drains, senders, recorder) goes here.
+        ``mode``: ``ForwardingRelay.subscribe``'s (``"encoded"`` for drains)."""
+        return self.relay.subscribe(track, buffered=False, mode=mode)
 
     def touch(self) -> None:
         """Wake every :class:`RoomTrack` of the room: sources or the talker changed."""
@@ -193,6 +191,19 @@ class RoomTrack(MediaStreamTrack):
         self._source: MediaStreamTrack | None = None
         self._proxy: MediaStreamTrack | None = None
         self._pending: asyncio.Future[Frame | Packet] | None = None
+        self._codec: RTCRtpCodecParameters | None = None
+
+    def set_output_codec(self, codec: RTCRtpCodecParameters | None) -> None:
+        """The codec this track's sender negotiated (``media.forward.EncodedSink``): kept
+        for every proxy, so that it forwards encoded frames when the source's codec matches."""
+        self._codec = codec
+        if isinstance(self._proxy, RelayedTrack):
+            self._proxy.set_output_codec(codec)
+
+    def request_keyframe(self) -> None:
+        """The far end lost a picture (PLI/FIR): ask the current source for a keyframe."""
+        if isinstance(self._proxy, RelayedTrack):
+            self._proxy.request_keyframe()
 
     async def recv(self) -> Frame | Packet:
         while self.readyState == "live":
@@ -202,6 +213,7 @@ class RoomTrack(MediaStreamTrack):
                 self._source = want
                 if want is not None:
                     self._proxy = self._room.subscribe(want)
+                    self.set_output_codec(self._codec)
             if self._proxy is None:
                 await asyncio.shield(self._room.changed)
                 continue
@@ -370,7 +382,7 @@ class Bridge:
         old = room.peers.pop(key, None)
         if old is not None:
             await self._close_peer(room, old)
-        pc = RTCPeerConnection(self.network.rtc_configuration())
+        pc = enable_forwarding(RTCPeerConnection(self.network.rtc_configuration()))
         peer = Peer(req.party, req.role, pc)
         room.peers[key] = peer
         self._handle(room, peer)
@@ -536,7 +548,7 @@ class Bridge:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             # Consume at once: with nobody relaying yet, frames would pile up in the receiver.
-            self._spawn(self._drain(peer, room.subscribe(track)))
+            self._spawn(self._drain(peer, room.subscribe(track, mode="encoded")))
             room.set_source(peer.party, track.kind, track)
 
         @pc.on("connectionstatechange")
