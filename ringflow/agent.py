@@ -31,6 +31,7 @@ import logging
 import shlex
 import time
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,8 +47,6 @@ from ringflow.contracts.common import Party, PartyKind
 
 log = logging.getLogger("ringflow.agent")
 
-TALK_END_REASONS = frozenset({"hangUpVoip", "abortVoip"})
-"""``call_ended`` reasons that end a building call once it was answered (docs/events.md)."""
 
 Role = Literal["caller", "listener"]
 
@@ -229,7 +228,7 @@ class CallSession:
     action_pushes: list[dict[str, Any]] = field(default_factory=list)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     finishing: bool = False
-    check: asyncio.Event = field(default_factory=asyncio.Event)  # caller: look at the call view now
+    talking: asyncio.Event = field(default_factory=asyncio.Event)  # talk_started arrived
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -403,7 +402,6 @@ class Agent:
         call_id = str(checked(r, f"place call {key}")["call_id"])
         session = self.sessions[call_id] = CallSession(call_id, "caller", room_type=room_type)
         self.info("call %s: calling %s (%s)", call_id, unit_id or [p.key() for p in callees or []], room_type)
-        self._spawn(self._watch(session), session)
         for msg in list(self.client.received):  # pushes that came before the session existed
             if msg.call_id == call_id:
                 await self._dispatch(self.client, msg)
@@ -447,39 +445,32 @@ class Agent:
 
     async def on_call_ended(self, msg: Received) -> None:
         """``call_ended`` (payload ``end_reason``, ``keepTime``): for a listener its call is
-        over; for the caller one rung target's room is over, and the building call only when
-        it was answered or its view says so (it may go on to the next target)."""
+        over; for the caller one rung target's room is over (the building call may go on to
+        the next target: ``call_finished`` says when it is over)."""
         session = self.sessions.get(str(msg.call_id))
         if session is None or session.ended.is_set():
             return
         reason, keep = msg.frame["payload"].get("end_reason"), msg.frame["payload"].get("keepTime")
-        if session.role == "listener" or (session.answered_by and reason in TALK_END_REASONS):
+        if session.role == "listener":
             await self._finish(session, reason, keep)
         else:
             self.info("call %s: a target's room ended (%s)", session.call_id, reason)
-            session.check.set()
 
-    async def _watch(self, session: CallSession, every_s: float = 2.0, fast_s: float = 5.0) -> None:
-        """Caller side: finish ``session`` when its call view says ``ended``. A building call
-        ends without any ``call_ended`` to the caller when nobody could be rung
-        (``initiateFailed``), and ``callEnded`` is recorded after the last room's
-        ``call_ended``, so: look every ``every_s`` seconds, and every 0.2 s for ``fast_s``
-        seconds after each ``check`` (a room ended)."""
-        fast_until = 0.0
-        while not session.ended.is_set():
-            with contextlib.suppress(TimeoutError):
-                wait = 0.2 if time.monotonic() < fast_until else every_s
-                await asyncio.wait_for(session.check.wait(), wait)
-            if session.check.is_set():
-                session.check.clear()
-                fast_until = time.monotonic() + fast_s
-            try:
-                view = await self.client.call(session.call_id)
-            except (ApiError, httpx.HTTPError):
-                continue  # the API restarting: look again
-            if view["phase"] == "ended":
-                await self._finish(session, view.get("end_reason"), view.get("keep_time_s"))
-                return
+    async def on_call_finished(self, msg: Received) -> None:
+        """``call_finished`` (to the caller; payload ``end_reason``, ``err_code``, ``keepTime``,
+        ``answered_by``): the building call is over, whoever was or was not rung."""
+        session = self.sessions.get(str(msg.call_id))
+        if session is not None and not session.ended.is_set():
+            payload = msg.frame["payload"]
+            await self._finish(session, payload.get("end_reason"), payload.get("keepTime"))
+
+    async def on_talk_started(self, msg: Received) -> None:
+        """``talk_started`` (both parties; payload ``talk_started_at``): keepTime runs."""
+        session = self.sessions.get(str(msg.call_id))
+        if session is not None and not session.talking.is_set():
+            session.talk_at = msg.received_at
+            session.talking.set()
+            self.info("call %s: talking", session.call_id)
 
     async def on_call_answered(self, msg: Received) -> None:
         """``call_answered`` (payload ``listener``, ``listener_name``): someone picked up."""
@@ -704,19 +695,18 @@ class ResidentAgent(Agent):
             session.answer_to_audio_s = await session.peer.wait_loud(since) - since
 
     async def _until_talk(self, session: CallSession) -> bool:
-        """Wait until the call view says ``talk`` (both parties' media joined); False when the
-        call ended first or ``talk_timeout_s`` passed."""
-        deadline = time.monotonic() + self.script.talk_timeout_s
-        while not session.ended.is_set() and time.monotonic() < deadline:
-            view = await self.client.call(session.call_id)
-            if view["phase"] == "talk":
-                session.talk_at = time.monotonic()
-                self.info("call %s: talking", session.call_id)
-                return True
-            if view["phase"] == "ended":
-                return False
-            await asyncio.sleep(0.1)
-        return False
+        """Wait for ``talk_started`` (both parties' media joined); False when the call ended
+        first or ``talk_timeout_s`` passed."""
+        talking = asyncio.ensure_future(session.talking.wait())
+        ended = asyncio.ensure_future(session.ended.wait())
+        try:
+            await asyncio.wait(
+                {talking, ended}, timeout=self.script.talk_timeout_s, return_when=FIRST_COMPLETED
+            )
+        finally:
+            talking.cancel()
+            ended.cancel()
+        return session.talking.is_set() and not session.ended.is_set()
 
     async def press(self, session: CallSession, action: str, retry_s: float = 3.0) -> dict[str, Any]:
         """Press in-call ``action`` (``POST /v1/calls/{id}/actions``); a 409 ``call-not-active``

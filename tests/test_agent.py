@@ -286,8 +286,8 @@ async def test_door_calls_resident_audio_both_ways_and_opens_door(world: World, 
 
 
 async def test_door_learns_the_end_of_a_call_nobody_could_take(world: World, agents: list[Any]) -> None:
-    # the only callee is on do-not-disturb: targetSkipped, then callEnded initiateFailed, and no
-    # room ever rang, so no call_ended reaches the door: its agent finds out from the call view
+    # the only callee is on do-not-disturb: targetSkipped, then callEnded initiateFailed; no
+    # room ever rang, so the door's only push is call_finished, with the reason
     [who] = await world.residents(1, "dnd")
     r = await world.backend.http.patch(f"/v1/users/{who.id}", json={"do_not_disturb": True})
     assert r.status_code == 200, r.text
@@ -295,7 +295,7 @@ async def test_door_learns_the_end_of_a_call_nobody_could_take(world: World, age
     session = await door.place_call(callees=[who], room_type="voice")
     done = await door.wait_ended(session.call_id, 10)
     assert done.end_reason == "initiateFailed" and done.peer is None
-    assert [m.type for m in door.client.received if m.call_id == session.call_id] == []
+    assert [m.type for m in door.client.received if m.call_id == session.call_id] == ["call_finished"]
 
 
 async def test_resident_calls_device_which_auto_answers_and_shows_its_camera(
