@@ -325,6 +325,7 @@ async def place_call(
                     default_ring_timeout_s=settings.ring_timeout_s,
                     join_timeout_s=settings.join_timeout_s,
                     media_required=settings.media_enabled,
+                    action_ack_timeout_s=settings.action_ack_timeout_s,
                 ),
                 id=call_id,
                 task_queue=settings.task_queue,
