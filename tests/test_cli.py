@@ -25,10 +25,12 @@ def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0, result.output
-    for command in ("up", "worker", "api", "migrate", "directory", "settings", "demo"):
+    for command in ("up", "worker", "api", "migrate", "directory", "settings", "demo", "device"):
         assert command in result.output
     sub = runner.invoke(app, ["directory", "--help"])
     assert sub.exit_code == 0 and "load" in sub.output
+    device = runner.invoke(app, ["device", "--help"])
+    assert device.exit_code == 0 and "run" in device.output
     demo = runner.invoke(app, ["demo", "--help"])
     assert "--ring-timeout" in demo.output and "--keep-stack" in demo.output
 
