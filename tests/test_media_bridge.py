@@ -26,7 +26,7 @@ from media.peer import ClientPeer, ToneTrack
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.media import PartyTraffic, RoomStats
 from tests.fakes import until
-from tests.media_helpers import PatternTrack, Recorder
+from tests.media_helpers import Recorder, door_camera
 
 LOBBY = Party(kind=PartyKind.DEVICE, id="LOBBY-1")
 BOB = Party(kind=PartyKind.USER, id="bob")
@@ -115,9 +115,9 @@ async def test_talker_and_caller_hear_each_other_on_loopback_only(bridge: Bridge
 
 
 async def test_early_media_then_only_the_talker_is_heard(bridge: Bridge) -> None:
-    door = ClientPeer([ToneTrack(440), PatternTrack()])
-    bob = ClientPeer([ToneTrack(880, amplitude=0.0), PatternTrack()])  # bob's phone sends silence
-    carol = ClientPeer([ToneTrack(660), PatternTrack()])  # carol's sends a loud tone
+    door = ClientPeer([ToneTrack(440), door_camera()])
+    bob = ClientPeer([ToneTrack(880, amplitude=0.0), door_camera()])  # bob's phone sends silence
+    carol = ClientPeer([ToneTrack(660), door_camera()])  # carol's sends a loud tone
     try:
         await join(bridge, door, LOBBY, Role.CALLER)
         await join(bridge, bob, BOB)
@@ -162,7 +162,7 @@ async def test_talker_set_before_anyone_offered(bridge: Bridge) -> None:
 
 
 async def test_traffic_both_ways_survives_a_peer_replacement(bridge: Bridge) -> None:
-    door = ClientPeer([ToneTrack(440), PatternTrack()])
+    door = ClientPeer([ToneTrack(440), door_camera()])
     bob = ClientPeer([ToneTrack(880)])
     bob2 = ClientPeer([ToneTrack(880)])
     try:
@@ -213,7 +213,7 @@ async def test_traffic_both_ways_survives_a_peer_replacement(bridge: Bridge) -> 
 
 
 async def test_recording_of_the_talk(bridge: Bridge) -> None:
-    door = ClientPeer([ToneTrack(440), PatternTrack()])
+    door = ClientPeer([ToneTrack(440), door_camera()])
     bob = ClientPeer([ToneTrack(880)])
     try:
         await join(bridge, door, LOBBY, Role.CALLER)

@@ -38,7 +38,7 @@ from ringflow.contracts.policies import EscalationPolicy
 from ringflow.settings import Settings
 from ringflow.stack.ports import free_port
 from tests.fakes import LOBBY, FakeDirectory, register_search_attributes, until, user
-from tests.media_helpers import PatternTrack, serve
+from tests.media_helpers import door_camera, serve
 from workflows import WORKFLOWS
 from workflows.escalation import EscalationWorkflow
 
@@ -142,8 +142,8 @@ async def stack(
 async def test_door_joins_once_first_resident_times_out_second_previews_and_talks(stack: Stack) -> None:
     handle = await stack.call(ring_timeout_s=3.0)
     call_id = handle.id
-    door = ClientPeer([ToneTrack(440), PatternTrack()])
-    bob = ClientPeer([ToneTrack(880), PatternTrack()])
+    door = ClientPeer([ToneTrack(440), door_camera()])
+    bob = ClientPeer([ToneTrack(880), door_camera()])
     try:
         await stack.join(call_id, LOBBY, door)
         room_a = (await handle.query(EscalationWorkflow.status)).attempts[0].room_id
