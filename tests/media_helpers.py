@@ -14,6 +14,7 @@ from ringflow.contracts.calls import JoinInput
 from ringflow.contracts.common import Party
 from tests.fakes import until
 
+
 def door_camera() -> TestPatternTrack:
     """The door's camera in tests: media/peer.py's test pattern, small and slow (160x120 at
     10 fps) so that VP8 encoding per listener peer costs little CPU on the shared machine."""
