@@ -313,7 +313,10 @@ class CallWorkflow:
                 raise asyncio.CancelledError("building call cancelled")
             return res
         self._rang = True
-        self._deadlines["ring"] = now + timedelta(seconds=inp.ring_timeout_s)
+        # The listener's ring window counts from the ring (the push went out in the activity
+        # that just completed), not from before it: a slow ring activity (a worker killed in
+        # it, a queue) must not eat into the time the listener has to answer.
+        self._deadlines["ring"] = workflow.now() + timedelta(seconds=inp.ring_timeout_s)
         if inp.media_required and not inp.caller_joined:
             self._deadlines["caller_join"] = now + timedelta(seconds=inp.join_timeout_s)
         else:

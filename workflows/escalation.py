@@ -802,9 +802,10 @@ class EscalationWorkflow:
             raise _error("AnsweredByAnother", "another listener answered first", ErrCode.ANSWERED_BY_ANOTHER)
         self._check_active()
         for room, att in self._attempts.items():
-            # a room still initiating is rung an instant later (it notifies the parent after
-            # its ring activity): the answer waits in its inbox; skipped/busy -> CallNotActive
-            ringing = att.phase == Phase.WAIT or (answering and att.phase == Phase.INITIATE)
+            # a room still initiating may already be rung (it notifies the parent after its
+            # ring activity, the push goes out in that activity): the answer or reject waits
+            # in its inbox; a room that ends up skipped/busy ends the update as not rung
+            ringing = att.phase in (Phase.WAIT, Phase.INITIATE)
             if att.listener == party and ringing and room in self._handles:
                 if answering and self._answer_room is not None:
                     break  # this party's own answer is in flight
