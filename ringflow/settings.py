@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a crashed worker's calls wait before another worker takes them, seconds",
     )
+    worker_max_cached_workflows: int = Field(
+        2000,
+        ge=0,
+        description="Workflows a worker keeps in memory (~0.4 MiB each); beyond it, a call's next "
+        "event first replays its history. A ringing call is 2 workflows (building call + room)",
+    )
 
     # Embedded stack
     data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")

@@ -91,6 +91,9 @@ async def run_worker(
             # sticky queue for this long before any worker may take it: a ring, an answer or
             # a hang-up is late by as much. The SDK's default is 10 s.
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
+            # bench/RESULTS.md (capacity, ring timer): ~0.4 MiB per cached sandboxed workflow;
+            # an evicted call replays its history on its next event (a ring timeout, an answer).
+            max_cached_workflows=settings.worker_max_cached_workflows,
         )
         running = asyncio.create_task(worker.run())
         stopping = asyncio.create_task(stop.wait())
