@@ -219,6 +219,7 @@ class EscalationWorkflow:
         you, or the ring ended before the answer reached the room), ``NotAParty``."""
         room = self._ringing_room(inp.party)  # again: an earlier answer may have won meanwhile
         self._answered_by, self._answer_room = inp.party, room
+        await self._started(room)
         await self._signal(room, SIGNAL_ANSWER, inp)
         await workflow.wait_condition(lambda: room in self._confirmed or self._ended(room))
         if room not in self._confirmed:
@@ -242,6 +243,7 @@ class EscalationWorkflow:
         """A rung listener declines: its room ends with ``rejectVoip`` (the plan goes on).
         Raises ``CallNotActive`` (not ringing you), ``NotAParty``."""
         room = self._ringing_room(inp.party, answering=False)
+        await self._started(room)
         await self._signal(room, SIGNAL_REJECT, inp)
         return await self._after(room)
 
@@ -805,8 +807,10 @@ class EscalationWorkflow:
             # a room still initiating may already be rung (it notifies the parent after its
             # ring activity, the push goes out in that activity): the answer or reject waits
             # in its inbox; a room that ends up skipped/busy ends the update as not rung
+            # (its start may even be resolved in this very workflow task: no handle yet, the
+            # handler waits for it, see _started)
             ringing = att.phase in (Phase.WAIT, Phase.INITIATE)
-            if att.listener == party and ringing and room in self._handles:
+            if att.listener == party and ringing:
                 if answering and self._answer_room is not None:
                     break  # this party's own answer is in flight
                 return room
@@ -825,6 +829,12 @@ class EscalationWorkflow:
             if att.listener == party and att.phase != Phase.ENDED and room in self._handles:
                 return room
         raise _error("CallNotActive", f"{party.key()} has no live room in this call", ErrCode.CALL_NOT_ACTIVE)
+
+    async def _started(self, room: str) -> None:
+        """Wait until ``room``'s child workflow has started: an update can be delivered in the
+        workflow task that also resolves the child's start, before its handle is kept."""
+        if room not in self._handles:  # no wait (no extra yield) in the usual case
+            await workflow.wait_condition(lambda: room in self._handles)
 
     async def _signal(self, room: str, signal: str, arg: Any) -> None:
         """Signal a child room; a room that already ended is ignored."""
