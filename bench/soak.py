@@ -45,6 +45,7 @@ Must be 0: pushes lost, double claims, duplicated ids, calls not ended.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ from bench.common import (
     machine,
     open_bench,
     parser,
+    pct,
+    summary_ms,
     table,
 )
 from ringflow.client import PartyClient, Received
@@ -91,6 +94,9 @@ TERMINAL = {
     "joinFailListener",
 }
 """The rooms' terminal events (``ringflow.contracts.events.TERMINAL_EVENTS``)."""
+
+IDS = re.compile(r"[\w:.-]*\d[\w:.-]*")
+"""Ids in a problem detail (masked to group refusals by kind)."""
 
 MIX: list[tuple[str, str]] = [
     ("answer", "ring"),
@@ -122,7 +128,10 @@ class Tally:
     post_retries: int = 0
     post_failed: list[str] = field(default_factory=list)
     actions: Counter[str] = field(default_factory=Counter)  # "answer 200", "hang-up retry", ...
+    refusals: Counter[str] = field(default_factory=Counter)  # "answer: <problem detail, ids masked>"
+    refused: list[str] = field(default_factory=list)  # "<call id> <action> <detail>", the first 20
     faults: list[dict[str, Any]] = field(default_factory=list)
+    posted_at: dict[int, float] = field(default_factory=dict)  # i -> time.monotonic() of the 1st POST
 
 
 class Residents:
@@ -143,6 +152,11 @@ class Residents:
                 )
                 if r.status_code < 500:
                     self.tally.actions[f"{name} {r.status_code}"] += 1
+                    if r.status_code >= 400:
+                        detail = str(r.json().get("detail"))
+                        self.tally.refusals[f"{name}: {IDS.sub('<id>', detail)}"] += 1
+                        if len(self.tally.refused) < 20:
+                            self.tally.refused.append(f"{call_id} {name} {detail}")
                     return r.status_code
             except httpx.HTTPError:
                 pass
@@ -185,6 +199,7 @@ async def place_all(bench: Bench, directory: Directory, args: Any, tally: Tally)
         body = call_body(directory.devices[i % DEVICES], units[i % len(units)], args.ring_timeout)
         body["time_limit_s"] = TIME_LIMIT_S
         deadline = time.monotonic() + ACTION_RETRY_S
+        tally.posted_at[i] = time.monotonic()
         while True:
             try:
                 r = await bench.backend.place_call(body, key)
@@ -350,6 +365,39 @@ def room_problems(view: dict[str, Any]) -> list[str]:
     return problems
 
 
+def ring_windows(clients: dict[str, PartyClient]) -> list[float]:
+    """Per room that rang a resident: seconds from its ``incoming_call`` to its closing push
+    (``call_cancelled``/``call_ended``) at the resident's socket, for rooms the resident did
+    not answer or reject (how long it could have answered)."""
+    windows = []
+    for client in clients.values():
+        rung: dict[str, float] = {}
+        acted: set[str] = set()
+        for m in client.received:
+            room = str(m.frame.get("room_id"))
+            i = call_index(str(m.call_id))
+            if i is None:
+                continue
+            if m.type == "incoming_call":
+                rung[room] = m.received_at
+                if MIX[i % len(MIX)][int(client.party.id.rsplit("-", 1)[1])] != "ring":
+                    acted.add(room)
+            elif m.type in ("call_cancelled", "call_ended") and room in rung and room not in acted:
+                windows.append(m.received_at - rung[room])
+    return windows
+
+
+def setup_latency(clients: dict[str, PartyClient], tally: Tally) -> list[float]:
+    """Per call: seconds from its first POST to its first ``incoming_call`` at a resident."""
+    first: dict[int, float] = {}
+    for client in clients.values():
+        for m in client.received:
+            i = call_index(str(m.call_id))
+            if i is not None and m.type == "incoming_call":
+                first[i] = min(first.get(i, m.received_at), m.received_at)
+    return [at - tally.posted_at[i] for i, at in first.items() if i in tally.posted_at]
+
+
 async def views(bench: Bench, call_ids: list[str]) -> dict[str, dict[str, Any]]:
     """``GET /v1/calls/{id}`` of every call (10 at a time, each retried for 30 s)."""
     sem = asyncio.Semaphore(10)
@@ -417,6 +465,8 @@ async def run(args: Any) -> dict[str, Any]:
             still_claimed = await db_retry(
                 bench, "SELECT party_key, room_id FROM line_claims WHERE call_id = ANY($1::text[])", call_ids
             )
+            windows = ring_windows(clients)
+            setups = setup_latency(clients, tally)
             unacked = await db_retry(
                 bench,
                 "SELECT count(*) AS n FROM outbox WHERE call_id = ANY($1::text[]) AND acked_at IS NULL",
@@ -448,6 +498,7 @@ async def run(args: Any) -> dict[str, Any]:
         if got != EXPECTED[i % len(EXPECTED)]:
             off_mix.append(f"{call_id}: {got}")
     duplicated = sorted(k for k, n in event_ids.items() if n > 1)
+    short = sum(w < 0.9 * args.ring_timeout for w in windows)
     n_lost = sum(len(v) for v in lost.values())
     started = len(tally.started)
     rows = [
@@ -464,6 +515,22 @@ async def run(args: Any) -> dict[str, Any]:
         {"what": "event order problems (incl. rooms rung twice)", "value": len(problems), "must": 0},
         {"what": "lines still claimed at the end", "value": len(still_claimed), "must": 0},
         {"what": "calls whose outcomes differ from the mix", "value": len(off_mix), "must": "-"},
+        {"what": "answers refused (409)", "value": tally.actions["answer 409"], "must": "-"},
+        {
+            "what": f"unanswered rings shorter than 0.9 x {args.ring_timeout:g} s at the socket",
+            "value": f"{short} of {len(windows)}",
+            "must": "-",
+        },
+        {
+            "what": "ring window at the socket p50 / min s",
+            "value": f"{pct(windows, 50):.2f} / {pct(windows, 0):.2f}",
+            "must": "-",
+        },
+        {
+            "what": "setup: POST -> first incoming_call p50 / p99 s",
+            "value": f"{pct(setups, 50):.2f} / {pct(setups, 99):.2f}",
+            "must": "-",
+        },
         {"what": "POST retries (API/PostgreSQL down)", "value": tally.post_retries, "must": "-"},
         {"what": "faults injected", "value": len(tally.faults), "must": len(plan)},
         {"what": "placing window s", "value": placed_s, "must": "-"},
@@ -490,6 +557,8 @@ async def run(args: Any) -> dict[str, Any]:
         "rows": rows,
         "end_reasons": dict(end_reasons),
         "actions": dict(tally.actions),
+        "refusals": dict(tally.refusals),
+        "refused": tally.refused,
         "faults": tally.faults,
         "post_failed": tally.post_failed[:20],
         "lost": {k: sorted(v)[:20] for k, v in lost.items() if v},
@@ -499,6 +568,8 @@ async def run(args: Any) -> dict[str, Any]:
         "event_problems": problems[:20],
         "still_claimed": [dict(r) for r in still_claimed[:20]],
         "off_mix": off_mix[:20],
+        "ring_window": summary_ms(windows),
+        "setup": summary_ms(setups),
         "machine_after": machine(),
     }
     emit(
@@ -508,6 +579,7 @@ async def run(args: Any) -> dict[str, Any]:
             table(f"soak: {args.calls} calls at {args.rate:g}/s, faults {Counter(plan)}", rows),
             table("faults", tally.faults),
             f"end reasons: {dict(end_reasons)}; resident actions: {dict(tally.actions)}; "
+            f"refusals: {dict(tally.refusals)}; "
             f"{'OK' if ok else 'FAILED'}",
         ],
         args.json_out,
