@@ -49,9 +49,11 @@ import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import EventType
 
 from bench.common import (
     Bench,
@@ -130,6 +132,8 @@ class Tally:
     actions: Counter[str] = field(default_factory=Counter)  # "answer 200", "hang-up retry", ...
     refusals: Counter[str] = field(default_factory=Counter)  # "answer: <problem detail, ids masked>"
     refused: list[str] = field(default_factory=list)  # "<call id> <action> <detail>", the first 20
+    refused_at: list[tuple[PartyClient, str, str, float]] = field(default_factory=list)
+    """(resident, room id, kind, time.monotonic()) of every refused answer/reject."""
     faults: list[dict[str, Any]] = field(default_factory=list)
     posted_at: dict[int, float] = field(default_factory=dict)  # i -> time.monotonic() of the 1st POST
 
@@ -141,7 +145,7 @@ class Residents:
         self.http = httpx.AsyncClient(base_url=api_url, timeout=40.0)
         self.tally = tally
 
-    async def act(self, client: PartyClient, call_id: str, name: str) -> int | None:
+    async def act(self, client: PartyClient, call_id: str, name: str, room: str = "") -> int | None:
         """``POST /v1/calls/{call_id}/{name}`` as ``client``; retried for ``ACTION_RETRY_S`` s
         while the API is unreachable or answers 5xx. Returns the final status (None: gave up)."""
         deadline = time.monotonic() + ACTION_RETRY_S
@@ -154,7 +158,9 @@ class Residents:
                     self.tally.actions[f"{name} {r.status_code}"] += 1
                     if r.status_code >= 400:
                         detail = str(r.json().get("detail"))
-                        self.tally.refusals[f"{name}: {IDS.sub('<id>', detail)}"] += 1
+                        kind = f"{name}: {IDS.sub('<id>', detail)}"
+                        self.tally.refusals[kind] += 1
+                        self.tally.refused_at.append((client, room, kind, time.monotonic()))
                         if len(self.tally.refused) < 20:
                             self.tally.refused.append(f"{call_id} {name} {detail}")
                     return r.status_code
@@ -175,9 +181,9 @@ class Residents:
         position = int(client.party.id.rsplit("-", 1)[1])  # br-<tag>-<unit>-<0 = A, 1 = B>
         what = MIX[i % len(MIX)][position]
         if what == "reject":
-            await self.act(client, msg.call_id, "reject")
+            await self.act(client, msg.call_id, "reject", str(msg.frame.get("room_id")))
         elif what == "answer":
-            status = await self.act(client, msg.call_id, "answer")
+            status = await self.act(client, msg.call_id, "answer", str(msg.frame.get("room_id")))
             if status in (200, None):  # None: it may have been applied
                 await asyncio.sleep(TALK_S)
                 await self.act(client, msg.call_id, "hang-up")
@@ -398,6 +404,44 @@ def setup_latency(clients: dict[str, PartyClient], tally: Tally) -> list[float]:
     return [at - tally.posted_at[i] for i, at in first.items() if i in tally.posted_at]
 
 
+def refused_while_ringing(tally: Tally, after_s: float = 0.5) -> list[dict[str, Any]]:
+    """The refused answers/rejects after which the room went on ringing for at least
+    ``after_s`` s (its closing push reached the resident that much later): kind, call, room,
+    wall-clock time of the refusal (s since the epoch) and seconds until the closing push."""
+    wall = time.time() - time.monotonic()
+    out = []
+    for client, room, kind, at in tally.refused_at:
+        closed = [
+            m.received_at
+            for m in client.received
+            if m.frame.get("room_id") == room and m.type in ("call_cancelled", "call_ended")
+        ]
+        if closed and min(closed) - at >= after_s:
+            call_id = room.rpartition(".")[0]
+            out.append(
+                {
+                    "kind": kind,
+                    "call_id": call_id,
+                    "room_id": room,
+                    "at": at + wall,
+                    "rang_on_s": min(closed) - at,
+                }
+            )
+    return out
+
+
+async def history_around(bench: Bench, workflow_id: str, at: float, span_s: float = 5.0) -> list[str]:
+    """Workflow ``workflow_id``'s history events within ``span_s`` s of ``at`` (epoch seconds):
+    ``"<offset s> <event type>"`` (evidence for refusals)."""
+    history = await bench.client.get_workflow_handle(workflow_id).fetch_history()
+    out = []
+    for ev in history.events:
+        t = ev.event_time.ToDatetime().replace(tzinfo=UTC).timestamp()
+        if abs(t - at) <= span_s:
+            out.append(f"{t - at:+.3f} {EventType.Name(ev.event_type).removeprefix('EVENT_TYPE_')}")
+    return out
+
+
 async def views(bench: Bench, call_ids: list[str]) -> dict[str, dict[str, Any]]:
     """``GET /v1/calls/{id}`` of every call (10 at a time, each retried for 30 s)."""
     sem = asyncio.Semaphore(10)
@@ -466,6 +510,10 @@ async def run(args: Any) -> dict[str, Any]:
                 bench, "SELECT party_key, room_id FROM line_claims WHERE call_id = ANY($1::text[])", call_ids
             )
             windows = ring_windows(clients)
+            ringing_refusals = refused_while_ringing(tally)
+            for case in ringing_refusals[:3]:
+                case["parent_history"] = await history_around(bench, case["call_id"], case["at"])
+                case["room_history"] = await history_around(bench, case["room_id"], case["at"])
             setups = setup_latency(clients, tally)
             unacked = await db_retry(
                 bench,
@@ -517,6 +565,11 @@ async def run(args: Any) -> dict[str, Any]:
         {"what": "calls whose outcomes differ from the mix", "value": len(off_mix), "must": "-"},
         {"what": "answers refused (409)", "value": tally.actions["answer 409"], "must": "-"},
         {
+            "what": "answers/rejects refused while the room rang on >= 0.5 s",
+            "value": len(ringing_refusals),
+            "must": "-",
+        },
+        {
             "what": f"unanswered rings shorter than 0.9 x {args.ring_timeout:g} s at the socket",
             "value": f"{short} of {len(windows)}",
             "must": "-",
@@ -559,6 +612,7 @@ async def run(args: Any) -> dict[str, Any]:
         "actions": dict(tally.actions),
         "refusals": dict(tally.refusals),
         "refused": tally.refused,
+        "refused_while_ringing": ringing_refusals[:10],
         "faults": tally.faults,
         "post_failed": tally.post_failed[:20],
         "lost": {k: sorted(v)[:20] for k, v in lost.items() if v},
@@ -580,6 +634,7 @@ async def run(args: Any) -> dict[str, Any]:
             table("faults", tally.faults),
             f"end reasons: {dict(end_reasons)}; resident actions: {dict(tally.actions)}; "
             f"refusals: {dict(tally.refusals)}; "
+            f"of them while the room rang on: {dict(Counter(c['kind'] for c in ringing_refusals))}; "
             f"{'OK' if ok else 'FAILED'}",
         ],
         args.json_out,
