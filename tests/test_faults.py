@@ -1,12 +1,15 @@
 """Fault injection (issues 2 and 4) on ONE embedded stack with ring timeouts of ~2 s:
-kill -9 of the worker while ringing, in talk and at the finish; an API kill with pushes
-pending; PostgreSQL stopped mid-call; an offline resident; two answers in the same
-millisecond. Every call must end, on time, with the events of docs/events.md, no room
-rung twice, no event lost or duplicated, every push delivered exactly once per client.
+kill -9 of the worker while ringing, in talk and at the finish, and during initiate
+(``start_call``, the first ``ring``) and between targets (``escalated``, the next ``ring``);
+an API kill with pushes pending; PostgreSQL stopped mid-call; an offline resident; two
+answers in the same millisecond. Every call must end, on time, with the events of
+docs/events.md, no room rung twice, no event lost or duplicated, every push delivered
+exactly once per client. A kill lands inside a chosen activity deterministically: a
+:class:`~tests.integration_helpers.RowHold` makes that activity wait in PostgreSQL first.
 
 "On time" margins: a worker killed by SIGKILL leaves its sticky task queue behind, and
 the server hands the next workflow task to a new worker only after the sticky
-schedule-to-start timeout (10 s, SDK default); activities lost mid-flight are retried
+schedule-to-start timeout (``RINGFLOW_WORKER_STICKY_TIMEOUT_S``, 3 s); activities lost mid-flight are retried
 after their start-to-close timeout. The margins below allow for that, no more.
 """
 
