@@ -196,7 +196,7 @@ async def test_worker_killed_during_initiate_and_between_targets(world: World) -
             world.place(LOBBY, [e2a, e2b], ring_timeout_s=RING_S, key=keys["e2"]),
         )
         # E1 and E2 wait A's ring timeout out before they reach their hold
-        await hold.wait_blocked(4, RING_S + 15, "start_call, two rings and an escalated record")
+        await hold.wait_blocked(4, RING_S + 30, "start_call, two rings and an escalated record")
         assert await world.pool.fetchval("SELECT count(*) FROM call_events WHERE call_id = $1", i1) == 0
         await world.stack.kill_worker()
         killed_at = time.monotonic()
