@@ -33,8 +33,12 @@ as a table and JSON (``bench.common.emit``):
   after the previous holder's finish (which wrote its closing push) released it;
 - duplicated event ids, rooms with more than one ``ringing``, and event-order problems
   (per room: seq contiguous, one terminal event, then ``endVoip``, ``finishVoip``);
-- lines still claimed at the end, calls whose outcome differs from the mix (faults can
-  legitimately change one: an answer that reaches a call after its ring ended), run time.
+- lines still claimed at the end, run time;
+- what residents saw (not pass/fail: faults and queueing legitimately change outcomes):
+  calls whose outcomes differ from the mix, refused answers/rejects by problem detail,
+  those refused while the room went on ringing (with the Temporal histories around the
+  first three), each unanswered room's ring window at the socket (``incoming_call`` to
+  its closing push) and the set-up latency (first POST to the first ``incoming_call``).
 
 Must be 0: pushes lost, double claims, duplicated ids, calls not ended.
 
@@ -655,7 +659,7 @@ async def connect_parties(bench: Bench, parties: list[Any]) -> dict[str, PartyCl
 def main() -> None:
     p = parser("soak: building calls under worker kills and API/PostgreSQL restarts")
     p.add_argument("--calls", type=int, default=1000, help="building calls (default 1000)")
-    p.add_argument("--rate", type=float, default=3.0, help="calls placed per second (default 3)")
+    p.add_argument("--rate", type=float, default=1.5, help="calls placed per second (default 1.5)")
     p.add_argument("--units", type=int, default=100, help="units of two residents (default 100)")
     p.add_argument(
         "--ring-timeout", type=float, default=2.5, help="ring timeout per resident, s (default 2.5)"
