@@ -4,7 +4,7 @@ stack is hurt, then a count of everything that must never go wrong.
 One embedded stack; ``--units`` units of two residents (A, B; sequential, ring timeout
 ``--ring-timeout`` s) and ``DEVICES`` door stations, every one a connected
 :class:`~ringflow.client.PartyClient` (the doors receive ``call_answered``/``call_ended``).
-``--calls`` building calls (default 1,000) are placed open loop at ``--rate`` calls/s,
+``--calls`` building calls (default 1,000) are placed open loop at ``--rate`` calls/s (1.5),
 call ``i`` from door ``i % DEVICES`` to unit ``i % units``; a POST that fails (API or
 PostgreSQL down) is retried with the same Idempotency-Key, as a backend would. The
 residents act by a deterministic mix on ``i % 4`` (:data:`MIX`): A answers; A rejects
@@ -661,9 +661,7 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=1000, help="building calls (default 1000)")
     p.add_argument("--rate", type=float, default=1.5, help="calls placed per second (default 1.5)")
     p.add_argument("--units", type=int, default=100, help="units of two residents (default 100)")
-    p.add_argument(
-        "--ring-timeout", type=float, default=2.5, help="ring timeout per resident, s (default 2.5)"
-    )
+    p.add_argument("--ring-timeout", type=float, default=3.0, help="ring timeout per resident, s (default 3)")
     p.add_argument("--worker-kills", type=int, default=10)
     p.add_argument("--api-restarts", type=int, default=1)
     p.add_argument("--pg-restarts", type=int, default=1)
