@@ -335,16 +335,23 @@ async def double_claims(bench: Bench, call_ids: list[str]) -> list[str]:
         """,
         call_ids,
     )
+    return overlaps([(r["recipient"], r["room_id"], r["type"]) for r in rows])
+
+
+def overlaps(pushes: list[tuple[str, str, str]]) -> list[str]:
+    """``pushes`` = (recipient, room id, type) in outbox ``seq`` order: every ``incoming_call``
+    that came while another room of the same recipient was open (not yet closed by its
+    ``call_cancelled``/``call_ended``)."""
     problems = []
     open_rooms: dict[str, set[str]] = defaultdict(set)
-    for r in rows:
-        rooms = open_rooms[r["recipient"]]
-        if r["type"] == "incoming_call":
+    for recipient, room, type_ in pushes:
+        rooms = open_rooms[recipient]
+        if type_ == "incoming_call":
             if rooms:
-                problems.append(f"{r['recipient']}: rung for {r['room_id']} while {sorted(rooms)} open")
-            rooms.add(r["room_id"])
-        elif r["type"] in ("call_cancelled", "call_ended"):
-            rooms.discard(r["room_id"])
+                problems.append(f"{recipient}: rung for {room} while {sorted(rooms)} open")
+            rooms.add(room)
+        elif type_ in ("call_cancelled", "call_ended"):
+            rooms.discard(room)
     return problems
 
 
