@@ -37,7 +37,7 @@ as a table and JSON (``bench.common.emit``):
 - what residents saw (not pass/fail: faults and queueing legitimately change outcomes):
   calls whose outcomes differ from the mix, refused answers/rejects by problem detail,
   those refused while the room went on ringing (with the Temporal histories around the
-  first three), each unanswered room's ring window at the socket (``incoming_call`` to
+  first two of each kind), each unanswered room's ring window at the socket (``incoming_call`` to
   its closing push) and the set-up latency (first POST to the first ``incoming_call``).
 
 Must be 0: pushes lost, double claims, duplicated ids, calls not ended.
@@ -522,9 +522,12 @@ async def run(args: Any) -> dict[str, Any]:
             )
             windows = ring_windows(clients)
             ringing_refusals = refused_while_ringing(tally)
-            for case in ringing_refusals[:3]:
-                case["parent_history"] = await history_around(bench, case["call_id"], case["at"])
-                case["room_history"] = await history_around(bench, case["room_id"], case["at"])
+            kept: Counter[str] = Counter()
+            for case in ringing_refusals:  # the histories of the first two of each kind
+                kept[case["kind"]] += 1
+                if kept[case["kind"]] <= 2:
+                    case["parent_history"] = await history_around(bench, case["call_id"], case["at"])
+                    case["room_history"] = await history_around(bench, case["room_id"], case["at"])
             setups = setup_latency(clients, tally)
             unacked = await db_retry(
                 bench,
@@ -623,7 +626,8 @@ async def run(args: Any) -> dict[str, Any]:
         "actions": dict(tally.actions),
         "refusals": dict(tally.refusals),
         "refused": tally.refused,
-        "refused_while_ringing": ringing_refusals[:10],
+        "refused_while_ringing": [c for c in ringing_refusals if "parent_history" in c]
+        + [c for c in ringing_refusals if "parent_history" not in c][:10],
         "faults": tally.faults,
         "post_failed": tally.post_failed[:20],
         "lost": {k: sorted(v)[:20] for k, v in lost.items() if v},
