@@ -80,6 +80,9 @@ class Bench:
     worker_pid: int | None
     api_pid: int | None = None
     temporal_pid: int | None = None
+    stack: Any = None
+    """The :class:`~ringflow.stack.embedded.EmbeddedStack` when the benchmark started its own
+    (for fault injection), else None."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
 
     @property
@@ -132,6 +135,7 @@ async def open_bench(name: str, args: argparse.Namespace, **overrides: object) -
                 stack.worker.pid,
                 stack.api.pid,
                 stack.temporal.pid,
+                stack,
             )
         finally:
             await backend.aclose()

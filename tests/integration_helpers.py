@@ -211,6 +211,81 @@ async def poll(
         await asyncio.sleep(every)
 
 
+class RowHold:
+    """One open transaction on its own connection whose uncommitted rows or row locks make
+    the workflows' activities that write the same keys WAIT inside their transaction: a
+    deterministic point at which to kill a process (PostgreSQL: a unique-key insert waits
+    for the uncommitted insert of the same key; ``FOR UPDATE`` waits for the row lock).
+
+    Build it with :func:`row_hold`; :meth:`release` rolls back (the waiting activity of a
+    killed worker then fails with its connection, and its retry writes for real)."""
+
+    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.pid = 0  # the holding backend
+        self._tx = conn.transaction()
+        self.released = False
+
+    async def line(self, party: Party) -> None:
+        """Hold ``party``'s line: the room's ``ring`` activity waits in its line claim."""
+        await self.conn.execute(
+            "INSERT INTO line_claims (party_key, call_id, room_id) VALUES ($1, $2, $2)",
+            party.key(),
+            "fault-hold",
+        )
+
+    async def call_start(self, call_id: str) -> None:
+        """Hold call ``call_id``'s row (insert it first, uncommitted): the building call's
+        ``start_call`` activity (callStarted + resolve targets) waits in its call upsert.
+        Call it BEFORE ``POST /v1/calls``."""
+        await self.conn.execute("INSERT INTO calls (call_id) VALUES ($1)", call_id)
+
+    async def event(self, event_id: str) -> None:
+        """Hold event id ``event_id`` (e.g. ``"<call_id>#2"``, a building call's first
+        ``escalated``): the ``record`` activity that writes it waits."""
+        await self.conn.execute(
+            "INSERT INTO call_events (id, call_id, name, at) VALUES ($1, 'fault-hold', 'hold', now())",
+            event_id,
+        )
+
+    async def rows(self, sql: str, *args: object) -> None:
+        """Any statement inside the hold, e.g. ``SELECT .. FOR UPDATE`` of existing rows."""
+        await self.conn.execute(sql, *args)
+
+    async def blocked(self) -> int:
+        """How many other backends wait for this hold now (asked on another connection: inside
+        a transaction ``pg_stat_activity`` is a snapshot taken at its first use)."""
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", self.pid
+            )
+        )
+
+    async def wait_blocked(self, n: int, timeout: float, what: str) -> None:
+        """Until at least ``n`` backends wait for this hold; ``TimeoutError`` after ``timeout`` s."""
+        await poll(self.blocked, lambda k: k >= n, timeout, f"{what}: {n} writers wait for the hold")
+
+    async def release(self) -> None:
+        """Roll the hold back (idempotent)."""
+        if not self.released:
+            self.released = True
+            await self._tx.rollback()
+
+
+@asynccontextmanager
+async def row_hold(pool: asyncpg.Pool) -> AsyncIterator[RowHold]:
+    """A :class:`RowHold` on a connection of ``pool``, rolled back at the end at the latest."""
+    async with pool.acquire() as conn:
+        hold = RowHold(pool, conn)
+        await hold._tx.start()
+        hold.pid = await conn.fetchval("SELECT pg_backend_pid()")
+        try:
+            yield hold
+        finally:
+            await hold.release()
+
+
 def event_order_problems(view: dict[str, Any]) -> list[str]:
     """Where the call view's events break docs/events.md: per room, ids unique, seq
     contiguous from 1, exactly one terminal event followed by ``endVoip`` then

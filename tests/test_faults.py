@@ -1,12 +1,15 @@
 """Fault injection (issues 2 and 4) on ONE embedded stack with ring timeouts of ~2 s:
-kill -9 of the worker while ringing, in talk and at the finish; an API kill with pushes
-pending; PostgreSQL stopped mid-call; an offline resident; two answers in the same
-millisecond. Every call must end, on time, with the events of docs/events.md, no room
-rung twice, no event lost or duplicated, every push delivered exactly once per client.
+kill -9 of the worker while ringing, in talk and at the finish, and during initiate
+(``start_call``, the first ``ring``) and between targets (``escalated``, the next ``ring``);
+an API kill with pushes pending; PostgreSQL stopped mid-call; an offline resident; two
+answers in the same millisecond. Every call must end, on time, with the events of
+docs/events.md, no room rung twice, no event lost or duplicated, every push delivered
+exactly once per client. A kill lands inside a chosen activity deterministically: a
+:class:`~tests.integration_helpers.RowHold` makes that activity wait in PostgreSQL first.
 
 "On time" margins: a worker killed by SIGKILL leaves its sticky task queue behind, and
 the server hands the next workflow task to a new worker only after the sticky
-schedule-to-start timeout (10 s, SDK default); activities lost mid-flight are retried
+schedule-to-start timeout (``RINGFLOW_WORKER_STICKY_TIMEOUT_S``, 3 s); activities lost mid-flight are retried
 after their start-to-close timeout. The margins below allow for that, no more.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -30,6 +34,7 @@ from tests.integration_helpers import (
     outcomes,
     poll,
     room_names,
+    row_hold,
     running_world,
     user,
 )
@@ -65,6 +70,15 @@ async def act(world: World, party: Party, call_id: str, name: str) -> httpx.Resp
         return await http.post(f"/v1/calls/{call_id}/{name}", headers={"Authorization": f"Bearer {token}"})
 
 
+async def answer_then_hang_up(client: PartyClient, msg: Received) -> None:
+    """A resident who answers every ``incoming_call`` (asserting 200) and hangs up 0.5 s later."""
+    if msg.type == "incoming_call":
+        r = await client.action(str(msg.call_id), "answer")
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(0.5)
+        await client.action(str(msg.call_id), "hang-up")
+
+
 def ringing_per_room(view: dict) -> Counter[str]:  # type: ignore[type-arg]
     return Counter(e["room_id"] for e in view["events"] if e["name"] == "ringing")
 
@@ -88,13 +102,6 @@ async def test_worker_killed_while_ringing_in_talk_and_at_the_finish(world: Worl
     worker carries all three on, on time."""
     a, b, c, d, e = await world.residents(5, "kill")
 
-    async def answer_then_hang_up(client: PartyClient, msg: Received) -> None:
-        if msg.type == "incoming_call":
-            r = await client.action(str(msg.call_id), "answer")
-            assert r.status_code == 200, r.text
-            await asyncio.sleep(0.5)
-            await client.action(str(msg.call_id), "hang-up")
-
     ca, cb, cd, ce = [await world.connect(p) for p in (a, b, d, e)]
     cc = await world.connect(c, answer_then_hang_up)
     talk, finish = await asyncio.gather(
@@ -107,20 +114,13 @@ async def test_worker_killed_while_ringing_in_talk_and_at_the_finish(world: Worl
     ring = await world.place(LOBBY, [a, b, c], ring_timeout_s=RING_S + 1)
     first = await ca.wait_for(incoming(ring))
 
-    async with world.pool.acquire() as conn:
-        lock = conn.transaction()
-        await lock.start()
-        await conn.execute("SELECT 1 FROM attempts WHERE call_id = $1 FOR UPDATE", finish)
+    async with row_hold(world.pool) as hold:
+        await hold.rows("SELECT 1 FROM attempts WHERE call_id = $1 FOR UPDATE", finish)
         hang_up = asyncio.create_task(act(world, e, finish, "hang-up"))
-        await poll(
-            lambda: world.pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"),
-            lambda n: n > 0,
-            10,
-            "the finish's record waits for the lock",
-        )
+        await hold.wait_blocked(1, 10, "the finish's record")
         await world.stack.kill_worker()
         killed_at = time.monotonic()
-        await lock.rollback()
+        await hold.release()
     assert killed_at - first.received_at < RING_S + 1  # a was still ringing
     await world.stack.start_worker()
 
@@ -155,6 +155,128 @@ async def test_worker_killed_while_ringing_in_talk_and_at_the_finish(world: Worl
         assert await world.pool.fetchval("SELECT count(*) FROM line_claims WHERE call_id = $1", call_id) == 0
         ended = await client.wait_for(ended_push(call_id))
         assert ended.frame["payload"]["keepTime"] == view["keep_time_s"]
+
+
+def ring_windows(client: PartyClient, call_id: str) -> dict[str, float]:
+    """Per room that rang ``client`` in call ``call_id``: seconds from its ``incoming_call``
+    to its ``call_cancelled``/``call_ended`` at the socket (how long the resident could answer)."""
+    rung = {
+        m.frame["room_id"]: m.received_at
+        for m in client.received
+        if m.call_id == call_id and m.type == "incoming_call"
+    }
+    ends = {
+        m.frame["room_id"]: m.received_at
+        for m in client.received
+        if m.call_id == call_id and m.type in ("call_cancelled", "call_ended")
+    }
+    return {room: ends[room] - at for room, at in rung.items() if room in ends}
+
+
+async def test_worker_killed_during_initiate_and_between_targets(world: World) -> None:
+    """ONE kill -9 hits four calls, each held (:class:`RowHold`) at a step of its set-up:
+    I1 inside ``start_call`` (callStarted + resolving its targets), I2 inside its first room's
+    ``ring`` (pre-call checks, line claim, ringing record), E1 after A's ring timeout inside
+    the ``record`` of ``escalated`` (before B is rung), E2 inside B's ``ring`` (while B is
+    rung). A new worker completes all four, on time, with the events of docs/events.md in
+    order, and rings nobody twice for the same attempt."""
+    i1a, i2a, e1a, e1b, e2a, e2b = await world.residents(6, "init")
+    ci1a, ce1b = [await world.connect(p, answer_then_hang_up) for p in (i1a, e1b)]
+    ci2a, ce1a, ce2a, ce2b = [await world.connect(p) for p in (i2a, e1a, e2a, e2b)]
+    keys = {name: f"{name}-{uuid.uuid4().hex[:10]}" for name in ("i1", "i2", "e1", "e2")}
+    async with row_hold(world.pool) as hold:
+        await hold.call_start(keys["i1"])
+        await hold.line(i2a)
+        await hold.event(f"{keys['e1']}#2")  # callStarted is #1, the first escalated #2
+        await hold.line(e2b)
+        i1, i2, e1, e2 = await asyncio.gather(
+            world.place(LOBBY, [i1a], ring_timeout_s=RING_S, key=keys["i1"]),
+            world.place(LOBBY, [i2a], ring_timeout_s=RING_S, key=keys["i2"]),
+            world.place(LOBBY, [e1a, e1b], ring_timeout_s=RING_S, key=keys["e1"]),
+            world.place(LOBBY, [e2a, e2b], ring_timeout_s=RING_S, key=keys["e2"]),
+        )
+        # E1 and E2 wait A's ring timeout out before they reach their hold
+        await hold.wait_blocked(4, RING_S + 30, "start_call, two rings and an escalated record")
+        assert await world.pool.fetchval("SELECT count(*) FROM call_events WHERE call_id = $1", i1) == 0
+        await world.stack.kill_worker()
+        killed_at = time.monotonic()
+        await hold.release()
+    await world.stack.start_worker()
+
+    # Nobody was rung by a held step before the kill; each step ran once more afterwards.
+    assert [m for c in (ci1a, ci2a, ce1b, ce2b) for m in c.received] == []
+    rung = await asyncio.gather(
+        ci1a.wait_for(incoming(i1), timeout=FINISH_LOSS_S),
+        ci2a.wait_for(incoming(i2), timeout=FINISH_LOSS_S),
+        ce1b.wait_for(incoming(e1), timeout=FINISH_LOSS_S),
+        ce2b.wait_for(incoming(e2), timeout=FINISH_LOSS_S),
+    )
+    assert max(m.received_at for m in rung) - killed_at < FINISH_LOSS_S
+    views = {
+        call_id: await world.wait_ended(call_id, killed_at + FINISH_LOSS_S + RING_S + 5 - time.monotonic())
+        for call_id in (i1, i2, e1, e2)
+    }
+    assert time.monotonic() - killed_at < FINISH_LOSS_S + RING_S + 5
+    expected = {
+        i1: ([(i1a.id, "answered")], "hangUpVoip", [ci1a]),
+        i2: ([(i2a.id, "no_answer")], "timeout", [ci2a]),
+        e1: ([(e1a.id, "no_answer"), (e1b.id, "answered")], "hangUpVoip", [ce1a, ce1b]),
+        e2: ([(e2a.id, "no_answer"), (e2b.id, "no_answer")], "timeout", [ce2a, ce2b]),
+    }
+    for call_id, (attempts, end_reason, clients) in expected.items():
+        view = views[call_id]
+        assert outcomes(view) == attempts, call_id
+        assert view["end_reason"] == end_reason, call_id
+        assert event_order_problems(view) == [], call_id
+        assert_rung_once(view, clients)
+        names = [e["name"] for e in view["events"] if e["room_id"] is None]
+        assert names == ["callStarted", *(["escalated"] * (len(attempts) - 1)), "callEnded"], call_id
+        assert await world.pool.fetchval("SELECT count(*) FROM line_claims WHERE call_id = $1", call_id) == 0
+    # A rooms that were not held rang their whole ring timeout
+    for client, call_id in ((ce1a, e1), (ce2a, e2)):
+        assert all(w >= RING_S * 0.9 for w in ring_windows(client, call_id).values()), call_id
+    # the held B of E2 is rung only after the escalation from A
+    e2_events = [(e["name"], e["room_id"]) for e in views[e2]["events"]]
+    assert e2_events.index(("escalated", None)) < e2_events.index(("ringing", f"{e2}.2"))
+    assert await world.pool.fetchval("SELECT count(*) FROM line_claims WHERE call_id = 'fault-hold'") == 0
+
+
+async def test_ring_window_counts_from_the_ring(world: World) -> None:
+    """A listener gets its whole ring timeout to answer, counted from the ring (the
+    ``incoming_call`` push), even when the ``ring`` activity itself was slow (here: held
+    ``RING_S + 1`` s in its line claim, as after a worker kill or in a queue)."""
+    (a,) = await world.residents(1, "window")
+    ca = await world.connect(a)
+    async with row_hold(world.pool) as hold:
+        await hold.line(a)
+        call_id = await world.place(LOBBY, [a], ring_timeout_s=RING_S)
+        await hold.wait_blocked(1, 10, "the ring")
+        await asyncio.sleep(RING_S + 1)
+    view = await world.wait_ended(call_id, RING_S + 10)
+    assert outcomes(view) == [(a.id, "no_answer")]
+    windows = ring_windows(ca, call_id)
+    assert len(windows) == 1 and min(windows.values()) >= RING_S * 0.9, windows
+
+
+async def test_reject_as_soon_as_rung(world: World) -> None:
+    """A listener who declines the moment ``incoming_call`` arrives gets 200 and its room
+    ends with ``rejectVoip`` at once (section 4), not after the ring timeout. Four calls at
+    once, so that the outcome does not hang on one race."""
+    residents = await world.residents(4, "reject")
+    statuses: list[int] = []
+
+    async def reject_at_once(client: PartyClient, msg: Received) -> None:
+        if msg.type == "incoming_call":
+            statuses.append((await client.action(str(msg.call_id), "reject")).status_code)
+
+    for p in residents:
+        await world.connect(p, reject_at_once)
+    call_ids = await asyncio.gather(*(world.place(LOBBY, [p], ring_timeout_s=RING_S + 3) for p in residents))
+    views = await asyncio.gather(*(world.wait_ended(c, RING_S + 15) for c in call_ids))
+    assert statuses == [200] * 4, statuses
+    for view in views:
+        assert [o for _, o in outcomes(view)] == ["rejected"]
+        assert event_order_problems(view) == []
 
 
 PENDING = "SELECT id FROM outbox WHERE call_id = $1 AND recipient = $2 AND acked_at IS NULL"
