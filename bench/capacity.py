@@ -9,9 +9,9 @@ and the API's and Temporal dev server's RSS.
 Baseline, same run: as many :class:`~bench.common.BareTimerWorkflow` sleeping 3,600 s
 on a worker in this process; the RSS growth of this process.
 
-The worker runs with the SDK's ``max_cached_workflows`` default (1,000 workflow
-states kept in memory; ringflow.worker does not set it): with more ringing
-workflows than that, the rest are evicted and replayed from history when their
+The worker keeps at most ``RINGFLOW_WORKER_MAX_CACHED_WORKFLOWS`` workflow states in
+memory (default 2,000 = 1,000 ringing calls, each a building call + a room): with more
+ringing workflows than that, the rest are evicted and replayed from history when their
 timer fires or a message arrives, so RSS stops growing near the cache size.
 Target: under 1 GiB total, idle CPU near 0.
 
