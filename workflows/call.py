@@ -74,6 +74,7 @@ MEDIA_SIGNALS = (SIGNAL_JOINED, SIGNAL_JOIN_FAILED, SIGNAL_MEDIA_LOST)
 # without the marker can be replayed, then deprecate_patch, then remove the old path).
 PATCH_FINISH_IN_ONE_RECORD = "finish-releases-line-in-record"  # no release_line activity
 PATCH_RING_BEFORE_NOTIFY = "ring-before-notifying-parent"  # no signal round trip before the ring
+PATCH_END_WITHOUT_NOTIFY = "end-without-notifying-parent"  # the child's result tells the parent
 
 MEDIA_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3)
 """Media-bridge control is retried briefly: a bridge that stays down must not hold up the
@@ -239,7 +240,7 @@ class CallWorkflow:
             RecordInput(attempts=[self._attempt], events=[ev]),
             f"record targetSkipped {self._inp.listener_name} (errCode {int(err_code)})",
         )
-        await self._notify()
+        await self._notify_end()
         return CallResult(
             room_id=self._inp.room_id,
             outcome=AttemptOutcome.SKIPPED,
@@ -561,7 +562,7 @@ class CallWorkflow:
                     retry_policy=RETRY,
                     summary=f"release line of {inp.listener_name}",
                 )
-        await self._notify()
+        await self._notify_end()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return CallResult(
             room_id=inp.room_id,
@@ -600,6 +601,12 @@ class CallWorkflow:
         if end_reason is not None:
             updates.append(CALL_END_REASON.value_set(end_reason.value))
         workflow.upsert_search_attributes(updates)
+
+    async def _notify_end(self) -> None:
+        """The room is over: its parent learns it from this workflow's result (the parent
+        collects every child's result); histories from before also signalled it."""
+        if not workflow.patched(PATCH_END_WITHOUT_NOTIFY):
+            await self._notify()
 
     async def _notify(self) -> None:
         """Tell the parent the attempt's phase (signal ``attempt_update``)."""

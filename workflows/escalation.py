@@ -642,6 +642,8 @@ class EscalationWorkflow:
                 att.ended_at = workflow.now()
             att.phase = Phase.ENDED
             self._done.add(room)
+            if room == self._answer_room and room in self._confirmed and self._phase != Phase.FINISH:
+                self._set_phase(Phase.FINISH)  # the talk room is over: the building call finishes
 
         asyncio.create_task(wait())  # noqa: RUF006 -- the workflow waits on the attempt's phase
 
