@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import websockets
+from temporalio.client import Client
 
 from ringflow.client import Backend, Handler, PartyClient
 from ringflow.contracts.common import Party, PartyKind
@@ -165,9 +166,21 @@ class World:
         return {r["id"] for r in rows}
 
     async def workflow_count(self, workflow_id: str) -> int:
-        """Workflow executions with id ``workflow_id`` (Temporal visibility)."""
-        resp = await self.stack.client.count_workflows(f"WorkflowId = '{workflow_id}'")
-        return resp.count
+        """Workflow executions with id ``workflow_id`` (see :func:`visible_workflows`)."""
+        return await visible_workflows(self.stack.client, workflow_id)
+
+
+async def visible_workflows(client: Client, workflow_id: str, timeout_s: float = 15.0) -> int:
+    """Executions with id ``workflow_id`` in Temporal's visibility store, which is eventually
+    consistent (a just-started workflow can take seconds to show on a loaded machine): polls
+    until at least one shows or ``timeout_s`` passes, then returns the count."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        count = (await client.count_workflows(f"WorkflowId = '{workflow_id}'")).count
+        if count or loop.time() > deadline:
+            return count
+        await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

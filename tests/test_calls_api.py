@@ -43,6 +43,7 @@ from ringflow.contracts.events import EventName
 from ringflow.contracts.policies import RingStrategy
 from ringflow.settings import Settings
 from store import calls
+from tests.integration_helpers import visible_workflows
 
 LOBBY = {"kind": "device", "id": "LOBBY-1"}
 ALICE = Party(kind=PartyKind.USER, id="alice")
@@ -145,7 +146,8 @@ def key() -> str:
 
 
 async def workflow_count(client: Client, call_id: str) -> int:
-    return len([w async for w in client.list_workflows(f"WorkflowId = '{call_id}'")])
+    """Executions of ``call_id`` (eventually consistent visibility: waits for the first)."""
+    return await visible_workflows(client, call_id)
 
 
 async def started(client: Client, call_id: str) -> bool:
