@@ -219,7 +219,6 @@ class EscalationWorkflow:
         you, or the ring ended before the answer reached the room), ``NotAParty``."""
         room = self._ringing_room(inp.party)  # again: an earlier answer may have won meanwhile
         self._answered_by, self._answer_room = inp.party, room
-        await self._started(room)
         await self._signal(room, SIGNAL_ANSWER, inp)
         await workflow.wait_condition(lambda: room in self._confirmed or self._ended(room))
         if room not in self._confirmed:
@@ -243,7 +242,6 @@ class EscalationWorkflow:
         """A rung listener declines: its room ends with ``rejectVoip`` (the plan goes on).
         Raises ``CallNotActive`` (not ringing you), ``NotAParty``."""
         room = self._ringing_room(inp.party, answering=False)
-        await self._started(room)
         await self._signal(room, SIGNAL_REJECT, inp)
         return await self._after(room)
 
@@ -809,8 +807,8 @@ class EscalationWorkflow:
             # a room still initiating may already be rung (it notifies the parent after its
             # ring activity, the push goes out in that activity): the answer or reject waits
             # in its inbox; a room that ends up skipped/busy ends the update as not rung
-            # (its start may even be resolved in this very workflow task: no handle yet, the
-            # handler waits for it, see _started)
+            # (its start may even be resolved in this very workflow task: no handle yet,
+            # _signal waits for it)
             ringing = att.phase in (Phase.WAIT, Phase.INITIATE)
             if att.listener == party and ringing:
                 if answering and self._answer_room is not None:
@@ -832,14 +830,12 @@ class EscalationWorkflow:
                 return room
         raise _error("CallNotActive", f"{party.key()} has no live room in this call", ErrCode.CALL_NOT_ACTIVE)
 
-    async def _started(self, room: str) -> None:
-        """Wait until ``room``'s child workflow has started: an update can be delivered in the
-        workflow task that also resolves the child's start, before its handle is kept."""
-        if room not in self._handles:  # no wait (no extra yield) in the usual case
-            await workflow.wait_condition(lambda: room in self._handles)
-
     async def _signal(self, room: str, signal: str, arg: Any) -> None:
-        """Signal a child room; a room that already ended is ignored."""
+        """Signal a child room; a room that already ended is ignored. A room still starting
+        is waited for: a message can be delivered in the workflow task that also resolves
+        the child's start, before its handle is kept."""
+        if room in self._attempts and room not in self._handles:  # no extra yield otherwise
+            await workflow.wait_condition(lambda: room in self._handles)
         handle = self._handles.get(room)
         if handle is None or self._ended(room):
             return

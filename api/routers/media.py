@@ -16,8 +16,7 @@ over, or the listener's attempts are), 422 ``validation`` / ``invalid-sdp``, 503
 
 from __future__ import annotations
 
-from typing import Any
-
+import asyncpg
 import httpx
 from fastapi import APIRouter
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
@@ -45,7 +44,7 @@ LIVE_PHASES = frozenset({Phase.WAIT, Phase.JOIN, Phase.TALK})
 """Phases of an attempt whose listener may send media (docs/media.md: ringing = early media)."""
 
 
-async def call_role(client: Client, pool: Any, call_id: str, party: Party) -> Role:
+async def call_role(client: Client, pool: asyncpg.Pool, call_id: str, party: Party) -> Role:
     """``party``'s role in the media room of building call ``call_id``: the caller (its
     ``CallCaller`` search attribute), or the listener of an attempt of the call whose phase
     is ``wait``, ``join`` or ``talk`` (the ``status`` query's attempts; docs/media.md). An
