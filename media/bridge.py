@@ -72,7 +72,7 @@ from media.network import MediaNetwork
 from ringflow.contracts.calls import JoinInput
 from ringflow.contracts.common import Party
 from ringflow.contracts.media import PartyTraffic, RoomStats
-from workflows.call import SIGNAL_JOIN_FAILED, SIGNAL_JOINED, SIGNAL_MEDIA_LOST
+from ringflow.contracts.messages import Signal
 
 log = logging.getLogger(__name__)
 
@@ -562,7 +562,7 @@ class Bridge:
                 if not peer.joined:
                     peer.joined = True
                     self._spawn(self._watch_media(room, peer))
-                    await self._report(room, peer, SIGNAL_JOINED, None)
+                    await self._report(room, peer, Signal.JOINED, None)
             elif state in ("failed", "closed"):
                 await self._end(room, peer, f"peer connection {state}")
 
@@ -605,7 +605,7 @@ class Bridge:
         finally:
             if room.peers.get(peer.party.key()) is peer:
                 del room.peers[peer.party.key()]
-            await self._report(room, peer, SIGNAL_MEDIA_LOST if peer.joined else SIGNAL_JOIN_FAILED, error)
+            await self._report(room, peer, Signal.MEDIA_LOST if peer.joined else Signal.JOIN_FAILED, error)
 
     async def _close_peer(self, room: Room, peer: Peer) -> None:
         """Keep ``peer``'s traffic in the room, then close its connection (not reported:

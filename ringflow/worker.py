@@ -37,11 +37,11 @@ def precompile_workflow_modules() -> None:
 
 
 def workflow_classes() -> list[type]:
-    """The workflows this worker runs: ``EscalationWorkflow`` and ``CallWorkflow``."""
-    from workflows.call import CallWorkflow
-    from workflows.escalation import EscalationWorkflow
+    """The workflows this worker runs: ``BuildingCallWorkflow``, and the legacy
+    ``EscalationWorkflow`` / ``CallWorkflow`` for calls started before the upgrade."""
+    from workflows import WORKFLOWS
 
-    return [EscalationWorkflow, CallWorkflow]
+    return list(WORKFLOWS)
 
 
 async def run_worker(

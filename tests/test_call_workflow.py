@@ -1,5 +1,6 @@
-"""CallWorkflow: every row of the phase x action table (docs/events.md; troubleshooting
-guide sections 1-6), on the time-skipping server with fake activities."""
+"""Room: every row of the phase x action table (docs/events.md; troubleshooting guide
+sections 1-6), through a ``BuildingCallWorkflow`` that rings one callee (Bob), on the
+time-skipping server with fake activities."""
 
 from __future__ import annotations
 
@@ -12,62 +13,76 @@ from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from ringflow.contracts.calls import (
+    ActionResult,
     AnswerInput,
     AttemptOutcome,
-    CallInput,
-    CallResult,
+    EscalationInput,
+    EscalationResult,
     ForceHangUpInput,
     HangUpInput,
     JoinInput,
     RejectInput,
 )
+from ringflow.contracts.common import Contract
+from ringflow.contracts.messages import Signal, Update
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.push import PushType
 from tests.fakes import LOBBY, FakeDirectory, running, until, user
-from workflows.call import CallWorkflow
+from workflows.building_call import BuildingCallWorkflow
 
 BOB = user("bob")
 END = ["endVoip", "finishVoip"]
 RING = ["ringing", "joinedRoomByCaller"]
 
 
-def _input(**kw) -> CallInput:
+def _input(**kw) -> EscalationInput:
     call_id = f"c-{uuid.uuid4().hex[:8]}"
     base = dict(
         call_id=call_id,
-        room_id=f"{call_id}.1",
-        seq=1,
         caller=LOBBY,
-        caller_name="Maple Court Lobby",
-        listener=BOB,
-        listener_name="Bob",
-        ring_timeout_s=60,
+        callees=[BOB],
+        default_ring_timeout_s=60,
         join_timeout_s=30,
         time_limit_s=600,
     )
     base.update(kw)
-    return CallInput(**base)
+    return EscalationInput(**base)
+
+
+class _Room:
+    """The one room of the call: its id and what the tests read of it."""
+
+    def __init__(self, inp: EscalationInput) -> None:
+        self.call_id = inp.call_id
+        self.room_id = f"{inp.call_id}.1"
 
 
 async def _start(
     env: WorkflowEnvironment, tq: str, fake: FakeDirectory, **kw
-) -> tuple[WorkflowHandle, CallInput]:
+) -> tuple[WorkflowHandle, _Room]:
     inp = _input(**kw)
-    handle = await env.client.start_workflow(CallWorkflow.run, inp, id=inp.room_id, task_queue=tq)
+    handle = await env.client.start_workflow(BuildingCallWorkflow.run, inp, id=inp.call_id, task_queue=tq)
+    room = _Room(inp)
     if not fake.precall_fail and BOB.key() not in fake.lines:
-        await until(lambda: "ringing" in fake.names(inp.room_id))
-    return handle, inp
+        await until(lambda: "ringing" in fake.names(room.room_id))
+    return handle, room
 
 
-async def _talking(env, tq, fake, **kw) -> tuple[WorkflowHandle, CallInput]:
+async def _update(handle: WorkflowHandle, update: str, arg: Contract) -> ActionResult:
+    return await handle.execute_update(update, arg, result_type=ActionResult)
+
+
+async def _talking(env, tq, fake, **kw) -> tuple[WorkflowHandle, _Room]:
     handle, inp = await _start(env, tq, fake, **kw)
-    await handle.signal("answer", AnswerInput(party=BOB))
+    await _update(handle, Update.ANSWER, AnswerInput(party=BOB))
     await until(lambda: "calling" in fake.names(inp.room_id))
     return handle, inp
 
 
-def _result(res: CallResult, outcome: AttemptOutcome, end: str, keep: int = 0) -> None:
-    assert (res.outcome, res.end_reason, res.keep_time_s) == (outcome, end, keep)
+def _result(res: EscalationResult, outcome: AttemptOutcome, end: str, keep: int = 0) -> None:
+    [att] = res.attempts
+    assert (att.outcome, att.end_reason, att.keep_time_s) == (outcome, end, keep)
+    assert res.keep_time_s == keep
 
 
 async def test_timeout_in_wait(ts_env, task_queue):
@@ -102,29 +117,29 @@ async def test_timeout_in_wait(ts_env, task_queue):
 
 
 @pytest.mark.parametrize(
-    ("signal", "arg", "event", "outcome"),
+    ("update", "arg", "event", "outcome"),
     [
-        ("hang_up", HangUpInput(party=LOBBY), "cancelVoip", AttemptOutcome.CANCELLED),
-        ("reject", RejectInput(party=BOB), "rejectVoip", AttemptOutcome.REJECTED),
-        ("hang_up", HangUpInput(party=BOB), "rejectVoip", AttemptOutcome.REJECTED),
-        ("force_hang_up", ForceHangUpInput(reason="admin"), "cancelVoip", AttemptOutcome.CANCELLED),
-        ("cancel", ForceHangUpInput(reason="answered by another"), "cancelVoip", AttemptOutcome.CANCELLED),
+        (Update.HANG_UP, HangUpInput(party=LOBBY), "cancelVoip", AttemptOutcome.CANCELLED),
+        (Update.REJECT, RejectInput(party=BOB), "rejectVoip", AttemptOutcome.REJECTED),
+        (Update.HANG_UP, HangUpInput(party=BOB), "rejectVoip", AttemptOutcome.REJECTED),
+        (Update.FORCE_HANG_UP, ForceHangUpInput(reason="admin"), "cancelVoip", AttemptOutcome.CANCELLED),
     ],
 )
-async def test_actions_in_wait(ts_env, task_queue, signal, arg, event, outcome):
-    """Sections 3-4: caller hang-up / force -> cancelVoip; listener reject -> rejectVoip."""
+async def test_actions_in_wait(ts_env, task_queue, update, arg, event, outcome):
+    """Sections 3-4: caller hang-up / force -> cancelVoip; listener reject -> rejectVoip.
+    (The building call stopping a room, "answered by another": test_escalation_workflow.)"""
     fake = FakeDirectory()
     async with running(ts_env, task_queue, fake):
         handle, inp = await _start(ts_env, task_queue, fake)
-        await handle.signal(signal, arg)
+        await _update(handle, update, arg)
         res = await handle.result()
     _result(res, outcome, event)
     assert fake.names(inp.room_id) == [*RING, event, *END]
     assert fake.lines == {}
     last = fake.pushes(inp.room_id)[-1]
     assert last.type == (PushType.CALL_ENDED if event == "rejectVoip" else PushType.CALL_CANCELLED)
-    if signal == "cancel":
-        assert fake.events(inp.room_id)[2].reason == "answered by another"
+    if update == Update.FORCE_HANG_UP:
+        assert fake.events(inp.room_id)[2].reason == "admin"
 
 
 async def test_busy(ts_env, task_queue):
@@ -148,10 +163,14 @@ async def test_precall_skip(ts_env, task_queue, code):
     async with running(ts_env, task_queue, fake):
         handle, inp = await _start(ts_env, task_queue, fake)
         res = await handle.result()
-    assert (res.outcome, res.err_code) == (AttemptOutcome.SKIPPED, code)
+    assert (res.attempts[0].outcome, res.err_code, res.end_reason) == (
+        AttemptOutcome.SKIPPED,
+        code,
+        "initiateFailed",
+    )
     assert fake.names(inp.room_id) == ["targetSkipped"]
     assert fake.events(inp.room_id)[0].err_code == code
-    assert fake.claims == [] and fake.pushes() == []
+    assert fake.claims == [] and fake.pushes(inp.room_id) == []  # the caller gets only call_finished
 
 
 async def test_talk_hang_up_by_each_party_keeps_talk_time(ts_env, task_queue):
@@ -161,10 +180,10 @@ async def test_talk_hang_up_by_each_party_keeps_talk_time(ts_env, task_queue):
         async with running(ts_env, task_queue, fake):
             handle, inp = await _start(ts_env, task_queue, fake)
             await ts_env.sleep(20)
-            await handle.signal("answer", AnswerInput(party=BOB))
+            await _update(handle, Update.ANSWER, AnswerInput(party=BOB))
             await until(lambda inp=inp, fake=fake: "calling" in fake.names(inp.room_id))
             await ts_env.sleep(42)
-            await handle.signal("hang_up", HangUpInput(party=party))
+            await _update(handle, Update.HANG_UP, HangUpInput(party=party))
             res = await handle.result()
         _result(res, AttemptOutcome.ANSWERED, "hangUpVoip", 42)
         assert fake.names(inp.room_id) == [*RING, "answered", "calling", "hangUpVoip", *END]
@@ -197,15 +216,18 @@ async def test_time_limit(ts_env, task_queue):
 
 async def test_force_and_media_lost_in_talk(ts_env, task_queue):
     """Section 6: force in talk -> hangUpVoip; a party's media lost -> abortVoip."""
-    for signal, arg, event in [
-        ("force_hang_up", ForceHangUpInput(reason="admin"), "hangUpVoip"),
-        ("media_lost", JoinInput(room_id="x", party=LOBBY, error="ice failed"), "abortVoip"),
+    for message, arg, event in [
+        (Update.FORCE_HANG_UP, ForceHangUpInput(reason="admin"), "hangUpVoip"),
+        (Signal.MEDIA_LOST, JoinInput(room_id="x", party=LOBBY, error="ice failed"), "abortVoip"),
     ]:
         fake = FakeDirectory()
         async with running(ts_env, task_queue, fake):
             handle, inp = await _talking(ts_env, task_queue, fake)
             await ts_env.sleep(5)
-            await handle.signal(signal, arg)
+            if message == Update.FORCE_HANG_UP:
+                await _update(handle, message, arg)
+            else:
+                await handle.signal(message, arg)
             res = await handle.result()
         _result(res, AttemptOutcome.ANSWERED, event, 5)
         assert fake.names(inp.room_id)[-3:] == [event, *END]
@@ -218,11 +240,11 @@ async def test_media_required_join_phases(ts_env, task_queue):
     async with running(ts_env, task_queue, fake):
         handle, inp = await _start(ts_env, task_queue, fake, media_required=True)
         assert fake.names(inp.room_id) == ["ringing"]
-        await handle.signal("answer", AnswerInput(party=BOB))
-        await handle.signal("joined", JoinInput(room_id=inp.room_id, party=BOB))
+        await _update(handle, Update.ANSWER, AnswerInput(party=BOB))
+        await handle.signal(Signal.JOINED, JoinInput(room_id=inp.room_id, party=BOB))
         await until(lambda: "answered" in fake.names(inp.room_id))
         # section 5: the listener waits for the caller; force -> rejectVoip
-        await handle.signal("force_hang_up", ForceHangUpInput())
+        await _update(handle, Update.FORCE_HANG_UP, ForceHangUpInput())
         res = await handle.result()
     _result(res, AttemptOutcome.REJECTED, "rejectVoip")
     assert fake.names(inp.room_id) == ["ringing", "answered", "rejectVoip", *END]
@@ -230,11 +252,11 @@ async def test_media_required_join_phases(ts_env, task_queue):
     fake = FakeDirectory()
     async with running(ts_env, task_queue, fake):
         handle, inp = await _start(ts_env, task_queue, fake, media_required=True)
-        await handle.signal("joined", JoinInput(room_id=inp.room_id, party=LOBBY))
-        await handle.signal("answer", AnswerInput(party=BOB))
-        await handle.signal("joined", JoinInput(room_id=inp.room_id, party=BOB))
+        await handle.signal(Signal.JOINED, JoinInput(room_id=inp.room_id, party=LOBBY))
+        await _update(handle, Update.ANSWER, AnswerInput(party=BOB))
+        await handle.signal(Signal.JOINED, JoinInput(room_id=inp.room_id, party=BOB))
         await until(lambda: "calling" in fake.names(inp.room_id))
-        await handle.signal("hang_up", HangUpInput(party=BOB))
+        await _update(handle, Update.HANG_UP, HangUpInput(party=BOB))
         res = await handle.result()
     assert fake.names(inp.room_id) == [
         "ringing",
@@ -263,13 +285,13 @@ async def test_join_timeouts(ts_env, task_queue, steps, events):
         handle, inp = await _start(ts_env, task_queue, fake, media_required=True, join_timeout_s=10)
         for step in steps:
             if step == "answer":
-                await handle.signal("answer", AnswerInput(party=BOB))
+                await _update(handle, Update.ANSWER, AnswerInput(party=BOB))
             else:
                 party = LOBBY if step == "caller_joined" else BOB
-                await handle.signal("joined", JoinInput(room_id=inp.room_id, party=party))
+                await handle.signal(Signal.JOINED, JoinInput(room_id=inp.room_id, party=party))
         res = await handle.result()
     assert fake.names(inp.room_id) == [*events, *END]
-    assert res.outcome == AttemptOutcome.FAILED and res.keep_time_s == 0
+    assert res.attempts[0].outcome == AttemptOutcome.FAILED and res.keep_time_s == 0
     assert fake.lines == {}
 
 

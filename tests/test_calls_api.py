@@ -2,7 +2,7 @@
 with nothing started, the Idempotency-Key contract (one workflow), the call view, history
 and the mapping of the workflow's update rejections.
 
-Most tests use a small stand-in registered as ``EscalationWorkflow``: they are about the
+Most tests use a small stand-in registered as ``BuildingCallWorkflow``: they are about the
 API's side of the contract (names, inputs, error types), which the stand-in drives
 deterministically. ``test_real_workflows_end_to_end`` runs the committed workflows and
 activities (``ringflow.worker``) through the same API.
@@ -22,7 +22,6 @@ import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from temporalio import workflow
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -40,6 +39,7 @@ from ringflow.contracts.calls import (
 )
 from ringflow.contracts.common import Party, PartyKind, RoomType
 from ringflow.contracts.events import EventName
+from ringflow.contracts.messages import Rejection, Update, WorkflowType, rejection
 from ringflow.contracts.policies import RingStrategy
 from ringflow.settings import Settings
 from store import calls
@@ -51,7 +51,7 @@ BOB = Party(kind=PartyKind.USER, id="bob")
 MALLORY = Party(kind=PartyKind.USER, id="mallory")
 
 
-@workflow.defn(name="EscalationWorkflow")
+@workflow.defn(name=WorkflowType.BUILDING_CALL)
 class StandInEscalation:
     """Rings alice and bob at once; answer/reject/hang_up/force_hang_up like the real one."""
 
@@ -67,32 +67,32 @@ class StandInEscalation:
 
     def _check(self, party: Party) -> None:
         if party not in (ALICE, BOB, Party(kind=PartyKind.DEVICE, id="LOBBY-1")):
-            raise ApplicationError(f"{party.key()} is not in this call", type="NotAParty")
+            raise rejection(Rejection.NOT_A_PARTY, f"{party.key()} is not in this call")
         if self.ended:
-            raise ApplicationError("the call has ended", type="CallNotActive")
+            raise rejection(Rejection.CALL_NOT_ACTIVE, "the call has ended")
 
-    @workflow.update(name="answer")
+    @workflow.update(name=Update.ANSWER)
     async def answer(self, inp: AnswerInput) -> ActionResult:
         self._check(inp.party)
         if self.answered_by is not None and self.answered_by != inp.party:
-            raise ApplicationError(f"answered by {self.answered_by.key()}", type="AnsweredByAnother")
+            raise rejection(Rejection.ANSWERED_BY_ANOTHER, f"answered by {self.answered_by.key()}")
         self.answered_by = inp.party
         return ActionResult(call_id=self.call_id, phase=Phase.TALK, event=EventName.ANSWERED)
 
-    @workflow.update(name="reject")
+    @workflow.update(name=Update.REJECT)
     async def reject(self, inp: RejectInput) -> ActionResult:
         self._check(inp.party)
         if self.answered_by is not None:
-            raise ApplicationError("not ringing you", type="CallNotActive")
+            raise rejection(Rejection.CALL_NOT_ACTIVE, "not ringing you")
         return ActionResult(call_id=self.call_id, phase=Phase.WAIT, event=EventName.REJECT_VOIP)
 
-    @workflow.update(name="hang_up")
+    @workflow.update(name=Update.HANG_UP)
     async def hang_up(self, inp: HangUpInput) -> ActionResult:
         self._check(inp.party)
         self.ended = True
         return ActionResult(call_id=self.call_id, phase=Phase.ENDED, event=EventName.HANG_UP_VOIP)
 
-    @workflow.update(name="force_hang_up")
+    @workflow.update(name=Update.FORCE_HANG_UP)
     async def force_hang_up(self, inp: ForceHangUpInput) -> ActionResult:
         self.ended = True
         return ActionResult(call_id=self.call_id, phase=Phase.ENDED, event=EventName.CANCEL_VOIP)
@@ -377,7 +377,7 @@ async def test_actions_need_a_party_token(api: httpx.AsyncClient, action: str) -
 
 
 async def test_real_workflows_end_to_end(api: httpx.AsyncClient, db_pool: asyncpg.Pool) -> None:
-    """The committed EscalationWorkflow/CallWorkflow with the real activities (ringflow.worker)."""
+    """The committed BuildingCallWorkflow with the real activities (ringflow.worker)."""
     import asyncio
 
     from ringflow.worker import run_worker

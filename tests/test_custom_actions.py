@@ -23,7 +23,7 @@ from ringflow.contracts.calls import (
 )
 from ringflow.contracts.push import PushType
 from tests.fakes import LOBBY, FakeDirectory, running, until, user
-from workflows.escalation import EscalationWorkflow
+from workflows.building_call import BuildingCallWorkflow as EscalationWorkflow
 
 CAROL, BOB = user("carol"), user("bob")
 

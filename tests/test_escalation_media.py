@@ -22,7 +22,7 @@ from ringflow.contracts.common import Party
 from ringflow.contracts.media import MediaConnectInput, PartyTraffic, RoomStats
 from ringflow.contracts.policies import EscalationPolicy
 from tests.fakes import LOBBY, FakeDirectory, running, until, user
-from workflows.escalation import EscalationWorkflow
+from workflows.building_call import BuildingCallWorkflow as EscalationWorkflow
 
 ALICE, BOB, CAROL = user("alice"), user("bob"), user("carol")
 

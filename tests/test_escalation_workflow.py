@@ -26,7 +26,7 @@ from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
 from ringflow.contracts.search import CALL_ANSWERED_BY, CALL_END_REASON, CALL_PHASE, CALL_UNIT
 from tests.fakes import LOBBY, FakeDirectory, running, until, user
-from workflows.escalation import EscalationWorkflow
+from workflows.building_call import BuildingCallWorkflow as EscalationWorkflow
 
 ALICE, BOB, CAROL, CONCIERGE = user("alice"), user("bob"), user("carol"), user("concierge")
 

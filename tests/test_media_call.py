@@ -40,7 +40,7 @@ from ringflow.stack.ports import free_port
 from tests.fakes import LOBBY, FakeDirectory, register_search_attributes, until, user
 from tests.media_helpers import door_camera, serve
 from workflows import WORKFLOWS
-from workflows.escalation import EscalationWorkflow
+from workflows.building_call import BuildingCallWorkflow as EscalationWorkflow
 
 ALICE, BOB, MALLORY = user("alice"), user("bob"), user("mallory")
 

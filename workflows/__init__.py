@@ -1,10 +1,12 @@
-"""Deterministic Temporal workflows: ``EscalationWorkflow`` (one building call) and
-``CallWorkflow`` (one caller-listener call through the reference's phases)."""
+"""Deterministic Temporal workflows: ``BuildingCallWorkflow`` (one building call, every
+attempt a room inside it), and the legacy pair (``workflows.legacy``) kept registered so
+that calls started before the upgrade finish."""
 
-from workflows.call import CallWorkflow
-from workflows.escalation import EscalationWorkflow
+from workflows.building_call import BuildingCallWorkflow
+from workflows.legacy.call import CallWorkflow
+from workflows.legacy.escalation import EscalationWorkflow
 
-WORKFLOWS = [EscalationWorkflow, CallWorkflow]
-"""Every workflow class, for ``Worker(workflows=...)``."""
+WORKFLOWS = [BuildingCallWorkflow, EscalationWorkflow, CallWorkflow]
+"""Every workflow class, for ``Worker(workflows=...)`` and the ``Replayer``."""
 
-__all__ = ["WORKFLOWS", "CallWorkflow", "EscalationWorkflow"]
+__all__ = ["WORKFLOWS", "BuildingCallWorkflow", "CallWorkflow", "EscalationWorkflow"]

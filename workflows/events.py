@@ -1,5 +1,6 @@
-"""Workflow-side helpers shared by both workflows: deterministic event/push builders,
-activity options, and the one ``record`` call per state change.
+"""Workflow-side helpers of the call workflows: deterministic event/push builders, activity
+options, and the one ``record`` per state change (a local activity in ``BuildingCallWorkflow``,
+a regular one in the legacy workflows, whose histories must keep replaying).
 
 Deterministic: time from ``workflow.now()``, ids from counters (``"<room or call id>#<seq>"``
 for events, ``"<event id>:<recipient key>"`` for pushes), so a retried ``record``
@@ -30,6 +31,9 @@ call stalls when its worker dies mid-``record`` (kill -9): the attempt is only r
 this timeout, so keep it short (tests/test_faults.py, the finish)."""
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
 """Retry transient failures for ever; activities fail on purpose with non-retryable errors."""
+MEDIA_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3)
+"""Media-bridge control is retried briefly: a bridge that stays down must not hold up the
+call (the join timers and media signals decide what happens to the media)."""
 
 
 class CallLog:
@@ -85,8 +89,23 @@ class CallLog:
 
 
 async def record(inp: RecordInput, summary: str) -> None:
-    """Write one state change with the ``record`` activity (one transaction, idempotent by ids)."""
+    """Legacy workflows: write one state change with the ``record`` activity (one transaction,
+    idempotent by ids)."""
     await workflow.execute_activity_method(
+        CallActivities.record,
+        inp,
+        start_to_close_timeout=RECORD_TIMEOUT,
+        retry_policy=RETRY,
+        summary=summary,
+    )
+
+
+async def record_local(inp: RecordInput, summary: str) -> None:
+    """Write one state change with ``record`` as a LOCAL activity: one short PostgreSQL
+    transaction on the hot path, run by this worker inside the workflow task (no task queue
+    round trip). At-least-once, so idempotent by the ids the workflow made (events, pushes,
+    billing by room, the line release by room)."""
+    await workflow.execute_local_activity_method(
         CallActivities.record,
         inp,
         start_to_close_timeout=RECORD_TIMEOUT,

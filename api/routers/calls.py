@@ -1,6 +1,6 @@
 """Calls: place a building call, read it and its history, and the parties' actions.
 
-The API starts ``EscalationWorkflow`` and sends it updates by NAME (DESIGN.md: the
+The API starts ``BuildingCallWorkflow`` and sends it updates by NAME (DESIGN.md: the
 API never imports workflow code nor decides call logic); the call history comes
 from PostgreSQL (``store/calls.py``), written by the workflows' ``record`` activity.
 
@@ -65,6 +65,7 @@ from ringflow.contracts.calls import (
 )
 from ringflow.contracts.common import Contract, Identifier, Party, PartyKind
 from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.messages import REJECTION_ERR_CODES, Rejection, Update, WorkflowType
 from ringflow.contracts.policies import RingStrategy
 from ringflow.contracts.search import CALL_CALLEES, CALL_CALLER, CALL_PHASE, CALL_UNIT
 from ringflow.settings import Settings
@@ -75,7 +76,7 @@ router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
 R = TypeVar("R", bound=BaseModel)
 
-WORKFLOW = "EscalationWorkflow"
+WORKFLOW = WorkflowType.BUILDING_CALL
 """The building call's workflow type (``workflows/``), started by name."""
 
 UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
@@ -83,34 +84,15 @@ UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
 
 _bearer = HTTPBearer(auto_error=False)
 
-# ApplicationError types the workflows raise from update validators/handlers -> problems.
-_REJECTIONS: dict[str, tuple[int, str, str, ErrCode]] = {
-    "AnsweredByAnother": (
-        409,
-        "answered-by-another",
-        "Answered by another party",
-        ErrCode.ANSWERED_BY_ANOTHER,
-    ),
-    "CallNotActive": (
-        409,
-        "call-not-active",
-        "The call is not in a phase for this action",
-        ErrCode.CALL_NOT_ACTIVE,
-    ),
-    "NotAParty": (403, "not-a-party", "Not a party of this call", ErrCode.NOT_A_PARTY),
-    "UnknownAction": (
-        422,
-        "unknown-action",
-        "The calling device does not offer this action",
-        ErrCode.UNKNOWN_ACTION,
-    ),
-    "UnknownActionId": (404, "not-found", "Unknown action", ErrCode.UNKNOWN_RESOURCE),
-    "ActionSettled": (
-        409,
-        "action-settled",
-        "The action was already acknowledged or timed out",
-        ErrCode.ACTION_SETTLED,
-    ),
+# The workflows' typed update rejections -> problems (status, slug, title); the errCode is
+# the rejection's own (REJECTION_ERR_CODES).
+_REJECTIONS: dict[Rejection, tuple[int, str, str]] = {
+    Rejection.ANSWERED_BY_ANOTHER: (409, "answered-by-another", "Answered by another party"),
+    Rejection.CALL_NOT_ACTIVE: (409, "call-not-active", "The call is not in a phase for this action"),
+    Rejection.NOT_A_PARTY: (403, "not-a-party", "Not a party of this call"),
+    Rejection.UNKNOWN_ACTION: (422, "unknown-action", "The calling device does not offer this action"),
+    Rejection.UNKNOWN_ACTION_ID: (404, "not-found", "Unknown action"),
+    Rejection.ACTION_SETTLED: (409, "action-settled", "The action was already acknowledged or timed out"),
 }
 
 
@@ -281,7 +263,7 @@ async def place_call(
     admission: AdmissionDep,
 ) -> CallCreated:
     """Ring ``unit_id``'s residents (or ``callees``) from ``caller``: starts one
-    ``EscalationWorkflow`` whose id is the ``Idempotency-Key`` (= ``call_id``).
+    ``BuildingCallWorkflow`` whose id is the ``Idempotency-Key`` (= ``call_id``).
 
     201 + ``Location`` for a new call; 200 with the same call for a retry with the same
     key and body; 409 ``idempotency-conflict`` (errCode 1009) for the same key with another
@@ -432,18 +414,24 @@ async def list_calls(
 # ---------------------------------------------------------------- actions
 
 PartyAction = Literal["answer", "reject", "hang_up"]
-_ACTION_INPUTS = {"answer": AnswerInput, "reject": RejectInput, "hang_up": HangUpInput}
+_ACTION_UPDATES: dict[str, tuple[Update, type[AnswerInput | RejectInput | HangUpInput]]] = {
+    "answer": (Update.ANSWER, AnswerInput),
+    "reject": (Update.REJECT, RejectInput),
+    "hang_up": (Update.HANG_UP, HangUpInput),
+}
 
 
 async def party_action(client: Client, call_id: str, action: PartyAction, party: Party) -> ActionResult:
     """``party`` answers, rejects or hangs up call ``call_id`` (workflow update ``action``).
     Shared by the REST actions and the WebSocket push channel. Raises :class:`Problem`
     (see :func:`run_update`)."""
-    return await run_update(client, call_id, action, _ACTION_INPUTS[action](party=party), ActionResult)
+    update, model = _ACTION_UPDATES[action]
+    return await run_update(client, call_id, update, model(party=party), ActionResult)
 
 
 async def run_update(client: Client, call_id: str, update: str, arg: Contract, result_type: type[R]) -> R:
-    """Send update ``update`` to the call's ``EscalationWorkflow`` and return its result
+    """Send update ``update`` to the call's workflow (``BuildingCallWorkflow``, or a legacy
+    ``EscalationWorkflow`` started before the upgrade: same update names) and return its result
     (``result_type``: ``ActionResult`` for the call actions, ``CustomActionResult`` for the
     in-call actions).
 
@@ -463,8 +451,8 @@ async def run_update(client: Client, call_id: str, update: str, arg: Contract, r
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or e)
         kind = cause.type if isinstance(cause, ApplicationError) else None
         if kind in _REJECTIONS:
-            status, slug, title, code = _REJECTIONS[kind]
-            raise Problem(status, slug, title, message, code) from e
+            status, slug, title = _REJECTIONS[Rejection(kind)]
+            raise Problem(status, slug, title, message, REJECTION_ERR_CODES[Rejection(kind)]) from e
         raise Problem(409, "action-rejected", "The call rejected the action", message) from e
     except WorkflowUpdateRPCTimeoutOrCancelledError as e:
         raise Problem(
@@ -516,7 +504,7 @@ async def cancel(call_id: Identifier, party: PartyDep, client: TemporalDep) -> A
 async def force_hang_up(call_id: Identifier, body: ForceHangUpInput, client: TemporalDep) -> ActionResult:
     """The backend ends the call (reference ``forceHangUpVoip``): ``cancelVoip`` before the
     listener joined, ``rejectVoip`` while the listener waits, ``hangUpVoip`` in talk."""
-    return await run_update(client, call_id, "force_hang_up", body, ActionResult)
+    return await run_update(client, call_id, Update.FORCE_HANG_UP, body, ActionResult)
 
 
 # ---------------------------------------------------------------- in-call actions (docs/media.md)
@@ -532,7 +520,7 @@ async def custom_action(
     (1007), 409 ``call-not-active`` (1006, not in talk), 422 ``unknown-action`` (1014),
     404 unknown call."""
     inp = CustomActionInput(party=party, action=body.action)
-    return await run_update(client, call_id, "custom_action", inp, CustomActionResult)
+    return await run_update(client, call_id, Update.CUSTOM_ACTION, inp, CustomActionResult)
 
 
 @router.post("/{call_id}/actions/{action_id}/ack", response_model=CustomActionResult)
@@ -547,4 +535,4 @@ async def custom_action_ack(
     ``custom_action``). 403 ``not-a-party`` (1007, not the caller), 404 unknown action or
     call, 409 ``action-settled`` (1015, already acknowledged or timed out)."""
     inp = CustomActionAck(party=party, action_id=action_id, ok=body.ok, detail=body.detail)
-    return await run_update(client, call_id, "custom_action_ack", inp, CustomActionResult)
+    return await run_update(client, call_id, Update.CUSTOM_ACTION_ACK, inp, CustomActionResult)

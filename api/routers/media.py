@@ -27,6 +27,7 @@ from api.deps import PartyDep, PoolDep, SettingsDep, TemporalDep
 from api.problems import Problem, not_found
 from api.routers.calls import call_not_active, not_a_party
 from media.models import PeerOffer, Role, SdpAnswer, SdpOffer
+from ringflow.contracts.messages import Query
 from ringflow.contracts.calls import CallStatus, Phase
 from ringflow.contracts.common import Identifier, Party
 from ringflow.contracts.errors import PROBLEM_BASE, ErrCode
@@ -60,7 +61,7 @@ async def call_role(client: Client, pool: asyncpg.Pool, call_id: str, party: Par
             raise call_not_active(call_id, "the call is over")
         if desc.typed_search_attributes.get(CALL_CALLER) == party.key():
             return Role.CALLER
-        status = await handle.query("status", result_type=CallStatus)
+        status = await handle.query(Query.STATUS, result_type=CallStatus)
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
             raise not_found("call", call_id) from e

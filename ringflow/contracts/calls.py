@@ -1,10 +1,10 @@
 """Calls: REST requests and views, workflow inputs/results, workflow messages.
 
-Two workflows (DESIGN.md): ``EscalationWorkflow`` is one building call (id =
-``call_id`` = the request's Idempotency-Key), ``CallWorkflow`` is one
-caller-listener call (id = ``room_id`` = ``"<call_id>.<attempt>"``). The API
-only talks to the EscalationWorkflow; it forwards to the CallWorkflow it owns.
-Durations are seconds.
+One workflow per building call (DESIGN.md): ``BuildingCallWorkflow`` (id = ``call_id`` =
+the request's Idempotency-Key), each attempt a room inside it (``room_id`` =
+``"<call_id>.<attempt>"``). Message names: ``ringflow.contracts.messages``. ``CallInput``,
+``CallResult`` and ``AttemptUpdate`` belong to the legacy pair (``workflows.legacy``) and stay
+only so that its running calls finish. Durations are seconds.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class CallView(Contract):
 
 
 class EscalationInput(Contract):
-    """Input of ``EscalationWorkflow``. Defaults (seconds) come from settings at the API."""
+    """Input of ``BuildingCallWorkflow`` (and the legacy ``EscalationWorkflow``). Defaults (seconds) come from settings at the API."""
 
     call_id: str
     caller: Party
@@ -132,7 +132,7 @@ class EscalationInput(Contract):
 
 
 class EscalationResult(Contract):
-    """Result of ``EscalationWorkflow``."""
+    """Result of ``BuildingCallWorkflow`` (and the legacy ``EscalationWorkflow``)."""
 
     call_id: str
     answered_by: Party | None = None
@@ -223,7 +223,7 @@ class ForceHangUpInput(Contract):
 class JoinInput(Contract):
     """Signals ``joined`` / ``join_failed`` / ``media_lost`` from the media bridge: ``party``'s
     media joined the building call's media room ``room_id`` (= ``call_id``, docs/media.md),
-    could not join, or vanished. The EscalationWorkflow routes them by party."""
+    could not join, or vanished. The building call routes them by party."""
 
     room_id: str
     party: Party
@@ -240,7 +240,7 @@ class ActionResult(Contract):
 
 
 class CallStatus(Contract):
-    """Query ``status`` of ``EscalationWorkflow``: the live call."""
+    """Query ``status`` of a building call: the live call."""
 
     call_id: str
     phase: Phase

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -56,7 +56,15 @@ with workflow.unsafe.imports_passed_through():
         CALL_END_REASON,
         CALL_PHASE,
     )
-    from workflows.events import ACTIVITY_TIMEOUT, RECORD_TIMEOUT, RETRY, CallLog, record, seconds
+    from workflows.events import (
+        ACTIVITY_TIMEOUT,
+        MEDIA_RETRY,
+        RECORD_TIMEOUT,
+        RETRY,
+        CallLog,
+        record,
+        seconds,
+    )
 
 # Signals the CallWorkflow accepts (sent by its EscalationWorkflow).
 SIGNAL_ANSWER = "answer"  # AnswerInput: the listener answered (section 4)
@@ -75,10 +83,6 @@ MEDIA_SIGNALS = (SIGNAL_JOINED, SIGNAL_JOIN_FAILED, SIGNAL_MEDIA_LOST)
 PATCH_FINISH_IN_ONE_RECORD = "finish-releases-line-in-record"  # no release_line activity
 PATCH_RING_BEFORE_NOTIFY = "ring-before-notifying-parent"  # no signal round trip before the ring
 PATCH_END_WITHOUT_NOTIFY = "end-without-notifying-parent"  # the child's result tells the parent
-
-MEDIA_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3)
-"""Media-bridge control is retried briefly: a bridge that stays down must not hold up the
-call (the join timers and media signals decide what happens to the media)."""
 
 _OUTCOMES = {
     EventName.TIMEOUT: AttemptOutcome.NO_ANSWER,

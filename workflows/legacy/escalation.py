@@ -79,9 +79,17 @@ with workflow.unsafe.imports_passed_through():
         CALL_PHASE,
         CALL_UNIT,
     )
-    from workflows.call import (
-        ATTEMPT_UPDATE,
+    from workflows.events import (
+        ACTIVITY_TIMEOUT,
         MEDIA_RETRY,
+        RECORD_TIMEOUT,
+        RETRY,
+        CallLog,
+        record,
+        seconds,
+    )
+    from workflows.legacy.call import (
+        ATTEMPT_UPDATE,
         MEDIA_SIGNALS,
         SIGNAL_ANSWER,
         SIGNAL_CANCEL,
@@ -93,7 +101,6 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_REJECT,
         CallWorkflow,
     )
-    from workflows.events import ACTIVITY_TIMEOUT, RECORD_TIMEOUT, RETRY, CallLog, record, seconds
 
 INITIATE_FAILED = "initiateFailed"
 """End reason of a building call that rang nobody: no targets, or every target failed a

@@ -1,0 +1,673 @@
+"""``BuildingCallWorkflow``: ONE workflow per building call (id = ``call_id``), the ring plan
+over a unit's targets (reference FAQ 1.5, "round-robin calling"), every attempt a
+:class:`~workflows.room.Room` held as state inside it.
+
+First workflow task: the local activity ``start_call`` (``callStarted``, resolve the targets,
+the plan row: one transaction), then the first room's ``ring`` (pre-call checks, line claim,
+ringing record and push outbox: one transaction), both local activities, so the first
+resident's phone rings before the task completes. Later steps are local activities too
+(next ring, answer, finish); the media bridge is driven by regular activities.
+
+Messages (names in ``ringflow.contracts.messages``), answered in place:
+- updates ``answer``, ``reject``, ``hang_up``, ``force_hang_up`` -> ``ActionResult``;
+  ``custom_action``, ``custom_action_ack`` -> ``CustomActionResult``. Validators raise the
+  typed rejections ``NotAParty``, ``AnsweredByAnother``, ``CallNotActive``,
+  ``UnknownAction``, ``UnknownActionId``, ``ActionSettled``. An update returns once its
+  action took effect in the room.
+- signals ``joined`` / ``join_failed`` / ``media_lost`` (``JoinInput``): media facts, routed
+  by party (the caller's to every live room, a listener's to its room).
+- query ``status`` -> ``CallStatus``.
+
+Durations are seconds. ``docs/events.md`` is the table of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.calls import CallActivities
+    from activities.directory import DirectoryActivities
+    from ringflow.contracts.activities import (
+        CallRecord,
+        RecordInput,
+        RememberAnswerInput,
+        ResolvedPlan,
+        ResolveInput,
+        StartCallInput,
+        Target,
+    )
+    from ringflow.contracts.calls import (
+        ActionResult,
+        AnswerInput,
+        Attempt,
+        AttemptOutcome,
+        CallStatus,
+        CustomActionAck,
+        CustomActionInput,
+        CustomActionResult,
+        EscalationInput,
+        EscalationResult,
+        ForceHangUpInput,
+        HangUpInput,
+        JoinInput,
+        Phase,
+        RejectInput,
+    )
+    from ringflow.contracts.common import Party
+    from ringflow.contracts.errors import ErrCode
+    from ringflow.contracts.events import EventName
+    from ringflow.contracts.media import MEDIA_CLOSE_ROOM, RoomStats
+    from ringflow.contracts.messages import Query, Rejection, Signal, Update, WorkflowType, rejection
+    from ringflow.contracts.policies import RingStrategy
+    from ringflow.contracts.push import PushType
+    from workflows.actions import InCallActions
+    from workflows.events import ACTIVITY_TIMEOUT, MEDIA_RETRY, RECORD_TIMEOUT, RETRY, CallLog, record_local
+    from workflows.plan import RingPlan, Stage
+    from workflows.room import MEDIA_MESSAGES, Room, RoomMessage, RoomSpec
+    from workflows.visibility import CallVisibility
+
+INITIATE_FAILED = "initiateFailed"
+"""End reason of a building call that rang nobody: no targets, or every target failed a
+pre-call check (section 1); ``err_code`` says why."""
+ANSWERED_BY_ANOTHER = "answered by another"
+"""``cancelVoip`` reason of the rooms that lost a ring-all race."""
+CANCELLED_REASON = "building call cancelled"
+"""``cancelVoip``/``hangUpVoip`` reason when the workflow itself is cancelled."""
+
+_ERR_CODES = {EventName.TIMEOUT: None, EventName.BUSY: ErrCode.LISTENER_BUSY}
+
+
+@dataclass
+class Stop:
+    """Why the ringing stopped before an answer: the message every live room gets."""
+
+    kind: RoomMessage
+    party: Party | None = None
+    reason: str | None = None
+
+
+@dataclass
+class CallState:
+    """The whole state of one building call (samples-python ``safe_message_handlers``)."""
+
+    phase: Phase = Phase.INITIATE
+    strategy: RingStrategy = RingStrategy.SEQUENTIAL
+    plan: ResolvedPlan | None = None
+    rooms: dict[str, Room] = field(default_factory=dict)  # by room_id, in attempt order
+    answered_by: Party | None = None  # claimed by the answer update (first wins)
+    answer_room: str | None = None
+    talk_started_at: datetime | None = None
+    stop: Stop | None = None  # the ringing was stopped (caller gave up, force, caller media)
+    ring_done: bool = False  # no further room will be opened
+    caller_joined: bool = False  # the caller's media is in the call's media room
+    failure: BaseException | None = None  # a room's task failed (a bug): fails the workflow task
+
+
+@workflow.defn(name=WorkflowType.BUILDING_CALL)
+class BuildingCallWorkflow:
+    """One building call: ``run(EscalationInput) -> EscalationResult``; see the module docstring."""
+
+    @workflow.init
+    def __init__(self, inp: EscalationInput) -> None:
+        self._inp = inp
+        self._s = CallState(strategy=inp.policy.strategy if inp.policy else RingStrategy.SEQUENTIAL)
+        self._log = CallLog(inp.call_id)
+        self._vis = CallVisibility()
+        self._actions = InCallActions(inp.call_id, inp.caller, self._log, inp.action_ack_timeout_s)
+
+    # ------------------------------------------------------------------ query / signals
+
+    @workflow.query(name=Query.STATUS)
+    def status(self) -> CallStatus:
+        """The live call: phase, who is ringing, who answered, the attempts."""
+        s = self._s
+        talk = self._talk_room()
+        return CallStatus(
+            call_id=self._inp.call_id,
+            phase=s.phase,
+            strategy=s.strategy,
+            ringing=[r.listener for r in s.rooms.values() if r.phase == Phase.WAIT],
+            answered_by=s.answered_by if talk else None,
+            talk_room_id=talk.spec.room_id if talk else None,
+            talk_started_at=s.talk_started_at,
+            attempts=[r.attempt for r in s.rooms.values()],
+        )
+
+    @workflow.signal(name=Signal.JOINED)
+    def joined(self, inp: JoinInput) -> None:
+        """Media bridge: ``party`` joined the call's media room (docs/media.md)."""
+        self._media(RoomMessage.JOINED, inp)
+
+    @workflow.signal(name=Signal.JOIN_FAILED)
+    def join_failed(self, inp: JoinInput) -> None:
+        """Media bridge: ``party`` could not join the call's media room."""
+        self._media(RoomMessage.JOIN_FAILED, inp)
+
+    @workflow.signal(name=Signal.MEDIA_LOST)
+    def media_lost(self, inp: JoinInput) -> None:
+        """Media bridge: ``party``'s media vanished (abortVoip, troubleshooting guide 3(1), 6(1))."""
+        self._media(RoomMessage.MEDIA_LOST, inp)
+
+    def _media(self, kind: RoomMessage, inp: JoinInput) -> None:
+        """Route a media fact by party (one media room per building call, docs/media.md): the
+        caller's to every live room (remembered for rooms still to come; a caller whose media
+        failed or vanished stops the plan), a listener's to that listener's live room."""
+        s = self._s
+        if inp.party == self._inp.caller:
+            s.caller_joined = kind == RoomMessage.JOINED
+            if not s.caller_joined and s.stop is None and s.phase != Phase.TALK:
+                s.stop = Stop(kind, inp.party, inp.error)
+            for room in self._live_rooms():
+                room.post(kind, inp.party, inp.error)
+            return
+        for room in self._live_rooms():
+            if room.listener == inp.party:
+                room.post(kind, inp.party, inp.error)
+
+    # ------------------------------------------------------------------ updates
+
+    @workflow.update(name=Update.ANSWER)
+    async def answer(self, inp: AnswerInput) -> ActionResult:
+        """A rung listener answers. Returns once the room is in join/talk (``event`` answered).
+        Rejections: ``AnsweredByAnother``, ``CallNotActive`` (not ringing you, or the ring
+        ended before the answer reached the room), ``NotAParty``."""
+        s = self._s
+        room = self._ringing_room(inp.party)  # again: an earlier answer may have won meanwhile
+        s.answered_by, s.answer_room = inp.party, room.spec.room_id
+        room.post(RoomMessage.ANSWER, inp.party)
+        await self._until(lambda: room.confirmed or room.ended)
+        if not room.confirmed:
+            s.answered_by = s.answer_room = None
+            raise rejection(Rejection.CALL_NOT_ACTIVE, "the call stopped ringing before the answer")
+        return ActionResult(
+            call_id=self._inp.call_id, room_id=room.spec.room_id, phase=room.phase, event=EventName.ANSWERED
+        )
+
+    @answer.validator
+    def _validate_answer(self, inp: AnswerInput) -> None:
+        self._ringing_room(inp.party)
+
+    @workflow.update(name=Update.REJECT)
+    async def reject(self, inp: RejectInput) -> ActionResult:
+        """A rung listener declines: its room ends with ``rejectVoip`` (the plan goes on).
+        Rejections: ``CallNotActive`` (not ringing you), ``NotAParty``."""
+        room = self._ringing_room(inp.party, answering=False)
+        room.post(RoomMessage.REJECT, inp.party)
+        return await self._after(room)
+
+    @reject.validator
+    def _validate_reject(self, inp: RejectInput) -> None:
+        self._ringing_room(inp.party, answering=False)
+
+    @workflow.update(name=Update.HANG_UP)
+    async def hang_up(self, inp: HangUpInput) -> ActionResult:
+        """A party hangs up (troubleshooting guide 3, 5, 6): the caller before talk cancels the
+        whole call (``cancelVoip`` in every ringing room); a rung listener declines
+        (``rejectVoip``); either party in talk ends it (``hangUpVoip``).
+        Rejections: ``CallNotActive`` (call over / nothing of yours is live), ``NotAParty``."""
+        room = self._hang_up_room(inp.party)
+        if room is None:
+            return await self._stop_ringing(Stop(RoomMessage.HANG_UP, inp.party))
+        room.post(RoomMessage.HANG_UP, inp.party)
+        return await self._after(room)
+
+    @hang_up.validator
+    def _validate_hang_up(self, inp: HangUpInput) -> None:
+        self._hang_up_room(inp.party)
+
+    @workflow.update(name=Update.FORCE_HANG_UP)
+    async def force_hang_up(self, inp: ForceHangUpInput) -> ActionResult:
+        """The backend ends the call (``forceHangUpVoip``): every live room ends with
+        ``cancelVoip``/``rejectVoip``/``hangUpVoip`` by its phase. Rejection: ``CallNotActive``."""
+        room = self._talk_room()
+        if room is None:
+            return await self._stop_ringing(Stop(RoomMessage.FORCE_HANG_UP, reason=inp.reason))
+        room.post(RoomMessage.FORCE_HANG_UP, reason=inp.reason)
+        return await self._after(room)
+
+    @force_hang_up.validator
+    def _validate_force(self, inp: ForceHangUpInput) -> None:
+        self._check_active()
+
+    @workflow.update(name=Update.CUSTOM_ACTION)
+    async def custom_action(self, inp: CustomActionInput) -> CustomActionResult:
+        """The listener in talk asks the calling device for ``inp.action`` (reference FAQ 1.2,
+        ``setCustomBtnText``: "open door"); returns the settled result (``InCallActions``).
+        Rejections: ``NotAParty``, ``CallNotActive`` (not in talk), ``UnknownAction`` (the
+        device does not offer it)."""
+        room = self._talk_room_for_action(inp)
+        return await self._actions.request(room, inp.party, inp.action)
+
+    @custom_action.validator
+    def _validate_custom_action(self, inp: CustomActionInput) -> None:
+        self._talk_room_for_action(inp)
+
+    @workflow.update(name=Update.CUSTOM_ACTION_ACK)
+    async def custom_action_ack(self, inp: CustomActionAck) -> CustomActionResult:
+        """The calling device acknowledges in-call action ``inp.action_id`` (``ok`` -> done,
+        else failed). Rejections: ``NotAParty``, ``UnknownActionId``, ``ActionSettled``."""
+        return await self._actions.acknowledge(inp)
+
+    @custom_action_ack.validator
+    def _validate_custom_action_ack(self, inp: CustomActionAck) -> None:
+        self._actions.pending(inp)
+
+    # ------------------------------------------------------------------ run
+
+    @workflow.run
+    async def run(self, inp: EscalationInput) -> EscalationResult:
+        """Ring the plan, follow the answered room to its end, record the outcome."""
+        self._vis.started(inp.caller.key(), inp.unit_id, Phase.INITIATE)
+        self._vis.flush()
+        self._vis.details(self._header("resolving targets"))
+        cancelled = False
+        try:
+            failure = await self._start()
+            if failure is not None:
+                return await self._end(*failure)
+            await self._ring_plan()
+            self._s.ring_done = True
+            await self._follow_answer()
+            await self._until(lambda: all(r.ended for r in self._s.rooms.values()))
+        except asyncio.CancelledError:
+            cancelled = True
+            self._s.ring_done = True
+            self._stop_all(Stop(RoomMessage.CANCEL, reason=CANCELLED_REASON))
+            await self._until(lambda: all(r.ended for r in self._s.rooms.values()))
+        result = await self._end(*self._outcome(cancelled))
+        if cancelled:
+            raise asyncio.CancelledError(CANCELLED_REASON)
+        return result
+
+    async def _start(self) -> tuple[str, ErrCode, str] | None:
+        """Local activity ``start_call`` (one transaction: the call row and ``callStarted``,
+        ``resolve_targets``, the plan with phase wait); returns (end_reason, err_code, reason)
+        when nobody can be rung. A cancellation while it runs waits for what was written."""
+        inp = self._inp
+        started = RecordInput(
+            call=CallRecord(
+                call_id=inp.call_id,
+                caller=inp.caller,
+                unit_id=inp.unit_id,
+                room_type=inp.room_type,
+                strategy=inp.policy.strategy if inp.policy else None,
+                phase=Phase.INITIATE,
+                started_at=workflow.now(),
+                callees=inp.callees,
+            ),
+            events=[
+                self._log.event(
+                    EventName.CALL_STARTED,
+                    party=inp.caller,
+                    data={
+                        "unit_id": inp.unit_id,
+                        "room_type": inp.room_type.value,
+                        "strategy": self._s.strategy.value,
+                    },
+                )
+            ],
+        )
+        start = asyncio.create_task(
+            workflow.execute_local_activity_method(
+                CallActivities.start_call,
+                StartCallInput(
+                    call_id=inp.call_id,
+                    resolve=ResolveInput(
+                        caller=inp.caller, unit_id=inp.unit_id, callees=inp.callees, policy=inp.policy
+                    ),
+                    started=started,
+                ),
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"record callStarted, resolve targets of {self._target_label()}",
+            )
+        )
+        try:
+            res = await asyncio.shield(start)
+        except asyncio.CancelledError:
+            await start
+            raise
+        if res.plan is None:
+            kind = res.error_type or ""
+            code = ErrCode.UNKNOWN_RESOURCE if kind.startswith("Unknown") else ErrCode.NO_TARGETS
+            return INITIATE_FAILED, code, f"{res.error_type}: {res.error_message}"
+        self._s.plan = plan = res.plan
+        self._s.strategy = plan.policy.strategy
+        callees = plan.callees()
+        self._vis.callees([p.key() for p in callees])
+        if not callees:
+            self._vis.flush()
+            return INITIATE_FAILED, ErrCode.NO_TARGETS, "nobody may be called from this device"
+        self._set_phase(Phase.WAIT)
+        return None
+
+    async def _ring_plan(self) -> None:
+        """Ring stage after stage until an answer is confirmed, the ringing is stopped, or the
+        plan is exhausted (FAQ 1.5); first answer wins."""
+        s = self._s
+        assert s.plan is not None
+        plan = RingPlan(s.plan, self._inp.default_ring_timeout_s)
+        total = len(plan.stages)
+        while s.stop is None and (stage := plan.next()) is not None:
+            if plan.previous is not None:
+                await self._escalated(plan.previous, stage)
+                if s.stop is not None:
+                    return
+            rooms = [self._open_room(t, stage, plan.position, total) for t in stage.targets]
+            await self._until(lambda rs=rooms: self._talk_room() is not None or all(r.ended for r in rs))
+            answered = self._talk_room()
+            if answered is not None:
+                await self._on_answered(answered)
+                return
+
+    def _open_room(self, target: Target, stage: Stage, n: int, total: int) -> Room:
+        """Open the next attempt's room and run it as a task of this workflow."""
+        inp, s = self._inp, self._s
+        assert s.plan is not None
+        seq = len(s.rooms) + 1
+        room_id = f"{inp.call_id}.{seq}"
+        attempt = Attempt(
+            room_id=room_id,
+            seq=seq,
+            round=stage.round,
+            listener=target.party,
+            listener_name=target.name,
+            fallback=stage.fallback,
+        )
+        spec = RoomSpec(
+            call_id=inp.call_id,
+            room_id=room_id,
+            caller=inp.caller,
+            caller_name=s.plan.caller_name,
+            listener=target.party,
+            listener_name=target.name,
+            room_type=inp.room_type,
+            ring_timeout_s=stage.ring_timeout_s,
+            join_timeout_s=inp.join_timeout_s,
+            time_limit_s=inp.time_limit_s,
+            media_required=inp.media_required,
+            caller_joined=s.caller_joined,
+            listener_auto_answer=target.auto_answer,
+            record_media=s.plan.policy.record_media,
+        )
+        room = s.rooms[room_id] = Room(spec, attempt, self._vis)
+        what = "fallback " if stage.fallback else ""
+        self._vis.details(self._header(f"ringing {what}stage {n}/{total}, round {stage.round}"))
+
+        async def run_room() -> None:
+            try:
+                await room.run()
+            except BaseException as e:  # a bug in the room: fail the workflow task, not the call
+                s.failure = e
+                raise
+
+        asyncio.create_task(run_room())  # noqa: RUF006 -- awaited through room.ended / s.failure
+        return room
+
+    async def _escalated(self, prev: Stage, nxt: Stage) -> None:
+        """Record ``escalated`` between two stages (next target / next round / fallback)."""
+        why = nxt.escalation_reason(prev)
+        event = self._log.event(
+            EventName.ESCALATED,
+            listener=nxt.targets[0].party if len(nxt.targets) == 1 else None,
+            reason=why,
+            data={"to": [t.party.key() for t in nxt.targets], "round": nxt.round},
+        )
+        await record_local(RecordInput(events=[event]), f"record escalated ({why})")
+
+    async def _on_answered(self, room: Room) -> None:
+        """First answer wins: cancel the other rooms, remember the answer (round-robin)."""
+        inp, s = self._inp, self._s
+        assert s.plan is not None and s.answered_by is not None
+        for other in self._live_rooms():
+            if other is not room:
+                other.post(RoomMessage.CANCEL, reason=ANSWERED_BY_ANOTHER)
+        self._vis.answered_by(s.answered_by.key())
+        self._set_phase(room.phase)
+        self._vis.details(self._header(f"answered by {room.spec.listener_name}"))
+        if s.plan.policy.strategy == RingStrategy.ROUND_ROBIN and inp.unit_id:
+            await workflow.execute_local_activity_method(
+                DirectoryActivities.remember_answer,
+                RememberAnswerInput(unit_id=inp.unit_id, party=s.answered_by),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"remember {s.answered_by.key()} answered {inp.unit_id}",
+            )
+
+    async def _follow_answer(self) -> None:
+        """Mirror the answered room's phases (join, talk) as the building call's until it ends."""
+        room = self._talk_room()
+        while room is not None and not room.ended:
+            seen = room.phase
+            if seen in (Phase.JOIN, Phase.TALK):
+                if seen == Phase.TALK and self._s.talk_started_at is None:
+                    self._s.talk_started_at = room.talk_started_at
+                self._set_phase(seen)
+            await self._until(lambda seen=seen: room.phase != seen)
+        if room is not None:
+            self._s.phase = Phase.FINISH
+
+    # ------------------------------------------------------------------ stopping
+
+    async def _stop_ringing(self, stop: Stop) -> ActionResult:
+        """Caller cancel / force before an answer: stop the plan, end every live room."""
+        self._stop_all(stop)
+        await self._until(lambda: self._s.ring_done and all(r.ended for r in self._s.rooms.values()))
+        return ActionResult(call_id=self._inp.call_id, phase=self._s.phase, event=EventName.CANCEL_VOIP)
+
+    def _stop_all(self, stop: Stop) -> None:
+        if self._s.stop is None:
+            self._s.stop = stop
+        for room in self._live_rooms():
+            room.post(stop.kind, stop.party, stop.reason)
+
+    async def _after(self, room: Room) -> ActionResult:
+        """Wait until ``room`` ended; the action's result."""
+        await self._until(lambda: room.ended)
+        return ActionResult(
+            call_id=self._inp.call_id,
+            room_id=room.spec.room_id,
+            phase=self._s.phase,
+            event=room.attempt.end_reason,
+        )
+
+    # ------------------------------------------------------------------ ending
+
+    def _outcome(self, cancelled: bool) -> tuple[str, ErrCode | None, str | None]:
+        """(end_reason, err_code, reason) of the building call (docs/events.md)."""
+        s = self._s
+        talk = self._talk_room()
+        if talk is not None:
+            return (talk.attempt.end_reason or EventName.HANG_UP_VOIP).value, None, talk.attempt.reason
+        if cancelled or (s.stop is not None and s.stop.kind not in MEDIA_MESSAGES):
+            return EventName.CANCEL_VOIP.value, None, "call cancelled"
+        atts = [r.attempt for r in s.rooms.values()]
+        if atts and all(a.outcome == AttemptOutcome.SKIPPED for a in atts):
+            return INITIATE_FAILED, atts[-1].err_code, atts[-1].reason
+        reasons = {a.end_reason for a in atts if a.outcome != AttemptOutcome.SKIPPED}
+        if len(reasons) == 1:
+            only = reasons.pop()
+            if only is not None and only != EventName.CANCEL_VOIP:
+                return only.value, _ERR_CODES.get(only), None
+        return EventName.TIMEOUT.value, None, "nobody answered"
+
+    async def _end(self, end_reason: str, err_code: ErrCode | None, reason: str | None) -> EscalationResult:
+        """Settle in-call actions, close the media room, record ``callEnded`` and the final
+        call row (one local activity); the result."""
+        inp, s = self._inp, self._s
+        s.ring_done = True
+        talk = self._talk_room()
+        answered_by = talk.listener if talk else None
+        keep = (talk.attempt.keep_time_s or 0) if talk else 0
+        self._vis.end_reason(end_reason)
+        self._set_phase(Phase.ENDED)
+        self._vis.details(self._header(f"ended: {end_reason}" + (f", keepTime {keep} s" if talk else "")))
+        # In-call actions still waiting settle now that the talk is over: their
+        # customActionResult comes before callEnded.
+        await self._until(self._actions.all_recorded)
+        data: dict[str, Any] = {"end_reason": end_reason}
+        if inp.media_required:
+            data |= await self._close_media()
+        ended = self._log.event(
+            EventName.CALL_ENDED,
+            party=answered_by,
+            err_code=err_code,
+            keep_time_s=keep,
+            reason=reason,
+            data=data,
+        )
+        finished = {
+            "end_reason": end_reason,
+            "err_code": int(err_code) if err_code is not None else None,
+            "keepTime": keep,
+            "answered_by": answered_by.key() if answered_by else None,
+        }
+        await record_local(
+            RecordInput(
+                call=CallRecord(
+                    call_id=inp.call_id,
+                    phase=Phase.ENDED,
+                    ended_at=workflow.now(),
+                    answered_by=answered_by,
+                    end_reason=end_reason,
+                    err_code=err_code,
+                    keep_time_s=keep,
+                ),
+                events=[ended],
+                pushes=[self._log.push(ended, inp.caller, PushType.CALL_FINISHED, finished)],
+            ),
+            f"record callEnded ({end_reason})",
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return EscalationResult(
+            call_id=inp.call_id,
+            answered_by=answered_by,
+            end_reason=end_reason,
+            err_code=err_code,
+            keep_time_s=keep,
+            attempts=[r.attempt for r in s.rooms.values()],
+        )
+
+    async def _close_media(self) -> dict[str, Any]:
+        """Close the call's media room (docs/media.md); ``{"traffic": [PartyTraffic...],
+        "recording": path}`` for ``callEnded``, or ``{}`` when the bridge had no room or could
+        not be reached (logged: the bridge closes the room itself once this workflow ends)."""
+        try:
+            stats: RoomStats | None = await workflow.execute_activity(
+                MEDIA_CLOSE_ROOM,
+                self._inp.call_id,
+                result_type=RoomStats | None,  # type: ignore[arg-type]
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=MEDIA_RETRY,
+                summary="media: close the room, collect its traffic",
+            )
+        except ActivityError as e:
+            workflow.logger.warning("closing media room %s failed: %s", self._inp.call_id, e)
+            return {}
+        if stats is None:
+            return {}
+        return {"traffic": [t.model_dump(mode="json") for t in stats.parties], "recording": stats.recording}
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _until(self, pred: Any) -> None:
+        """``wait_condition(pred)``; re-raises a room task's failure (a bug) so that the
+        workflow task fails and is retried, as an exception in workflow code does."""
+        s = self._s
+        await workflow.wait_condition(lambda: s.failure is not None or pred())
+        if s.failure is not None:
+            raise s.failure
+
+    def _talk_room(self) -> Room | None:
+        """The answered room once its answer is recorded (join, talk or after)."""
+        s = self._s
+        room = s.rooms.get(s.answer_room) if s.answer_room else None
+        return room if room is not None and room.confirmed else None
+
+    def _live_rooms(self) -> list[Room]:
+        return [r for r in self._s.rooms.values() if not r.ended]
+
+    def _is_party(self, party: Party) -> bool:
+        s = self._s
+        known = [r.listener for r in s.rooms.values()] + (s.plan.callees() if s.plan else [])
+        return party == self._inp.caller or party in known
+
+    def _check_active(self) -> None:
+        s = self._s
+        if s.phase in (Phase.FINISH, Phase.ENDED) or s.stop is not None:
+            raise rejection(Rejection.CALL_NOT_ACTIVE, "the call is over")
+
+    def _check_party(self, party: Party) -> None:
+        if not self._is_party(party):
+            raise rejection(Rejection.NOT_A_PARTY, f"{party.key()} is not a party of this call")
+
+    def _ringing_room(self, party: Party, answering: bool = True) -> Room:
+        """The room ringing ``party`` (also one still in its ring local activity: the message
+        waits in its inbox). Rejections: NotAParty / AnsweredByAnother / CallNotActive."""
+        s = self._s
+        self._check_party(party)
+        if answering and s.answered_by is not None and s.answered_by != party:
+            raise rejection(Rejection.ANSWERED_BY_ANOTHER, "another listener answered first")
+        self._check_active()
+        for room in s.rooms.values():
+            if room.listener == party and room.phase in (Phase.WAIT, Phase.INITIATE):
+                if answering and s.answer_room is not None:
+                    break  # this party's own answer is in flight
+                return room
+        raise rejection(Rejection.CALL_NOT_ACTIVE, f"{party.key()} is not being rung")
+
+    def _hang_up_room(self, party: Party) -> Room | None:
+        """The room a hang-up of ``party`` goes to; None = stop the ringing (the caller before
+        an answer). Rejections: NotAParty / CallNotActive."""
+        self._check_party(party)
+        self._check_active()
+        if party == self._inp.caller:
+            return self._talk_room()
+        for room in self._live_rooms():
+            if room.listener == party:
+                return room
+        raise rejection(Rejection.CALL_NOT_ACTIVE, f"{party.key()} has no live room in this call")
+
+    def _talk_room_for_action(self, inp: CustomActionInput) -> Room:
+        """The talk room of ``inp.party``. Rejections: NotAParty / CallNotActive / UnknownAction."""
+        if not self._is_party(inp.party) or inp.party == self._inp.caller:
+            raise rejection(Rejection.NOT_A_PARTY, f"{inp.party.key()} is not a listener of this call")
+        room = self._talk_room()
+        if room is None or self._s.answered_by != inp.party or room.phase != Phase.TALK:
+            raise rejection(Rejection.CALL_NOT_ACTIVE, f"{inp.party.key()} is not talking in this call")
+        offered = self._s.plan.caller_actions if self._s.plan else []
+        if inp.action not in offered:
+            raise rejection(
+                Rejection.UNKNOWN_ACTION,
+                f"the calling device does not offer {inp.action!r} (it offers {offered or 'nothing'})",
+            )
+        return room
+
+    def _set_phase(self, phase: Phase) -> None:
+        """The building call's phase and its search attribute (one upsert with whatever else
+        changed)."""
+        self._s.phase = phase
+        self._vis.phase(phase)
+        self._vis.flush()
+
+    def _target_label(self) -> str:
+        inp, plan = self._inp, self._s.plan
+        if plan is not None and plan.unit_name:
+            return plan.unit_name
+        if inp.unit_id:
+            return f"unit {inp.unit_id}"
+        return ", ".join(p.key() for p in inp.callees or []) or "callees"
+
+    def _header(self, state: str) -> str:
+        """Live details header: ``"Maple Court Lobby -> unit 101 (sequential): ringing ..."``."""
+        s = self._s
+        caller = s.plan.caller_name if s.plan else self._inp.caller.key()
+        target = f"unit {self._inp.unit_id}" if self._inp.unit_id else self._target_label()
+        return f"{caller} -> {target} ({s.strategy.value}): {state}"

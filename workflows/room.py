@@ -1,0 +1,482 @@
+"""``Room``: one caller-listener attempt of a building call, through the reference's phases,
+held as state inside the building call's workflow (not a child workflow).
+
+initiate (pre-call checks, busy check, ring) -> wait (the listener is rung) -> join (the
+listener answered and joins) -> talk -> finish (``endVoip``, ``finishVoip``). Which event
+each phase and each party's action produces follows the troubleshooting guide sections 1-6;
+``docs/events.md`` is the table. Durations are seconds; every timer is a durable workflow
+timer (FAQ 1.1), owned by the room's :class:`~workflows.deadlines.Deadlines`.
+
+The building call runs ``Room.run()`` as a task and hands it messages with ``post`` (answer,
+reject, hang-up, force, cancel, media facts): the room applies them in order, one at a time,
+in its own loop, so that a message and a timer firing together are decided once. The room's
+``attempt`` is the building call's view of it (phase, outcome), updated in place. Each state
+change is ONE local activity (``ring``, ``record``): a short PostgreSQL transaction,
+idempotent by the ids made here (room id, event ids), since a local activity may run twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.calls import CallActivities
+    from ringflow.contracts.activities import (
+        Billing,
+        CallRecord,
+        LineInput,
+        RecordInput,
+        RingInput,
+        RingResult,
+        RingStatus,
+    )
+    from ringflow.contracts.calls import Attempt, AttemptOutcome, Phase
+    from ringflow.contracts.common import Party, RoomType
+    from ringflow.contracts.errors import ErrCode
+    from ringflow.contracts.events import CallEvent, EventName
+    from ringflow.contracts.media import MEDIA_CONNECT, MediaConnectInput
+    from ringflow.contracts.push import PushMessage, PushType
+    from workflows.deadlines import Deadlines
+    from workflows.events import (
+        ACTIVITY_TIMEOUT,
+        MEDIA_RETRY,
+        RECORD_TIMEOUT,
+        RETRY,
+        CallLog,
+        record_local,
+        seconds,
+    )
+    from workflows.visibility import CallVisibility
+
+
+class RoomMessage(StrEnum):
+    """What the building call hands a room (``Room.post``)."""
+
+    ANSWER = "answer"  # the listener answered (section 4)
+    REJECT = "reject"  # the listener declined (section 4)
+    HANG_UP = "hang_up"  # a party hung up (sections 3, 5, 6)
+    FORCE_HANG_UP = "force_hang_up"  # forceHangUpVoip (sections 3, 5, 6)
+    CANCEL = "cancel"  # the building call no longer needs this room (answered by another, ...)
+    JOINED = "joined"  # a party's media joined the call's media room
+    JOIN_FAILED = "join_failed"  # a party's media could not join
+    MEDIA_LOST = "media_lost"  # a party's media vanished (abortVoip)
+
+
+MEDIA_MESSAGES = (RoomMessage.JOINED, RoomMessage.JOIN_FAILED, RoomMessage.MEDIA_LOST)
+
+_OUTCOMES = {
+    EventName.TIMEOUT: AttemptOutcome.NO_ANSWER,
+    EventName.REJECT_VOIP: AttemptOutcome.REJECTED,
+    EventName.BUSY: AttemptOutcome.BUSY,
+    EventName.CANCEL_VOIP: AttemptOutcome.CANCELLED,
+    EventName.JOIN_FAIL_CALLER: AttemptOutcome.FAILED,
+    EventName.JOIN_FAIL_LISTENER: AttemptOutcome.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class RoomSpec:
+    """What a room is for: the parties, their names, its timers (seconds) and media."""
+
+    call_id: str
+    room_id: str
+    caller: Party
+    caller_name: str
+    listener: Party
+    listener_name: str
+    room_type: RoomType
+    ring_timeout_s: float
+    join_timeout_s: float
+    time_limit_s: float
+    media_required: bool = False
+    caller_joined: bool = False  # the caller's media already joined the call's media room
+    listener_auto_answer: bool = False  # the listener device answers by itself (phone-calls-device)
+    record_media: bool = False  # unit policy record_media: the bridge records the talk
+
+
+@dataclass
+class _Message:
+    kind: RoomMessage
+    party: Party | None = None
+    reason: str | None = None
+
+
+@dataclass
+class _End:
+    """The terminal event chosen for the room."""
+
+    event: EventName
+    party: Party | None = None
+    reason: str | None = None
+
+
+class Room:
+    """One attempt (``spec.room_id``); ``run()`` returns when it ended (``attempt.phase`` ended).
+
+    Never fails on purpose: every ending is an outcome (``AttemptOutcome``) with the
+    reference's terminal event; the listener's line is released in every path.
+    """
+
+    def __init__(self, spec: RoomSpec, attempt: Attempt, visibility: CallVisibility) -> None:
+        self.spec = spec
+        self.attempt = attempt
+        self._visibility = visibility
+        self._log = CallLog(spec.call_id, spec.room_id)
+        self._inbox: list[_Message] = []
+        self._deadlines = Deadlines()
+        self._end: _End | None = None
+        self._rang = False  # the INCOMING_CALL push went out
+        self._claimed = False  # this room holds the listener's line
+        self._answered = False
+        self._caller_joined = False
+        self._listener_joined = False
+        self._listener_media = False  # the listener's preview peer is in (early media)
+        self.confirmed = False  # the answer is recorded: the room is in join or talk
+        self.talk_started_at: datetime | None = None
+
+    # ------------------------------------------------------------------ the building call's view
+
+    @property
+    def phase(self) -> Phase:
+        """The attempt's phase."""
+        return self.attempt.phase
+
+    @property
+    def ended(self) -> bool:
+        """The room is over (its terminal event, endVoip and finishVoip are written)."""
+        return self.attempt.phase == Phase.ENDED
+
+    @property
+    def listener(self) -> Party:
+        """The rung party."""
+        return self.spec.listener
+
+    def post(self, kind: RoomMessage, party: Party | None = None, reason: str | None = None) -> None:
+        """Hand the room a message; applied in order by ``run()``. Ignored once it ended."""
+        if not self.ended:
+            self._inbox.append(_Message(kind, party, reason))
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> None:
+        """Ring, then apply messages and deadlines until a terminal event, then finish."""
+        self.attempt.started_at = workflow.now()
+        res = await self._ring()
+        if res.status == RingStatus.SKIPPED:
+            await self._skip(res.err_code, res.reason)
+            return
+        if res.status == RingStatus.BUSY:  # section 4: the listener is in another call
+            self._end = _End(EventName.BUSY, self.spec.listener, f"in room {res.held_by}")
+        else:
+            await self._loop()
+        await self._finish()
+
+    async def _ring(self) -> RingResult:
+        """Pre-call checks, busy check and the ring in ONE local activity (``ring``, one
+        transaction): the call reminder push (section 1, last line); the caller joins at once
+        unless the media decides (section 2)."""
+        spec = self.spec
+        now = workflow.now()
+        seq = self._log.seq
+        ringing = self._log.event(EventName.RINGING, party=spec.caller, listener=spec.listener)
+        events = [ringing]
+        pushes = [
+            self._log.push(
+                ringing,
+                spec.listener,
+                PushType.INCOMING_CALL,
+                {
+                    "caller_name": spec.caller_name,
+                    "caller": spec.caller.key(),
+                    "room_type": spec.room_type.value,
+                    "ring_timeout_s": spec.ring_timeout_s,
+                    "call_id": spec.call_id,
+                    "room_id": spec.room_id,
+                    "auto_answer": spec.listener_auto_answer,
+                },
+            )
+        ]
+        if not spec.media_required or spec.caller_joined:
+            events.append(self._log.event(EventName.JOINED_ROOM_BY_CALLER, party=spec.caller))
+        self._line_state(f"pre-call checks, ringing {spec.listener_name}")
+        res = await workflow.execute_local_activity_method(
+            CallActivities.ring,
+            RingInput(
+                caller=spec.caller,
+                listener=spec.listener,
+                call_id=spec.call_id,
+                room_id=spec.room_id,
+                record=RecordInput(
+                    attempts=[self.attempt.model_copy(update={"phase": Phase.WAIT})],
+                    events=events,
+                    pushes=pushes,
+                ),
+            ),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"pre-call checks, claim line, ring {spec.listener_name}",
+        )
+        if res.status != RingStatus.RANG:
+            self._log.seq = seq  # nothing of the ringing was written: its events never happened
+            return res
+        self._rang = self._claimed = True
+        # The ring window counts from the ring (the push went out in the activity that just
+        # completed): a slow ring activity must not eat into the time to answer.
+        self._deadlines.set("ring", spec.ring_timeout_s, f"ringing {spec.listener_name}")
+        if spec.media_required and not spec.caller_joined:
+            self._deadlines.set("caller_join", spec.join_timeout_s, "caller joining", start=now)
+        else:
+            self._caller_joined = True
+        self._set_phase(Phase.WAIT)
+        return res
+
+    async def _skip(self, err_code: ErrCode, reason: str | None) -> None:
+        """A failed pre-call check (section 1): no room, only ``targetSkipped``."""
+        ev = self._log.event(
+            EventName.TARGET_SKIPPED, listener=self.spec.listener, err_code=err_code, reason=reason
+        )
+        att = self.attempt
+        att.ended_at = workflow.now()
+        att.outcome = AttemptOutcome.SKIPPED
+        att.end_reason = EventName.TARGET_SKIPPED
+        att.err_code = err_code
+        att.reason = reason
+        done = att.model_copy(update={"phase": Phase.ENDED})
+        await record_local(
+            RecordInput(attempts=[done], events=[ev]),
+            f"record targetSkipped {self.spec.listener_name} (errCode {int(err_code)})",
+        )
+        self._set_phase(Phase.ENDED, f"skipped (errCode {int(err_code)})")
+
+    async def _loop(self) -> None:
+        """Apply messages and deadlines until a terminal event is chosen."""
+        while self._end is None:
+            fired = await self._deadlines.wait(lambda: bool(self._inbox))
+            if fired is not None:
+                self._on_deadline(fired)
+            while self._inbox and self._end is None:
+                await self._on_message(self._inbox.pop(0))
+
+    def _on_deadline(self, name: str) -> None:
+        """A durable timer fired (sections 2, 3, 5 and FAQ 1.1)."""
+        spec = self.spec
+        if name == "ring":
+            self._end = _End(EventName.TIMEOUT, spec.listener, f"no answer in {seconds(spec.ring_timeout_s)}")
+        elif name == "caller_join":
+            if self._answered:  # section 5(1): the listener waits, the caller never joins
+                self._end = _End(EventName.ABORT_VOIP, spec.caller, "caller did not join in time")
+            else:  # section 2(3)
+                self._end = _End(EventName.JOIN_FAIL_CALLER, spec.caller, "join timeout")
+        elif name == "listener_join":
+            self._end = _End(EventName.JOIN_FAIL_LISTENER, spec.listener, "join timeout")
+        else:  # time_limit
+            self._end = _End(EventName.HANG_UP_VOIP, None, "timeLimit")
+
+    async def _on_message(self, msg: _Message) -> None:
+        """Apply one message in the current phase (the table in ``docs/events.md``)."""
+        spec = self.spec
+        is_caller = msg.party == spec.caller
+        is_listener = msg.party == spec.listener
+        phase = self.phase
+        kind = msg.kind
+        if kind in (RoomMessage.FORCE_HANG_UP, RoomMessage.CANCEL):
+            self._end = self._forced(msg.reason)
+        elif is_listener and not self._answered and kind in MEDIA_MESSAGES:
+            # docs/media.md: a rung listener's preview peer; losing it does not end the ring
+            # (the listener may offer again), joining it makes the answer's join immediate.
+            self._listener_media = kind == RoomMessage.JOINED
+        elif kind == RoomMessage.MEDIA_LOST and (is_caller or is_listener):
+            self._end = _End(EventName.ABORT_VOIP, msg.party, msg.reason or "media lost")
+        elif kind == RoomMessage.JOIN_FAILED and (is_caller or is_listener) and phase != Phase.TALK:
+            name = EventName.JOIN_FAIL_CALLER if is_caller else EventName.JOIN_FAIL_LISTENER
+            self._end = _End(name, msg.party, msg.reason or "join failed")
+        elif kind == RoomMessage.HANG_UP and phase == Phase.TALK and (is_caller or is_listener):
+            self._end = _End(EventName.HANG_UP_VOIP, msg.party, "hung up")
+        elif kind == RoomMessage.HANG_UP and is_caller:  # sections 3, 4(1): the caller gives up
+            self._end = _End(EventName.CANCEL_VOIP, msg.party, "caller hung up")
+        elif kind in (RoomMessage.HANG_UP, RoomMessage.REJECT) and is_listener and phase != Phase.TALK:
+            # sections 4, 5: the listener declines, or hangs up while waiting for the caller
+            self._end = _End(EventName.REJECT_VOIP, msg.party, "listener declined")
+        elif kind == RoomMessage.ANSWER and is_listener and phase == Phase.WAIT:
+            await self._on_answer()
+        elif kind == RoomMessage.JOINED and is_caller and not self._caller_joined:
+            self._caller_joined = True
+            self._deadlines.clear("caller_join")
+            await self._joined([self._log.event(EventName.JOINED_ROOM_BY_CALLER, party=spec.caller)])
+        elif kind == RoomMessage.JOINED and is_listener and self._answered and not self._listener_joined:
+            self._listener_joined = True
+            self._deadlines.clear("listener_join")
+            await self._joined([])
+        # anything else does not fit the phase and is ignored (the building call validated it)
+
+    def _forced(self, reason: str | None) -> _End:
+        """forceHangUpVoip by phase (sections 3, 5, 6): cancelVoip before the listener
+        joined, rejectVoip while the listener waits for the caller, hangUpVoip in talk."""
+        if self.phase == Phase.TALK:
+            return _End(EventName.HANG_UP_VOIP, None, reason)
+        if self._listener_joined:
+            return _End(EventName.REJECT_VOIP, None, reason)
+        return _End(EventName.CANCEL_VOIP, None, reason)
+
+    async def _on_answer(self) -> None:
+        """Section 4: the listener answered; it joins (implicitly unless the media decides)."""
+        spec = self.spec
+        self._answered = True
+        self._deadlines.clear("ring")
+        answered = self._log.event(EventName.ANSWERED, party=spec.listener, listener=spec.listener)
+        pushes = [
+            self._log.push(
+                answered,
+                spec.caller,
+                PushType.CALL_ANSWERED,
+                {
+                    "listener": spec.listener.key(),
+                    "listener_name": spec.listener_name,
+                    "room_id": spec.room_id,
+                },
+            )
+        ]
+        if spec.media_required:
+            await self._connect_media()
+        if spec.media_required and not self._listener_media:
+            self._deadlines.set("listener_join", spec.join_timeout_s, f"{spec.listener_name} joining")
+        else:
+            self._listener_joined = True
+        self._set_phase(Phase.JOIN)
+        await self._joined([answered], pushes)
+
+    async def _connect_media(self) -> None:
+        """docs/media.md: the answering listener becomes the media room's talker, recorded when
+        the unit's policy says so. A regular activity (the bridge is another service); a bridge
+        that cannot be reached is logged, the join timers then end the call."""
+        spec = self.spec
+        try:
+            await workflow.execute_activity(
+                MEDIA_CONNECT,
+                MediaConnectInput(call_id=spec.call_id, listener=spec.listener, record=spec.record_media),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=MEDIA_RETRY,
+                summary=f"media: connect {spec.listener_name} with the caller",
+            )
+        except ActivityError as e:
+            workflow.logger.warning("media connect for %s failed: %s", spec.room_id, e)
+
+    async def _joined(self, events: list[CallEvent], pushes: list[PushMessage] | None = None) -> None:
+        """Record a join-phase change; when both parties are in, the talk starts (section 6)."""
+        spec = self.spec
+        call = None
+        if self._answered and self._caller_joined and self._listener_joined:
+            now = workflow.now()
+            self.talk_started_at = now
+            self._deadlines.clear()
+            self._deadlines.set(
+                "time_limit", spec.time_limit_s, f"talking with {spec.listener_name}, timeLimit"
+            )
+            calling = self._log.event(EventName.CALLING, keep_time_s=0, listener=spec.listener)
+            events.append(calling)
+            talk = {
+                "room_id": spec.room_id,
+                "talk_started_at": now.isoformat(),
+                "listener": spec.listener.key(),
+            }
+            pushes = [
+                *(pushes or []),
+                self._log.push(calling, spec.caller, PushType.TALK_STARTED, talk),
+                self._log.push(calling, spec.listener, PushType.TALK_STARTED, talk),
+            ]
+            self._set_phase(Phase.TALK)
+            call = CallRecord(
+                call_id=spec.call_id, phase=Phase.TALK, talk_started_at=now, answered_by=spec.listener
+            )
+        elif self._answered:
+            call = CallRecord(call_id=spec.call_id, phase=Phase.JOIN, answered_by=spec.listener)
+        if not events:
+            return  # the listener's media joined before the caller's: no event to record
+        await record_local(
+            RecordInput(call=call, attempts=[self.attempt.model_copy()], events=events, pushes=pushes or []),
+            f"record {self.phase.value} {' '.join(e.name.value for e in events)}".strip(),
+        )
+        if self._answered:
+            self.confirmed = True
+
+    async def _finish(self) -> None:
+        """Finish (sections 2-6, FAQ 1.10): the terminal event, ``endVoip`` (keepTime), then
+        ``finishVoip`` (billed keepTime), billing, pushes and the release of the listener's
+        line, in ONE local activity."""
+        spec, end, att = self.spec, self._end, self.attempt
+        assert end is not None
+        now = workflow.now()
+        talked = self.talk_started_at is not None
+        keep = int((now - self.talk_started_at).total_seconds()) if self.talk_started_at else 0
+        keep_on_terminal = keep if end.event in (EventName.HANG_UP_VOIP, EventName.ABORT_VOIP) else None
+        self._set_phase(Phase.FINISH)
+        terminal = self._log.event(
+            end.event,
+            party=end.party,
+            listener=spec.listener,
+            reason=end.reason,
+            keep_time_s=keep_on_terminal,
+        )
+        end_voip = self._log.event(EventName.END_VOIP, keep_time_s=keep, reason=end.event.value)
+        finish = self._log.event(EventName.FINISH_VOIP, keep_time_s=keep)
+        payload = {"end_reason": end.event.value, "keepTime": keep, "room_id": spec.room_id}
+        pushes = [self._log.push(end_voip, spec.caller, PushType.CALL_ENDED, payload)]
+        if self._rang and not self._answered and end.event != EventName.REJECT_VOIP:
+            pushes.append(self._log.push(end_voip, spec.listener, PushType.CALL_CANCELLED, payload))
+        elif self._rang:
+            pushes.append(self._log.push(end_voip, spec.listener, PushType.CALL_ENDED, payload))
+        att.ended_at = now
+        att.outcome = AttemptOutcome.ANSWERED if talked else _OUTCOMES.get(end.event, AttemptOutcome.FAILED)
+        att.end_reason = end.event
+        att.reason = end.reason
+        att.keep_time_s = keep
+        billing = (
+            Billing(
+                room_id=spec.room_id,
+                call_id=spec.call_id,
+                caller=spec.caller,
+                listener=spec.listener,
+                keep_time_s=keep,
+            )
+            if talked
+            else None
+        )
+        release = (
+            LineInput(party=spec.listener, call_id=spec.call_id, room_id=spec.room_id)
+            if self._claimed
+            else None
+        )
+        await record_local(
+            RecordInput(
+                attempts=[att.model_copy(update={"phase": Phase.ENDED})],
+                events=[terminal, end_voip, finish],
+                pushes=pushes,
+                billing=billing,
+                release=release,
+            ),
+            f"record {end.event.value} endVoip finishVoip (keepTime {keep} s)"
+            + (f", release line of {spec.listener_name}" if release else ""),
+        )
+        self._set_phase(Phase.ENDED, f"{end.event.value}, keepTime {keep} s")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _set_phase(self, phase: Phase, state: str | None = None) -> None:
+        """Phase change: the attempt (the building call's view) and the room's live line."""
+        self.attempt.phase = phase
+        name = self.spec.listener_name
+        default = {
+            Phase.WAIT: f"ringing {name}",
+            Phase.JOIN: f"{name} answered, joining",
+            Phase.TALK: f"talking with {name}",
+            Phase.FINISH: "finishing",
+        }.get(phase, phase.value)
+        self._line_state(state or default)
+
+    def _line_state(self, state: str) -> None:
+        self._visibility.room(self.spec.room_id, f"{self.attempt.seq}. {self.spec.listener_name}: {state}")
