@@ -3,10 +3,12 @@
 ``python -m tests.histories.generate [--tag TAG]``: runs the demo scenario (sequential:
 A no answer, B busy, C answers and talks 25 s), a ring-all race and a media call (one
 media room: the door joins once, a previewing listener answers, opens the door, hangs
-up) on a time-skipping server with the fake activities, and writes each workflow's
-history as JSON here, named ``<scenario><TAG>[.<attempt>].json``. Keep the histories of
-older code (they guard its ``workflow.patched`` paths) and add new ones with a new TAG;
-regenerate old ones only on purpose (CONVENTIONS, versioning).
+up) as ``BuildingCallWorkflow`` on a time-skipping server with the fake activities, and
+writes each call's history as JSON here, named ``<scenario><TAG>.json``. Keep the histories
+of older code and add new ones with a new TAG; regenerate old ones only on purpose
+(CONVENTIONS, versioning). The legacy shape's histories (``EscalationWorkflow`` plus one
+``CallWorkflow`` per attempt, ``<scenario>[-s2|-s3][.<attempt>].json``) were made by this
+script before issue 8 and guard the calls still running on it after an upgrade.
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ from ringflow.contracts.policies import EscalationPolicy, RingStrategy
 from ringflow.stack.binaries import temporal_test_server
 from ringflow.temporal import DATA_CONVERTER
 from tests.fakes import LOBBY, FakeDirectory, running, user
-from workflows.escalation import EscalationWorkflow
+from workflows.building_call import BuildingCallWorkflow
 
 HERE = Path(__file__).parent
 
 
 async def _wait_ringing(handle, party) -> None:
     for _ in range(500):  # polling a query: no event to wait on
-        if party in (await handle.query(EscalationWorkflow.status)).ringing:
+        if party in (await handle.query(BuildingCallWorkflow.status)).ringing:
             return
         await asyncio.sleep(0.02)
     raise TimeoutError(f"{party} not ringing")
@@ -54,7 +56,7 @@ async def main(tag: str) -> None:
         tq = f"tq-{uuid.uuid4()}"
         async with running(env, tq, fake):
             demo = await env.client.start_workflow(
-                EscalationWorkflow.run,
+                BuildingCallWorkflow.run,
                 EscalationInput(
                     call_id=f"demo{tag}",
                     caller=LOBBY,
@@ -67,13 +69,13 @@ async def main(tag: str) -> None:
             await _wait_ringing(demo, user("alice"))
             await env.sleep(31)
             await _wait_ringing(demo, user("carol"))
-            await demo.execute_update(EscalationWorkflow.answer, AnswerInput(party=user("carol")))
+            await demo.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=user("carol")))
             await env.sleep(25)
-            await demo.execute_update(EscalationWorkflow.hang_up, HangUpInput(party=LOBBY))
+            await demo.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=LOBBY))
             await demo.result()
             fake.lines.clear()
             race = await env.client.start_workflow(
-                EscalationWorkflow.run,
+                BuildingCallWorkflow.run,
                 EscalationInput(
                     call_id=f"race{tag}",
                     caller=LOBBY,
@@ -84,14 +86,12 @@ async def main(tag: str) -> None:
                 task_queue=tq,
             )
             await _wait_ringing(race, user("carol"))
-            await race.execute_update(EscalationWorkflow.answer, AnswerInput(party=user("bob")))
+            await race.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=user("bob")))
             await env.sleep(3)
-            await race.execute_update(EscalationWorkflow.force_hang_up, ForceHangUpInput())
+            await race.execute_update(BuildingCallWorkflow.force_hang_up, ForceHangUpInput())
             await race.result()
-            ids = [f"{s}{tag}{a}" for s in ("demo", "race") for a in ("", ".1", ".2", ".3")]
-            if tag:  # the media scenario exists from the second set of histories on
-                await _media_call(env, tq, fake, f"media{tag}")
-                ids += [f"media{tag}", f"media{tag}.1"]
+            await _media_call(env, tq, fake, f"media{tag}")
+            ids = [f"{s}{tag}" for s in ("demo", "race", "media")]
         for wf_id in ids:
             history = await env.client.get_workflow_handle(wf_id).fetch_history()
             (HERE / f"{wf_id}.json").write_text(history.to_json())
@@ -101,18 +101,20 @@ async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, ca
     """docs/media.md: the door joins the room, carol previews, answers, opens the door, hangs up."""
     carol = user("carol")
     h = await env.client.start_workflow(
-        EscalationWorkflow.run,
+        BuildingCallWorkflow.run,
         EscalationInput(call_id=call_id, caller=LOBBY, callees=[carol], media_required=True),
         id=call_id,
         task_queue=tq,
     )
-    await h.signal(EscalationWorkflow.joined, JoinInput(room_id=call_id, party=LOBBY))
+    await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=LOBBY))
     await _wait_ringing(h, carol)
-    await h.signal(EscalationWorkflow.joined, JoinInput(room_id=call_id, party=carol))
+    await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=carol))
     await env.sleep(1)
-    await h.execute_update(EscalationWorkflow.answer, AnswerInput(party=carol))
+    await h.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=carol))
     asking = asyncio.create_task(
-        h.execute_update(EscalationWorkflow.custom_action, CustomActionInput(party=carol, action="open_door"))
+        h.execute_update(
+            BuildingCallWorkflow.custom_action, CustomActionInput(party=carol, action="open_door")
+        )
     )
     for _ in range(500):
         pushed = [p for p in fake.pushes() if p.type == "custom_action" and p.call_id == call_id]
@@ -120,16 +122,16 @@ async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, ca
             break
         await asyncio.sleep(0.02)
     await h.execute_update(
-        EscalationWorkflow.custom_action_ack,
+        BuildingCallWorkflow.custom_action_ack,
         CustomActionAck(party=LOBBY, action_id=pushed[0].payload["action_id"], detail="door opened"),
     )
     await asking
     await env.sleep(10)
-    await h.execute_update(EscalationWorkflow.hang_up, HangUpInput(party=carol))
+    await h.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=carol))
     await h.result()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tag", default="", help="suffix of the scenario ids and file names, e.g. -s2")
+    parser.add_argument("--tag", required=True, help="suffix of the scenario ids and file names, e.g. -bc2")
     asyncio.run(main(parser.parse_args().tag))
