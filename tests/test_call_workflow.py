@@ -24,8 +24,8 @@ from ringflow.contracts.calls import (
     RejectInput,
 )
 from ringflow.contracts.common import Contract
-from ringflow.contracts.messages import Signal, Update
 from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.messages import Signal, Update
 from ringflow.contracts.push import PushType
 from tests.fakes import LOBBY, FakeDirectory, running, until, user
 from workflows.building_call import BuildingCallWorkflow
