@@ -39,7 +39,7 @@ Connection states drive the call (troubleshooting guide sections 2-6):
   ``disconnect_grace_s`` after having sent some -> ``media_lost`` (abortVoip: "unexpected
   exit, network interruptions", guide sections 3(1) and 6(1)).
 
-Each goes to the :class:`Reporter` (Temporal signals to the EscalationWorkflow
+Each goes to the :class:`Reporter` (Temporal signals to the building call's workflow
 ``call_id`` with ``JoinInput(room_id=call_id, party, error)``, ``media/signals.py``),
 which routes them by party. A room closes when the reporter says its building call's
 workflow ended, on :meth:`Bridge.close_room`, or at :meth:`Bridge.close`; peers the

@@ -1,7 +1,7 @@
 """Reporting media facts to Temporal: signals to the building call, room-end watch.
 
 One media room per building call (``docs/media.md``): the bridge signals the
-EscalationWorkflow (id = ``call_id``) ``joined`` / ``join_failed`` / ``media_lost``
+building call's workflow (id = ``call_id``) ``joined`` / ``join_failed`` / ``media_lost``
 with ``JoinInput(room_id=call_id, party, error)``, and the workflow routes them by
 party; a room closes when that workflow closes.
 """
