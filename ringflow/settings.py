@@ -107,10 +107,10 @@ class Settings(BaseSettings):
         description="How long a crashed worker's calls wait before another worker takes them, seconds",
     )
     worker_max_cached_workflows: int = Field(
-        2000,
+        10000,
         ge=0,
-        description="Workflows a worker keeps in memory (~0.4 MiB each); beyond it, a call's next "
-        "event first replays its history. A ringing call is 2 workflows (building call + room)",
+        description="Workflows a worker keeps in memory (one per live call, ~64-100 KiB each: "
+        "bench/RESULTS.md); beyond it, a call's next event first replays its history",
     )
 
     # Embedded stack

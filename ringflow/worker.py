@@ -63,6 +63,7 @@ async def run_worker(
     from activities.calls import CallActivities
     from activities.directory import DirectoryActivities
     from activities.media import MediaActivities
+    from ringflow.sandbox import workflow_runner
     from ringflow.temporal import connect
     from store.db import create_pool
 
@@ -81,6 +82,9 @@ async def run_worker(
             client,
             task_queue=settings.task_queue,
             workflows=workflow_classes(),
+            # ringflow's packages passed through the sandbox: ~64 KiB per cached workflow
+            # instead of ~420 (ringflow/sandbox.py); the tests run the strict sandbox.
+            workflow_runner=workflow_runner(),
             activities=[
                 *CallActivities(pool).all(),
                 *DirectoryActivities(pool).all(),
@@ -91,8 +95,8 @@ async def run_worker(
             # sticky queue for this long before any worker may take it: a ring, an answer or
             # a hang-up is late by as much. The SDK's default is 10 s.
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
-            # bench/RESULTS.md (capacity, ring timer): ~0.4 MiB per cached sandboxed workflow;
-            # an evicted call replays its history on its next event (a ring timeout, an answer).
+            # One cached workflow per ringing call (bench/RESULTS.md, capacity); an evicted
+            # call replays its history on its next event (a ring timeout, an answer).
             max_cached_workflows=settings.worker_max_cached_workflows,
         )
         running = asyncio.create_task(worker.run())

@@ -19,7 +19,9 @@ from bench.history_stats import (
 
 HERE = Path(__file__).parent / "histories"
 NAMES = sorted(p.stem for p in HERE.glob("*.json"))
-PARENTS = [n for n in NAMES if "." not in n and "-bc" not in n]  # legacy EscalationWorkflow histories; "<id>.<n>" are rooms
+PARENTS = [
+    n for n in NAMES if "." not in n and "-bc" not in n
+]  # legacy EscalationWorkflow histories; "<id>.<n>" are rooms
 
 
 def load(workflow_id: str) -> WorkflowHistory:

@@ -9,6 +9,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from ringflow.sandbox import strict_workflow_runner
 from ringflow.temporal import DATA_CONVERTER
 from workflows import WORKFLOWS
 
@@ -23,5 +24,7 @@ def test_histories_are_stored():
 @pytest.mark.parametrize("workflow_id", sorted(TEXTS))
 async def test_replay(workflow_id: str):
     history = WorkflowHistory.from_json(workflow_id, TEXTS[workflow_id])
-    result = await Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER).replay_workflow(history)
+    result = await Replayer(
+        workflows=WORKFLOWS, data_converter=DATA_CONVERTER, workflow_runner=strict_workflow_runner()
+    ).replay_workflow(history)
     assert result.replay_failure is None

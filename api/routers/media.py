@@ -27,10 +27,10 @@ from api.deps import PartyDep, PoolDep, SettingsDep, TemporalDep
 from api.problems import Problem, not_found
 from api.routers.calls import call_not_active, not_a_party
 from media.models import PeerOffer, Role, SdpAnswer, SdpOffer
-from ringflow.contracts.messages import Query
 from ringflow.contracts.calls import CallStatus, Phase
 from ringflow.contracts.common import Identifier, Party
 from ringflow.contracts.errors import PROBLEM_BASE, ErrCode
+from ringflow.contracts.messages import Query
 from ringflow.contracts.search import CALL_CALLER
 from store import calls as calls_store
 

@@ -116,7 +116,8 @@ class CallView(Contract):
 
 
 class EscalationInput(Contract):
-    """Input of ``BuildingCallWorkflow`` (and the legacy ``EscalationWorkflow``). Defaults (seconds) come from settings at the API."""
+    """Input of ``BuildingCallWorkflow`` (and the legacy ``EscalationWorkflow``). Defaults
+    (seconds) come from settings at the API."""
 
     call_id: str
     caller: Party
