@@ -10,8 +10,8 @@ Baseline, same run: as many :class:`~bench.common.BareTimerWorkflow` sleeping 3,
 on a worker in this process; the RSS growth of this process.
 
 The worker keeps at most ``RINGFLOW_WORKER_MAX_CACHED_WORKFLOWS`` workflow states in
-memory (default 2,000 = 1,000 ringing calls, each a building call + a room): with more
-ringing workflows than that, the rest are evicted and replayed from history when their
+memory (default 10,000; a ringing call is ONE workflow, ``BuildingCallWorkflow``): with more
+ringing calls than that, the rest are evicted and replayed from history when their
 timer fires or a message arrives, so RSS stops growing near the cache size.
 Target: under 1 GiB total, idle CPU near 0.
 

@@ -58,6 +58,7 @@ from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import EventType
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench.common import (
     Bench,
@@ -443,8 +444,14 @@ def refused_while_ringing(tally: Tally, after_s: float = 0.5) -> list[dict[str, 
 
 async def history_around(bench: Bench, workflow_id: str, at: float, span_s: float = 5.0) -> list[str]:
     """Workflow ``workflow_id``'s history events within ``span_s`` s of ``at`` (epoch seconds):
-    ``"<offset s> <event type>"`` (evidence for refusals)."""
-    history = await bench.client.get_workflow_handle(workflow_id).fetch_history()
+    ``"<offset s> <event type>"`` (evidence for refusals); none for an id that is no workflow
+    (a room of the one-workflow shape lives inside its building call's history)."""
+    try:
+        history = await bench.client.get_workflow_handle(workflow_id).fetch_history()
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return []
     out = []
     for ev in history.events:
         t = ev.event_time.ToDatetime().replace(tzinfo=UTC).timestamp()
