@@ -59,7 +59,8 @@ class CallActivities:
 
     @activity.defn(name="ring")
     async def ring(self, inp: RingInput) -> RingResult:
-        """Set up one room in ONE transaction: the pre-call checks (``precall_checks``), the
+        """Set up one room in ONE transaction: ``inp.before`` (written whatever follows), the
+        pre-call checks (``precall_checks``), the
         atomic claim of the listener's line (``store.calls.claim_line``), then ``inp.record``
         (``store.calls.record``: the ringing events, the push, the attempt row; NOTIFY at
         commit). A failed check returns ``skipped`` and a line held by another room
@@ -67,6 +68,7 @@ class CallActivities:
         holds the line (a retry after the commit), the checks are not run again and the
         idempotent ``record`` is rewritten."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await calls.record(conn, inp.before)
             if await calls.line_holder(conn, inp.listener) != inp.room_id:
                 check = await precall_checks(conn, PrecallInput(caller=inp.caller, listener=inp.listener))
                 if not check.ok:

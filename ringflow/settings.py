@@ -112,6 +112,14 @@ class Settings(BaseSettings):
         description="Workflows a worker keeps in memory (one per live call, ~64-100 KiB each: "
         "bench/RESULTS.md); beyond it, a call's next event first replays its history",
     )
+    worker_max_concurrent_workflow_tasks: int = Field(
+        8,
+        ge=2,
+        description="Workflow tasks a worker runs at once (the SDK's default is 100). Few: a "
+        "call's first task runs its local activities (start, ring) and its ring timer only "
+        "starts when the task completes, so tasks must not share the worker with a hundred "
+        "others during a burst; the rest wait on the server, before their workflow time starts",
+    )
 
     # Embedded stack
     data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")

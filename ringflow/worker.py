@@ -98,6 +98,9 @@ async def run_worker(
             # One cached workflow per ringing call (bench/RESULTS.md, capacity); an evicted
             # call replays its history on its next event (a ring timeout, an answer).
             max_cached_workflows=settings.worker_max_cached_workflows,
+            # bench/RESULTS.md (ring timer): a task's local activities and its timers' start
+            # wait on a worker shared by every running task.
+            max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         )
         running = asyncio.create_task(worker.run())
         stopping = asyncio.create_task(stop.wait())

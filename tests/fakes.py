@@ -174,8 +174,11 @@ class FakeDirectory:
 
     @activity.defn(name="ring")
     async def ring(self, inp: RingInput) -> RingResult:
-        """``precall_check`` + ``claim_line`` + ``record`` as one step (nothing written unless rang)."""
+        """``before`` + ``precall_check`` + ``claim_line`` + ``record`` as one step (nothing of
+        the room written unless rang)."""
         line = LineInput(party=inp.listener, call_id=inp.call_id, room_id=inp.room_id)
+        if inp.before != RecordInput():
+            await self.record(inp.before)
         if self.lines.get(inp.listener.key()) != inp.room_id:
             check = await self.precall_check(PrecallInput(caller=inp.caller, listener=inp.listener))
             if not check.ok:

@@ -62,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ringflow.contracts.common import Party
     from ringflow.contracts.errors import ErrCode
-    from ringflow.contracts.events import EventName
+    from ringflow.contracts.events import CallEvent, EventName
     from ringflow.contracts.media import MEDIA_CLOSE_ROOM, RoomStats
     from ringflow.contracts.messages import Query, Rejection, Signal, Update, WorkflowType, rejection
     from ringflow.contracts.policies import RingStrategy
@@ -356,19 +356,22 @@ class BuildingCallWorkflow:
         plan = RingPlan(s.plan, self._inp.default_ring_timeout_s)
         total = len(plan.stages)
         while s.stop is None and (stage := plan.next()) is not None:
-            if plan.previous is not None:
-                await self._escalated(plan.previous, stage)
-                if s.stop is not None:
-                    return
-            rooms = [self._open_room(t, stage, plan.position, total) for t in stage.targets]
+            lead_in = () if plan.previous is None else (self._escalated(plan.previous, stage),)
+            rooms = [
+                self._open_room(t, stage, plan.position, total, lead_in if i == 0 else ())
+                for i, t in enumerate(stage.targets)
+            ]
             await self._until(lambda rs=rooms: self._talk_room() is not None or all(r.ended for r in rs))
             answered = self._talk_room()
             if answered is not None:
                 await self._on_answered(answered)
                 return
 
-    def _open_room(self, target: Target, stage: Stage, n: int, total: int) -> Room:
-        """Open the next attempt's room and run it as a task of this workflow."""
+    def _open_room(
+        self, target: Target, stage: Stage, n: int, total: int, lead_in: tuple[CallEvent, ...]
+    ) -> Room:
+        """Open the next attempt's room and run it as a task of this workflow; ``lead_in``
+        (``escalated``) is written in the same transaction as its ring."""
         inp, s = self._inp, self._s
         assert s.plan is not None
         seq = len(s.rooms) + 1
@@ -396,6 +399,7 @@ class BuildingCallWorkflow:
             caller_joined=s.caller_joined,
             listener_auto_answer=target.auto_answer,
             record_media=s.plan.policy.record_media,
+            lead_in=lead_in,
         )
         room = s.rooms[room_id] = Room(spec, attempt, self._vis)
         what = "fallback " if stage.fallback else ""
@@ -411,16 +415,15 @@ class BuildingCallWorkflow:
         asyncio.create_task(run_room())  # noqa: RUF006 -- awaited through room.ended / s.failure
         return room
 
-    async def _escalated(self, prev: Stage, nxt: Stage) -> None:
-        """Record ``escalated`` between two stages (next target / next round / fallback)."""
-        why = nxt.escalation_reason(prev)
-        event = self._log.event(
+    def _escalated(self, prev: Stage, nxt: Stage) -> CallEvent:
+        """The ``escalated`` event between two stages (next target / next round / fallback),
+        written by the next stage's first ring."""
+        return self._log.event(
             EventName.ESCALATED,
             listener=nxt.targets[0].party if len(nxt.targets) == 1 else None,
-            reason=why,
+            reason=nxt.escalation_reason(prev),
             data={"to": [t.party.key() for t in nxt.targets], "round": nxt.round},
         )
-        await record_local(RecordInput(events=[event]), f"record escalated ({why})")
 
     async def _on_answered(self, room: Room) -> None:
         """First answer wins: cancel the other rooms, remember the answer (round-robin)."""

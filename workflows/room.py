@@ -97,6 +97,7 @@ class RoomSpec:
     caller_joined: bool = False  # the caller's media already joined the call's media room
     listener_auto_answer: bool = False  # the listener device answers by itself (phone-calls-device)
     record_media: bool = False  # unit policy record_media: the bridge records the talk
+    lead_in: tuple[CallEvent, ...] = ()  # the building call's events written with the ring (escalated)
 
 
 @dataclass
@@ -178,8 +179,9 @@ class Room:
 
     async def _ring(self) -> RingResult:
         """Pre-call checks, busy check and the ring in ONE local activity (``ring``, one
-        transaction): the call reminder push (section 1, last line); the caller joins at once
-        unless the media decides (section 2)."""
+        transaction, with ``spec.lead_in``: the ``escalated`` that led here): the call
+        reminder push (section 1, last line); the caller joins at once unless the media
+        decides (section 2)."""
         spec = self.spec
         now = workflow.now()
         seq = self._log.seq
@@ -211,6 +213,7 @@ class Room:
                 listener=spec.listener,
                 call_id=spec.call_id,
                 room_id=spec.room_id,
+                before=RecordInput(events=list(spec.lead_in)),
                 record=RecordInput(
                     attempts=[self.attempt.model_copy(update={"phase": Phase.WAIT})],
                     events=events,
@@ -219,7 +222,8 @@ class Room:
             ),
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RETRY,
-            summary=f"pre-call checks, claim line, ring {spec.listener_name}",
+            summary=("record escalated, " if spec.lead_in else "")
+            + f"pre-call checks, claim line, ring {spec.listener_name}",
         )
         if res.status != RingStatus.RANG:
             self._log.seq = seq  # nothing of the ringing was written: its events never happened

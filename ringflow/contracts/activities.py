@@ -126,16 +126,18 @@ class RecordInput(Contract):
 
 
 class RingInput(Contract):
-    """``ring``: one room's set-up in ONE transaction: the pre-call checks of ``caller`` ->
-    ``listener`` (as ``precall_check``), the claim of the listener's line for ``room_id``
-    (as ``claim_line``), then, only when both pass, ``record`` (the ringing events, the
-    INCOMING_CALL push, the attempt row)."""
+    """``ring``: one room's set-up in ONE transaction: ``before`` (the building call's own
+    events that lead to this ring, e.g. ``escalated``: written whatever the ring's outcome),
+    the pre-call checks of ``caller`` -> ``listener`` (as ``precall_check``), the claim of
+    the listener's line for ``room_id`` (as ``claim_line``), then, only when both pass,
+    ``record`` (the ringing events, the INCOMING_CALL push, the attempt row)."""
 
     caller: Party
     listener: Party
     call_id: str
     room_id: str
     record: RecordInput = Field(default_factory=RecordInput)
+    before: RecordInput = Field(default_factory=RecordInput)
 
 
 class RingStatus(StrEnum):
