@@ -222,6 +222,30 @@ async def test_ring_checks_claims_and_records_in_one_transaction(
     assert [p.room_id for p in pushed] == ["c1.2"]
 
 
+async def test_ring_writes_its_lead_in_whatever_the_outcome(
+    acts: DirectoryActivities, db_pool: asyncpg.Pool
+) -> None:
+    """``RingInput.before`` (the building call's ``escalated``) is written in the ring's
+    transaction also when the ring is skipped or busy, and once on a retry."""
+    calls_acts = CallActivities(db_pool)
+    at = datetime.now(UTC)
+
+    def escalated(seq: int) -> RecordInput:
+        ev = CallEvent(id=f"c2#{seq}", call_id="c2", seq=seq, name=EventName.ESCALATED, at=at)
+        return RecordInput(events=[ev])
+
+    async with db_pool.acquire() as conn:
+        await d.patch_user(conn, "bob", UserPatch(do_not_disturb=True))
+        await calls.claim_line(conn, user("alice"), "other", "other.1")
+    skipped = RingInput(caller=LOBBY, listener=user("bob"), call_id="c2", room_id="c2.1", before=escalated(2))
+    busy = RingInput(caller=LOBBY, listener=user("alice"), call_id="c2", room_id="c2.2", before=escalated(3))
+    assert (await calls_acts.ring(skipped)).status == RingStatus.SKIPPED
+    assert (await calls_acts.ring(busy)).status == RingStatus.BUSY
+    assert (await calls_acts.ring(busy)).status == RingStatus.BUSY  # a retry writes nothing twice
+    rows = await db_pool.fetch("SELECT id, name FROM call_events WHERE call_id = 'c2' ORDER BY id")
+    assert [(r["id"], r["name"]) for r in rows] == [("c2#2", "escalated"), ("c2#3", "escalated")]
+
+
 async def test_start_call_records_resolves_and_records_the_plan(
     acts: DirectoryActivities, db_pool: asyncpg.Pool
 ) -> None:
