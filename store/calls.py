@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,13 +57,17 @@ async def record(conn: asyncpg.Connection, inp: RecordInput) -> None:
     claim stays). Push recipients are NOTIFY'd at commit. Writing the same input twice
     changes nothing.
     """
-    async with conn.transaction():
+    if not (inp.call or inp.attempts or inp.events or inp.pushes or inp.billing or inp.release):
+        return
+    # inside a caller's transaction (``ring``, ``start_call``) its writes join it: no savepoint
+    async with contextlib.AsyncExitStack() as stack:
+        if not conn.is_in_transaction():
+            await stack.enter_async_context(conn.transaction())
         if inp.call is not None:
             await _upsert_call(conn, inp.call)
         for attempt in inp.attempts:
             await _upsert_attempt(conn, attempt)
-        for event in inp.events:
-            await _insert_event(conn, event)
+        await _insert_events(conn, inp.events)
         if inp.billing is not None:
             await _bill(conn, inp.billing)
         await outbox.insert(conn, inp.pushes)
@@ -152,26 +158,34 @@ async def _upsert_attempt(conn: asyncpg.Connection, a: Attempt) -> None:
     )
 
 
-async def _insert_event(conn: asyncpg.Connection, e: CallEvent) -> None:
-    await conn.execute(
+async def _insert_events(conn: asyncpg.Connection, events: Sequence[CallEvent]) -> None:
+    """Insert ``events`` (one pipelined batch; an id already stored is skipped)."""
+    if not events:
+        return
+    await conn.executemany(
         """
         INSERT INTO call_events (id, call_id, room_id, seq, name, at, party, listener, err_code,
                                  keep_time_s, reason, data)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb)
         ON CONFLICT (id) DO NOTHING
         """,
-        e.id,
-        e.call_id,
-        e.room_id,
-        e.seq,
-        e.name.value,
-        e.at,
-        _key(e.party),
-        _key(e.listener),
-        int(e.err_code) if e.err_code is not None else None,
-        e.keep_time_s,
-        e.reason,
-        json.dumps(e.data, default=str),
+        [
+            (
+                e.id,
+                e.call_id,
+                e.room_id,
+                e.seq,
+                e.name.value,
+                e.at,
+                _key(e.party),
+                _key(e.listener),
+                int(e.err_code) if e.err_code is not None else None,
+                e.keep_time_s,
+                e.reason,
+                json.dumps(e.data, default=str),
+            )
+            for e in events
+        ],
     )
 
 

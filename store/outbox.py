@@ -61,28 +61,35 @@ async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set
 
     Call inside the caller's transaction: rows and notifications then appear at commit.
     """
-    notified: set[str] = set()
-    for p in pushes:
-        inserted = await conn.fetchval(
-            """
+    if not pushes:
+        return set()
+    # one statement for the batch, rows in the given order (seq follows it), then one NOTIFY
+    # per recipient of a new row
+    rows = await conn.fetch(
+        """
+        WITH new AS (
             INSERT INTO outbox (id, recipient, type, call_id, room_id, at, payload)
-            VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)
+            SELECT id, recipient, type, call_id, room_id, at, payload::jsonb
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                        $6::timestamptz[], $7::text[])
+                 WITH ORDINALITY AS m(id, recipient, type, call_id, room_id, at, payload, n)
+            ORDER BY n
             ON CONFLICT (id) DO NOTHING
             RETURNING recipient
-            """,
-            p.id,
-            p.recipient.key(),
-            p.type.value,
-            p.call_id,
-            p.room_id,
-            p.at,
-            json.dumps(p.payload, default=str),
         )
-        if inserted is not None:
-            notified.add(inserted)
-    for key in sorted(notified):
-        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, key)
-    return notified
+        SELECT d.recipient FROM (SELECT DISTINCT recipient FROM new) AS d,
+             LATERAL (SELECT pg_notify($8, d.recipient)) AS notified
+        """,
+        [p.id for p in pushes],
+        [p.recipient.key() for p in pushes],
+        [p.type.value for p in pushes],
+        [p.call_id for p in pushes],
+        [p.room_id for p in pushes],
+        [p.at for p in pushes],
+        [json.dumps(p.payload, default=str) for p in pushes],
+        CHANNEL,
+    )
+    return {r["recipient"] for r in rows}
 
 
 async def pending(
