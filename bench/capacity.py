@@ -15,7 +15,9 @@ ringing calls than that, the rest are evicted and replayed from history when the
 timer fires or a message arrives, so RSS stops growing near the cache size.
 Target: under 1 GiB total, idle CPU near 0.
 
-``python -m bench.capacity [--quick] [--calls N]``
+``python -m bench.capacity [--quick] [--calls N] [--timer-calls M]``: with M, once the N calls
+ring, M more ring with deadlines spread over 60 s (``bench.ring_timer.measure_timeouts``) and
+their timeout lateness is reported: the ring timer while N calls are held.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ from bench.common import (
     open_bench,
     parser,
     rss_bytes,
+    summary_ms,
     table,
 )
+from bench.ring_timer import measure_timeouts
+from ringflow.settings import get_settings
 
 RING_TIMEOUT_S = 3600.0
 """Ring timeout of the capacity calls, seconds (they ring for the whole benchmark)."""
@@ -116,6 +121,10 @@ async def run(args: Any) -> dict[str, Any]:
         rss1 = rss_bytes(wpid)
         api_rss1 = rss_bytes(bench.api_pid) if bench.api_pid else 0
         tmp_rss1 = rss_bytes(bench.temporal_pid) if bench.temporal_pid else 0
+        late = None
+        if args.timer_calls:  # the ring timer's measure while these n calls ring on
+            late = await measure_timeouts(bench, args.timer_calls, 60.0, args.timer_calls / 20.0 + 10.0, "t")
+            rss_timers = rss_bytes(wpid)
 
         # bare baseline: n sleeping workflows on a worker in this process
         import os
@@ -174,16 +183,41 @@ async def run(args: Any) -> dict[str, Any]:
         "api_rss_MiB": [api_rss0 / MIB, api_rss1 / MIB],
         "temporal_rss_MiB": [tmp_rss0 / MIB, tmp_rss1 / MIB],
         "bare_start_s": bare_start_s,
-        "max_cached_workflows": 1000,
+        "max_cached_workflows": get_settings().worker_max_cached_workflows,
         "rows": rows,
         "target": "worker RSS < 1 GiB total, idle CPU near 0",
         "target_result": "met" if rss1 < 1024 * MIB and idle_cpu < 0.02 else "missed",
         "machine_after": machine(),
     }
+    timer_lines: list[str] = []
+    if late is not None:
+        timer_rows = [
+            {"what": "ringflow timeout event", **summary_ms(late.event_late)},
+            {"what": "ringflow call_cancelled at socket", **summary_ms(late.socket_late)},
+        ]
+        p99 = summary_ms(late.event_late)["p99_ms"]
+        result["timers"] = {
+            "calls": args.timer_calls,
+            "rows": timer_rows,
+            "missing_timeout_event": late.missing,
+            "failed_to_place": late.failed_place,
+            "worker_rss_after_MiB": rss_timers / MIB,
+            "target": "timeout event lateness p99 < 250 ms",
+            "target_result": "met" if p99 < 250 else "missed",
+        }
+        timer_lines = [
+            table(
+                f"ring-timer lateness while {n} calls ring: {args.timer_calls} more, deadlines over 60 s",
+                timer_rows,
+            ),
+            f"worker RSS after them {rss_timers / MIB:.0f} MiB; no timeout event: {late.missing}; "
+            f"target p99 < 250 ms: {result['timers']['target_result']}",
+        ]
     emit(
         "capacity",
         result,
         [
+            *timer_lines,
             table(f"capacity: {n} ringing calls on one worker", rows),
             f"placed {n} in {place_s:.0f} s ({n / place_s:.1f}/s), all ringing after {all_ringing_s:.0f} s; "
             f"worker CPU {result['worker_cpu_ms_per_call_setup']:.1f} ms per call set up; "
@@ -198,6 +232,12 @@ async def run(args: Any) -> dict[str, Any]:
 def main() -> None:
     p = parser("capacity of one worker")
     p.add_argument("--calls", type=int, help="concurrently ringing calls (default 10000, --quick 1000)")
+    p.add_argument(
+        "--timer-calls",
+        type=int,
+        default=0,
+        help="then ring this many more, deadlines over 60 s, and measure their lateness (bench.ring_timer)",
+    )
     asyncio.run(run(p.parse_args()))
 
 
