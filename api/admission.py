@@ -1,6 +1,7 @@
 """Admission control of new calls: a token bucket per API process (issue 4, item 5 "Overload").
 
-One worker sets up about 4-5 calls/s on the reference machine (``bench/RESULTS.md``);
+One worker sets up about 10 calls/s on the reference machine (2 cores, embedded dev
+server; ``bench/RESULTS.md`` run E) and saturates towards 20/s;
 above the sustainable rate new calls queue in Temporal and every caller's setup time
 grows to tens of seconds. With ``admission_rate_per_s`` > 0, ``POST /v1/calls`` sheds
 new calls above ``admission_rate_per_s`` (bursts of up to ``admission_burst``) with

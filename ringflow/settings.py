@@ -43,8 +43,9 @@ class Settings(BaseSettings):
         "dev-token-secret-change-me-0123456789", min_length=32, description="HS256 secret of party tokens"
     )
     max_body_bytes: int = Field(64 * 1024, description="Largest request body accepted, bytes")
-    # Admission control (api/admission.py; issue 4 item 5). One worker sets up ~4-5 calls/s
-    # (bench/RESULTS.md): set the rate to about 4 x workers / API processes to shed a burst.
+    # Admission control (api/admission.py; issue 4 item 5). One worker sets up ~10 calls/s
+    # (bench/RESULTS.md, run E): set the rate to about 10 x workers / API processes to shed a
+    # burst. Off by default: the sustainable rate is the deployment's (workers, Temporal).
     admission_rate_per_s: float = Field(
         0.0,
         ge=0,
