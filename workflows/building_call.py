@@ -107,7 +107,7 @@ class CallState:
     stop: Stop | None = None  # the ringing was stopped (caller gave up, force, caller media)
     ring_done: bool = False  # no further room will be opened
     caller_joined: bool = False  # the caller's media is in the call's media room
-    failure: BaseException | None = None  # a room's task failed (a bug): fails the workflow task
+    failure: Exception | None = None  # a room's task failed (a bug): fails the workflow task
 
 
 @workflow.defn(name=WorkflowType.BUILDING_CALL)
@@ -408,7 +408,7 @@ class BuildingCallWorkflow:
         async def run_room() -> None:
             try:
                 await room.run()
-            except BaseException as e:  # a bug in the room: fail the workflow task, not the call
+            except Exception as e:  # a bug in the room: fail the workflow task, not the call
                 s.failure = e
                 raise
 
