@@ -1,9 +1,11 @@
-"""EscalationWorkflow: strategies, rounds, fallback, first-answer-wins, cancel in each
-phase (reference FAQ 1.5), on the time-skipping server with fake activities."""
+"""BuildingCallWorkflow: strategies, rounds, fallback, first-answer-wins, cancel in each
+phase (reference FAQ 1.5), what the Temporal UI shows, on the time-skipping server with
+fake activities."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -75,6 +77,14 @@ async def test_demo_sequential_timeout_busy_answer(ts_env, task_queue):
         await ts_env.sleep(31)
         status = await _ringing(h, CAROL)
         assert [a.outcome for a in status.attempts[:2]] == [AttemptOutcome.NO_ANSWER, AttemptOutcome.BUSY]
+        # what ops see in the Temporal UI: the live state of every room
+        meta = await h.query("__temporal_workflow_metadata")
+        assert meta.current_details.splitlines() == [
+            "Maple Court Lobby -> unit 101 (sequential): ringing stage 3/3, round 1",
+            "- 1. Alice: timeout, keepTime 0 s",
+            "- 2. Bob: busy, keepTime 0 s",
+            "- 3. Carol: ringing Carol",
+        ]
         r = await h.execute_update(EscalationWorkflow.answer, AnswerInput(party=CAROL))
         assert (r.phase, r.room_id, r.event) == (Phase.TALK, f"{h.id}.3", "answered")
         assert await _update_error(h.execute_update(EscalationWorkflow.answer, AnswerInput(party=ALICE))) == (
@@ -101,6 +111,17 @@ async def test_demo_sequential_timeout_busy_answer(ts_env, task_queue):
         CAROL,
         25,
     )
+    history = await h.fetch_history()
+    timers = [
+        json.loads(e.user_metadata.summary.data)
+        for e in history.events
+        if e.HasField("timer_started_event_attributes")
+    ]  # Bob was busy: never rung, no timer
+    assert timers == [
+        "ringing Alice (30 s)",
+        "ringing Carol (30 s)",
+        "talking with Carol, timeLimit (3600 s)",
+    ]
     sa = desc.typed_search_attributes
     assert (sa.get(CALL_PHASE), sa.get(CALL_END_REASON), sa.get(CALL_ANSWERED_BY), sa.get(CALL_UNIT)) == (
         "ended",
