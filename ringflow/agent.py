@@ -302,6 +302,9 @@ class Agent:
         except BaseException:
             await peer.close()
             raise
+        if session.finishing:  # the call ended while the offer was in flight: nothing to join
+            await peer.close()
+            return
         session.peer = peer
         session.joins += 1
         peer.pc.on("connectionstatechange", lambda: self._on_peer_state(session, peer))

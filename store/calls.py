@@ -343,7 +343,7 @@ async def get_call(conn: asyncpg.Connection | asyncpg.Pool, call_id: str) -> Cal
         """
         SELECT id, call_id, room_id, seq, name, at, party, listener, err_code, keep_time_s, reason,
                data::text AS data
-        FROM call_events WHERE call_id = $1 ORDER BY at, seq, id
+        FROM call_events WHERE call_id = $1 ORDER BY at, n
         """,
         call_id,
     )
