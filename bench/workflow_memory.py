@@ -70,10 +70,12 @@ Analysis:
 [--inspect] [--top 25]``
 
 The figures of the first run, and the choice they led to, are in ``ringflow/sandbox.py``.
-A ringing call (``--workload call``, 2,000 calls, ``ringflow.sandbox``), 2026-11-30: 109.6
-KiB with the ``workflows`` package of ``bbac417`` (pymalloc +40.2, malloc +69.4 KiB),
-102.5 KiB with its state as plain data in slots (pymalloc +34.2, malloc +69.4); the probe
-64 KiB. The rest is the SDK's and the core's per run (``workflows/building_call.py``).
+A ringing call (``--workload call,probe --runners ringflow.sandbox,unsandboxed``, 2,000
+each, 2026-11-30): 111.0 KiB (unsandboxed 107.0) with the ``workflows`` package of
+``bbac417`` (pymalloc +40.2, malloc +69.4 KiB per call), 104.5 KiB (unsandboxed 101.2;
+repeated runs 102.5 - 105.4) with the call's state as plain data in slots (pymalloc +34.2,
+malloc +69.4); the probe 64.0 (60.4). The rest is the SDK's and the Temporal core's own per
+run: see ``workflows/building_call.py``.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
 class InCallActions:
     """The actions of one building call, by ``action_id``; events go to the call's ``log``."""
 
+    __slots__ = ("_ack_timeout_s", "_actions", "_call_id", "_caller", "_log", "_recorded")
+
     def __init__(self, call_id: str, caller: Party, log: CallLog, ack_timeout_s: float) -> None:
         self._call_id = call_id
         self._caller = caller

@@ -19,6 +19,14 @@ Messages (names in ``ringflow.contracts.messages``), answered in place:
 - query ``status`` -> ``CallStatus``.
 
 Durations are seconds. ``docs/events.md`` is the table of events.
+
+Memory: a worker keeps every ringing call cached (issue 8: <= 100 KiB of worker RSS per
+ringing call), so the state kept between events is plain data in slots: of the activities'
+pydantic results only what is read back is kept (``RingPlan``, ``AttemptState``), in-call
+actions are set up on the first one. What a cached call costs beyond that is the SDK's and
+the Temporal core's own per run (the input, two tasks each waiting on a condition, the
+timer and its summary, the local activities' state, the start's memo), measured by
+``python -m bench.workflow_memory --workload call,probe``.
 """
 
 from __future__ import annotations
@@ -38,15 +46,12 @@ with workflow.unsafe.imports_passed_through():
         CallRecord,
         RecordInput,
         RememberAnswerInput,
-        ResolvedPlan,
         ResolveInput,
         StartCallInput,
-        Target,
     )
     from ringflow.contracts.calls import (
         ActionResult,
         AnswerInput,
-        Attempt,
         AttemptOutcome,
         CallStatus,
         CustomActionAck,
@@ -69,8 +74,8 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.push import PushType
     from workflows.actions import InCallActions
     from workflows.events import ACTIVITY_TIMEOUT, MEDIA_RETRY, RECORD_TIMEOUT, RETRY, CallLog, record_local
-    from workflows.plan import RingPlan, Stage
-    from workflows.room import MEDIA_MESSAGES, Room, RoomMessage, RoomSpec
+    from workflows.plan import RingPlan, RingTarget, Stage
+    from workflows.room import MEDIA_MESSAGES, AttemptState, Room, RoomMessage, RoomSpec
     from workflows.visibility import CallVisibility
 
 INITIATE_FAILED = "initiateFailed"
@@ -84,7 +89,7 @@ CANCELLED_REASON = "building call cancelled"
 _ERR_CODES = {EventName.TIMEOUT: None, EventName.BUSY: ErrCode.LISTENER_BUSY}
 
 
-@dataclass
+@dataclass(slots=True)
 class Stop:
     """Why the ringing stopped before an answer: the message every live room gets."""
 
@@ -93,13 +98,13 @@ class Stop:
     reason: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class CallState:
     """The whole state of one building call (samples-python ``safe_message_handlers``)."""
 
     phase: Phase = Phase.INITIATE
     strategy: RingStrategy = RingStrategy.SEQUENTIAL
-    plan: ResolvedPlan | None = None
+    plan: RingPlan | None = None  # from the resolved targets
     rooms: dict[str, Room] = field(default_factory=dict)  # by room_id, in attempt order
     answered_by: Party | None = None  # claimed by the answer update (first wins)
     answer_room: str | None = None
@@ -114,13 +119,27 @@ class CallState:
 class BuildingCallWorkflow:
     """One building call: ``run(EscalationInput) -> EscalationResult``; see the module docstring."""
 
+    __slots__ = ("_acts", "_inp", "_log", "_s", "_vis")
+
     @workflow.init
     def __init__(self, inp: EscalationInput) -> None:
         self._inp = inp
         self._s = CallState(strategy=inp.policy.strategy if inp.policy else RingStrategy.SEQUENTIAL)
         self._log = CallLog(inp.call_id)
         self._vis = CallVisibility()
-        self._actions = InCallActions(inp.call_id, inp.caller, self._log, inp.action_ack_timeout_s)
+        self._acts: InCallActions | None = None  # set up by the first in-call action
+
+    @property
+    def _actions(self) -> InCallActions:
+        """The call's in-call actions (made on first use: most calls have none)."""
+        if self._acts is None:
+            inp = self._inp
+            self._acts = InCallActions(inp.call_id, inp.caller, self._log, inp.action_ack_timeout_s)
+        return self._acts
+
+    def _actions_recorded(self) -> bool:
+        """Every in-call action's result is written (none is waiting)."""
+        return self._acts is None or self._acts.all_recorded()
 
     # ------------------------------------------------------------------ query / signals
 
@@ -338,9 +357,9 @@ class BuildingCallWorkflow:
             kind = res.error_type or ""
             code = ErrCode.UNKNOWN_RESOURCE if kind.startswith("Unknown") else ErrCode.NO_TARGETS
             return INITIATE_FAILED, code, f"{res.error_type}: {res.error_message}"
-        self._s.plan = plan = res.plan
-        self._s.strategy = plan.policy.strategy
-        callees = plan.callees()
+        self._s.plan = plan = RingPlan(res.plan, inp.default_ring_timeout_s)
+        self._s.strategy = plan.strategy
+        callees = plan.callees
         self._vis.callees([p.key() for p in callees])
         if not callees:
             self._vis.flush()
@@ -353,7 +372,7 @@ class BuildingCallWorkflow:
         plan is exhausted (FAQ 1.5); first answer wins."""
         s = self._s
         assert s.plan is not None
-        plan = RingPlan(s.plan, self._inp.default_ring_timeout_s)
+        plan = s.plan
         total = len(plan.stages)
         while s.stop is None and (stage := plan.next()) is not None:
             lead_in = () if plan.previous is None else (self._escalated(plan.previous, stage),)
@@ -368,7 +387,7 @@ class BuildingCallWorkflow:
                 return
 
     def _open_room(
-        self, target: Target, stage: Stage, n: int, total: int, lead_in: tuple[CallEvent, ...]
+        self, target: RingTarget, stage: Stage, n: int, total: int, lead_in: tuple[CallEvent, ...]
     ) -> Room:
         """Open the next attempt's room and run it as a task of this workflow; ``lead_in``
         (``escalated``) is written in the same transaction as its ring."""
@@ -376,7 +395,7 @@ class BuildingCallWorkflow:
         assert s.plan is not None
         seq = len(s.rooms) + 1
         room_id = f"{inp.call_id}.{seq}"
-        attempt = Attempt(
+        attempt = AttemptState(
             room_id=room_id,
             seq=seq,
             round=stage.round,
@@ -398,21 +417,14 @@ class BuildingCallWorkflow:
             media_required=inp.media_required,
             caller_joined=s.caller_joined,
             listener_auto_answer=target.auto_answer,
-            record_media=s.plan.policy.record_media,
+            record_media=s.plan.record_media,
             lead_in=lead_in,
         )
-        room = s.rooms[room_id] = Room(spec, attempt, self._vis)
+        room = s.rooms[room_id] = Room(spec, attempt, self._vis, s)
         what = "fallback " if stage.fallback else ""
         self._vis.details(self._header(f"ringing {what}stage {n}/{total}, round {stage.round}"))
-
-        async def run_room() -> None:
-            try:
-                await room.run()
-            except Exception as e:  # a bug in the room: fail the workflow task, not the call
-                s.failure = e
-                raise
-
-        asyncio.create_task(run_room())  # noqa: RUF006 -- awaited through room.ended / s.failure
+        # A bug in the room puts its exception in s.failure: it fails the workflow task, not the call.
+        asyncio.create_task(room.run())  # noqa: RUF006 -- awaited through room.ended / s.failure
         return room
 
     def _escalated(self, prev: Stage, nxt: Stage) -> CallEvent:
@@ -435,7 +447,7 @@ class BuildingCallWorkflow:
         self._vis.answered_by(s.answered_by.key())
         self._set_phase(room.phase)
         self._vis.details(self._header(f"answered by {room.spec.listener_name}"))
-        if s.plan.policy.strategy == RingStrategy.ROUND_ROBIN and inp.unit_id:
+        if s.plan.strategy == RingStrategy.ROUND_ROBIN and inp.unit_id:
             await workflow.execute_local_activity_method(
                 DirectoryActivities.remember_answer,
                 RememberAnswerInput(unit_id=inp.unit_id, party=s.answered_by),
@@ -478,7 +490,7 @@ class BuildingCallWorkflow:
             call_id=self._inp.call_id,
             room_id=room.spec.room_id,
             phase=self._s.phase,
-            event=room.attempt.end_reason,
+            event=room.state.end_reason,
         )
 
     # ------------------------------------------------------------------ ending
@@ -488,10 +500,10 @@ class BuildingCallWorkflow:
         s = self._s
         talk = self._talk_room()
         if talk is not None:
-            return (talk.attempt.end_reason or EventName.HANG_UP_VOIP).value, None, talk.attempt.reason
+            return (talk.state.end_reason or EventName.HANG_UP_VOIP).value, None, talk.state.reason
         if cancelled or (s.stop is not None and s.stop.kind not in MEDIA_MESSAGES):
             return EventName.CANCEL_VOIP.value, None, "call cancelled"
-        atts = [r.attempt for r in s.rooms.values()]
+        atts = [r.state for r in s.rooms.values()]
         if atts and all(a.outcome == AttemptOutcome.SKIPPED for a in atts):
             return INITIATE_FAILED, atts[-1].err_code, atts[-1].reason
         reasons = {a.end_reason for a in atts if a.outcome != AttemptOutcome.SKIPPED}
@@ -508,13 +520,13 @@ class BuildingCallWorkflow:
         s.ring_done = True
         talk = self._talk_room()
         answered_by = talk.listener if talk else None
-        keep = (talk.attempt.keep_time_s or 0) if talk else 0
+        keep = (talk.state.keep_time_s or 0) if talk else 0
         self._vis.end_reason(end_reason)
         self._set_phase(Phase.ENDED)
         self._vis.details(self._header(f"ended: {end_reason}" + (f", keepTime {keep} s" if talk else "")))
         # In-call actions still waiting settle now that the talk is over: their
         # customActionResult comes before callEnded.
-        await self._until(self._actions.all_recorded)
+        await self._until(self._actions_recorded)
         data: dict[str, Any] = {"end_reason": end_reason}
         if inp.media_required:
             data |= await self._close_media()
@@ -599,7 +611,7 @@ class BuildingCallWorkflow:
 
     def _is_party(self, party: Party) -> bool:
         s = self._s
-        known = [r.listener for r in s.rooms.values()] + (s.plan.callees() if s.plan else [])
+        known = [r.listener for r in s.rooms.values()] + (s.plan.callees if s.plan else [])
         return party == self._inp.caller or party in known
 
     def _check_active(self) -> None:

@@ -19,6 +19,8 @@ with workflow.unsafe.imports_passed_through():
 class Deadlines:
     """Named deadlines (workflow time, UTC), each with the timer summary shown in the UI."""
 
+    __slots__ = ("_at",)
+
     def __init__(self) -> None:
         self._at: dict[str, tuple[datetime, str]] = {}
 

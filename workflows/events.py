@@ -40,6 +40,8 @@ class CallLog:
     """Builds the events and pushes of one caller-listener call (``room_id`` given) or of
     one building call (``room_id`` None): ids ``"<room_id or call_id>#<seq>"``, seq from 1."""
 
+    __slots__ = ("call_id", "room_id", "seq")
+
     def __init__(self, call_id: str, room_id: str | None = None) -> None:
         self.call_id = call_id
         self.room_id = room_id

@@ -5,6 +5,10 @@ Strategies: sequential and round_robin ring one target per stage, in the resolve
 round-robin rotation is applied when the targets are resolved); simultaneous rings every
 target in one stage, first answer wins. ``rounds`` repeats the list; the fallback target
 (concierge) is rung once after every round. Durations are seconds.
+
+The plan keeps what the building call needs of ``resolve_targets``' ``ResolvedPlan`` as
+plain data in slots (a cached ringing call holds it for the whole call: pydantic models cost
+~0.5 - 1 KiB each with their ``__dict__`` and fields-set; issue 8).
 """
 
 from __future__ import annotations
@@ -15,14 +19,28 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.activities import ResolvedPlan, Target
+    from ringflow.contracts.common import Party
     from ringflow.contracts.policies import RingStrategy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class RingTarget:
+    """One party to ring (a ``Target``'s fields)."""
+
+    party: Party
+    name: str
+    auto_answer: bool = False
+
+    @classmethod
+    def of(cls, target: Target) -> RingTarget:
+        return cls(target.party, target.name, target.auto_answer)
+
+
+@dataclass(frozen=True, slots=True)
 class Stage:
     """Targets rung together: one for sequential/round-robin, all for simultaneous."""
 
-    targets: tuple[Target, ...]
+    targets: tuple[RingTarget, ...]
     round: int
     fallback: bool
     ring_timeout_s: float
@@ -36,24 +54,44 @@ class Stage:
 
 
 class RingPlan:
-    """The stages of one building call and how far it got (``next()``)."""
+    """The stages of one building call and how far it got (``next()``), and what else the
+    building call needs of the resolved plan: the caller's name and in-call actions, the
+    unit's name, the strategy, ``record_media``, every party it may ring."""
+
+    __slots__ = (
+        "callees",
+        "caller_actions",
+        "caller_name",
+        "position",
+        "record_media",
+        "stages",
+        "strategy",
+        "unit_name",
+    )
 
     def __init__(self, resolved: ResolvedPlan, default_ring_timeout_s: float) -> None:
         policy = resolved.policy
         ring = policy.ring_timeout_s or default_ring_timeout_s
+        targets = tuple(RingTarget.of(t) for t in resolved.targets)
         stages: list[Stage] = []
         for rnd in range(1, policy.rounds + 1):
-            if not resolved.targets:
+            if not targets:
                 break
             if policy.strategy == RingStrategy.SIMULTANEOUS:
-                stages.append(Stage(tuple(resolved.targets), rnd, False, ring))
+                stages.append(Stage(targets, rnd, False, ring))
             else:
-                stages += [Stage((t,), rnd, False, ring) for t in resolved.targets]
+                stages += [Stage((t,), rnd, False, ring) for t in targets]
         if resolved.fallback is not None:
             fallback_ring = policy.fallback_ring_timeout_s or ring
-            stages.append(Stage((resolved.fallback,), 1, True, fallback_ring))
+            stages.append(Stage((RingTarget.of(resolved.fallback),), 1, True, fallback_ring))
         self.stages = stages
         self.position = 0  # stages started so far
+        self.caller_name = resolved.caller_name
+        self.unit_name = resolved.unit_name
+        self.strategy = policy.strategy
+        self.record_media = policy.record_media
+        self.callees = resolved.callees()  # every party the plan may ring: targets, then fallback
+        self.caller_actions = resolved.caller_actions  # the caller device's in-call actions
 
     def next(self) -> Stage | None:
         """The next stage to ring, or None when the plan is exhausted."""

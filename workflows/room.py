@@ -10,9 +10,15 @@ timer (FAQ 1.1), owned by the room's :class:`~workflows.deadlines.Deadlines`.
 The building call runs ``Room.run()`` as a task and hands it messages with ``post`` (answer,
 reject, hang-up, force, cancel, media facts): the room applies them in order, one at a time,
 in its own loop, so that a message and a timer firing together are decided once. The room's
-``attempt`` is the building call's view of it (phase, outcome), updated in place. Each state
-change is ONE local activity (``ring``, ``record``): a short PostgreSQL transaction,
-idempotent by the ids made here (room id, event ids), since a local activity may run twice.
+``state`` (an :class:`AttemptState`) is the building call's view of it (phase, outcome),
+updated in place; ``attempt`` makes the ``Attempt`` of it. Each state change is ONE local
+activity (``ring``, ``record``): a short PostgreSQL transaction, idempotent by the ids made
+here (room id, event ids), since a local activity may run twice.
+
+Memory: a worker keeps every ringing call cached (issue 8: <= 100 KiB each), so what a room
+holds while it waits is plain data in slots (no instance ``__dict__``, no pydantic model:
+one costs ~1 KiB with its ``__dict__`` and fields-set), and the ring's result is not kept.
+``bench/workflow_memory.py --workload call`` measures it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -32,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
         LineInput,
         RecordInput,
         RingInput,
-        RingResult,
         RingStatus,
     )
     from ringflow.contracts.calls import Attempt, AttemptOutcome, Phase
@@ -79,7 +85,7 @@ _OUTCOMES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoomSpec:
     """What a room is for: the parties, their names, its timers (seconds) and media."""
 
@@ -100,14 +106,59 @@ class RoomSpec:
     lead_in: tuple[CallEvent, ...] = ()  # the building call's events written with the ring (escalated)
 
 
-@dataclass
+@dataclass(slots=True)
+class AttemptState:
+    """A room's attempt as plain data, the fields of ``Attempt``; updated in place by the room."""
+
+    room_id: str
+    seq: int
+    round: int
+    listener: Party
+    listener_name: str | None
+    fallback: bool
+    phase: Phase = Phase.INITIATE
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: AttemptOutcome | None = None
+    end_reason: EventName | None = None
+    err_code: ErrCode | None = None
+    reason: str | None = None
+    keep_time_s: int | None = None
+
+    def model(self, phase: Phase | None = None) -> Attempt:
+        """The ``Attempt`` (``phase`` instead of the current one when given)."""
+        return Attempt(
+            room_id=self.room_id,
+            seq=self.seq,
+            round=self.round,
+            listener=self.listener,
+            listener_name=self.listener_name,
+            fallback=self.fallback,
+            phase=self.phase if phase is None else phase,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            outcome=self.outcome,
+            end_reason=self.end_reason,
+            err_code=self.err_code,
+            reason=self.reason,
+            keep_time_s=self.keep_time_s,
+        )
+
+
+class FailureSink(Protocol):
+    """Where a room's task puts the exception that ended it (a bug): the building call's state."""
+
+    failure: Exception | None
+
+
+@dataclass(slots=True)
 class _Message:
     kind: RoomMessage
     party: Party | None = None
     reason: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _End:
     """The terminal event chosen for the room."""
 
@@ -117,16 +168,39 @@ class _End:
 
 
 class Room:
-    """One attempt (``spec.room_id``); ``run()`` returns when it ended (``attempt.phase`` ended).
+    """One attempt (``spec.room_id``); ``run()`` returns when it ended (``state.phase`` ended).
 
     Never fails on purpose: every ending is an outcome (``AttemptOutcome``) with the
-    reference's terminal event; the listener's line is released in every path.
+    reference's terminal event; the listener's line is released in every path. An exception
+    that ends ``run()`` all the same (a bug) is put in ``sink.failure`` first.
     """
 
-    def __init__(self, spec: RoomSpec, attempt: Attempt, visibility: CallVisibility) -> None:
+    __slots__ = (
+        "_answered",
+        "_caller_joined",
+        "_claimed",
+        "_deadlines",
+        "_end",
+        "_inbox",
+        "_listener_joined",
+        "_listener_media",
+        "_log",
+        "_rang",
+        "_sink",
+        "_visibility",
+        "confirmed",
+        "spec",
+        "state",
+        "talk_started_at",
+    )
+
+    def __init__(
+        self, spec: RoomSpec, state: AttemptState, visibility: CallVisibility, sink: FailureSink
+    ) -> None:
         self.spec = spec
-        self.attempt = attempt
+        self.state = state
         self._visibility = visibility
+        self._sink = sink
         self._log = CallLog(spec.call_id, spec.room_id)
         self._inbox: list[_Message] = []
         self._deadlines = Deadlines()
@@ -143,14 +217,19 @@ class Room:
     # ------------------------------------------------------------------ the building call's view
 
     @property
+    def attempt(self) -> Attempt:
+        """The attempt as the contracts have it (made on each call from ``state``)."""
+        return self.state.model()
+
+    @property
     def phase(self) -> Phase:
         """The attempt's phase."""
-        return self.attempt.phase
+        return self.state.phase
 
     @property
     def ended(self) -> bool:
         """The room is over (its terminal event, endVoip and finishVoip are written)."""
-        return self.attempt.phase == Phase.ENDED
+        return self.state.phase == Phase.ENDED
 
     @property
     def listener(self) -> Party:
@@ -165,23 +244,29 @@ class Room:
     # ------------------------------------------------------------------ run
 
     async def run(self) -> None:
-        """Ring, then apply messages and deadlines until a terminal event, then finish."""
-        self.attempt.started_at = workflow.now()
-        res = await self._ring()
-        if res.status == RingStatus.SKIPPED:
-            await self._skip(res.err_code, res.reason)
-            return
-        if res.status == RingStatus.BUSY:  # section 4: the listener is in another call
-            self._end = _End(EventName.BUSY, self.spec.listener, f"in room {res.held_by}")
-        else:
-            await self._loop()
-        await self._finish()
+        """Ring, then apply messages and deadlines until a terminal event, then finish. (The
+        loop is here, not in a coroutine of its own: one frame less per ringing call.)"""
+        try:
+            self.state.started_at = workflow.now()
+            status = await self._ring()
+            while status == RingStatus.RANG and self._end is None:
+                fired = await self._deadlines.wait(self._has_mail)
+                if fired is not None:
+                    self._on_deadline(fired)
+                while self._inbox and self._end is None:
+                    await self._on_message(self._inbox.pop(0))
+            if status != RingStatus.SKIPPED:
+                await self._finish()
+        except Exception as e:  # a bug in the room: fail the workflow task, not the call
+            self._sink.failure = e
+            raise
 
-    async def _ring(self) -> RingResult:
+    async def _ring(self) -> RingStatus:
         """Pre-call checks, busy check and the ring in ONE local activity (``ring``, one
         transaction, with ``spec.lead_in``: the ``escalated`` that led here): the call
         reminder push (section 1, last line); the caller joins at once unless the media
-        decides (section 2)."""
+        decides (section 2). A failed pre-call check is recorded here (``targetSkipped``), a
+        busy listener chosen as the terminal event; the ring's result is not kept."""
         spec = self.spec
         now = workflow.now()
         seq = self._log.seq
@@ -215,7 +300,7 @@ class Room:
                 room_id=spec.room_id,
                 before=RecordInput(events=list(spec.lead_in)),
                 record=RecordInput(
-                    attempts=[self.attempt.model_copy(update={"phase": Phase.WAIT})],
+                    attempts=[self.state.model(phase=Phase.WAIT)],
                     events=events,
                     pushes=pushes,
                 ),
@@ -227,7 +312,11 @@ class Room:
         )
         if res.status != RingStatus.RANG:
             self._log.seq = seq  # nothing of the ringing was written: its events never happened
-            return res
+            if res.status == RingStatus.SKIPPED:
+                await self._skip(res.err_code, res.reason)
+            else:  # section 4: the listener is in another call
+                self._end = _End(EventName.BUSY, self.spec.listener, f"in room {res.held_by}")
+            return res.status
         self._rang = self._claimed = True
         # The ring window counts from the ring (the push went out in the activity that just
         # completed): a slow ring activity must not eat into the time to answer.
@@ -237,34 +326,28 @@ class Room:
         else:
             self._caller_joined = True
         self._set_phase(Phase.WAIT)
-        return res
+        return res.status
 
     async def _skip(self, err_code: ErrCode, reason: str | None) -> None:
         """A failed pre-call check (section 1): no room, only ``targetSkipped``."""
         ev = self._log.event(
             EventName.TARGET_SKIPPED, listener=self.spec.listener, err_code=err_code, reason=reason
         )
-        att = self.attempt
+        att = self.state
         att.ended_at = workflow.now()
         att.outcome = AttemptOutcome.SKIPPED
         att.end_reason = EventName.TARGET_SKIPPED
         att.err_code = err_code
         att.reason = reason
-        done = att.model_copy(update={"phase": Phase.ENDED})
+        done = att.model(phase=Phase.ENDED)
         await record_local(
             RecordInput(attempts=[done], events=[ev]),
             f"record targetSkipped {self.spec.listener_name} (errCode {int(err_code)})",
         )
         self._set_phase(Phase.ENDED, f"skipped (errCode {int(err_code)})")
 
-    async def _loop(self) -> None:
-        """Apply messages and deadlines until a terminal event is chosen."""
-        while self._end is None:
-            fired = await self._deadlines.wait(lambda: bool(self._inbox))
-            if fired is not None:
-                self._on_deadline(fired)
-            while self._inbox and self._end is None:
-                await self._on_message(self._inbox.pop(0))
+    def _has_mail(self) -> bool:
+        return bool(self._inbox)
 
     def _on_deadline(self, name: str) -> None:
         """A durable timer fired (sections 2, 3, 5 and FAQ 1.1)."""
@@ -402,7 +485,7 @@ class Room:
         if not events:
             return  # the listener's media joined before the caller's: no event to record
         await record_local(
-            RecordInput(call=call, attempts=[self.attempt.model_copy()], events=events, pushes=pushes or []),
+            RecordInput(call=call, attempts=[self.state.model()], events=events, pushes=pushes or []),
             f"record {self.phase.value} {' '.join(e.name.value for e in events)}".strip(),
         )
         if self._answered:
@@ -412,7 +495,7 @@ class Room:
         """Finish (sections 2-6, FAQ 1.10): the terminal event, ``endVoip`` (keepTime), then
         ``finishVoip`` (billed keepTime), billing, pushes and the release of the listener's
         line, in ONE local activity."""
-        spec, end, att = self.spec, self._end, self.attempt
+        spec, end, att = self.spec, self._end, self.state
         assert end is not None
         now = workflow.now()
         talked = self.talk_started_at is not None
@@ -457,7 +540,7 @@ class Room:
         )
         await record_local(
             RecordInput(
-                attempts=[att.model_copy(update={"phase": Phase.ENDED})],
+                attempts=[att.model(phase=Phase.ENDED)],
                 events=[terminal, end_voip, finish],
                 pushes=pushes,
                 billing=billing,
@@ -472,7 +555,7 @@ class Room:
 
     def _set_phase(self, phase: Phase, state: str | None = None) -> None:
         """Phase change: the attempt (the building call's view) and the room's live line."""
-        self.attempt.phase = phase
+        self.state.phase = phase
         name = self.spec.listener_name
         default = {
             Phase.WAIT: f"ringing {name}",
@@ -483,4 +566,4 @@ class Room:
         self._line_state(state or default)
 
     def _line_state(self, state: str) -> None:
-        self._visibility.room(self.spec.room_id, f"{self.attempt.seq}. {self.spec.listener_name}: {state}")
+        self._visibility.room(self.spec.room_id, f"{self.state.seq}. {self.spec.listener_name}: {state}")

@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
 class CallVisibility:
     """Search attributes and live details of one building call."""
 
+    __slots__ = ("_pending", "_rooms", "header")
+
     def __init__(self) -> None:
         self.header = ""
         self._rooms: dict[str, str] = {}  # room_id -> its line, in attempt order
