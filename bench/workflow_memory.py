@@ -570,12 +570,14 @@ async def _start_calls(
                 )
                 options["static_summary"] = f"{caller.id} -> unit {unit}"[:200]
             if start == "api":
-                options["memo"] = {
-                    "request_hash": uuid.uuid4().hex * 2,
-                    "caller": caller.key(),
-                    "unit_id": unit,
-                    "room_type": RoomType.VOICE.value,
-                    "strategy": RingStrategy.SEQUENTIAL.value,
+                options["memo"] = {  # as api/routers/calls.py: one field
+                    "call": {
+                        "request_hash": uuid.uuid4().hex * 2,
+                        "caller": caller.key(),
+                        "unit_id": unit,
+                        "room_type": RoomType.VOICE.value,
+                        "strategy": RingStrategy.SEQUENTIAL.value,
+                    }
                 }
             await client.start_workflow(
                 WorkflowType.BUILDING_CALL,

@@ -195,7 +195,7 @@ async def test_place_call_idempotent(api: httpx.AsyncClient, dev_env: WorkflowEn
     assert inp.call_id == call_id and inp.unit_id == "101" and inp.time_limit_s == 3600.0
     assert inp.default_ring_timeout_s == 60.0 and inp.join_timeout_s == 30.0
     assert await desc.static_summary() == "LOBBY-1 -> unit 101"
-    assert await desc.memo_value("strategy") == "simultaneous"
+    assert (await desc.memo_value("call"))["strategy"] == "simultaneous"
 
 
 async def test_place_call_problems_start_nothing(

@@ -195,6 +195,18 @@ def _closed(desc: WorkflowExecutionDescription) -> bool:
     return desc.status not in (None, WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING)
 
 
+MEMO_KEY = "call"
+"""The building call's memo field: ``{"request_hash", "caller", "unit_id", "room_type",
+"strategy"}`` (calls started before it have these as separate fields)."""
+
+
+async def _call_memo(desc: WorkflowExecutionDescription) -> dict[str, Any]:
+    """The call's memo as one dict, whichever shape it was started with."""
+    memo = await desc.memo()
+    nested = memo.get(MEMO_KEY)
+    return nested if isinstance(nested, dict) else dict(memo)
+
+
 async def _check_parties(pool: Any, body: CallCreate) -> RingStrategy:
     """Pre-start checks (reference section 1, what the API can answer at once): the caller
     exists and, if a device, holds a valid VoIP token (else errCode 13); the unit,
@@ -312,12 +324,15 @@ async def place_call(
                 id=call_id,
                 task_queue=settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # ONE memo field: every field is a payload the worker keeps per cached call
                 memo={
-                    "request_hash": digest,
-                    "caller": body.caller.key(),
-                    "unit_id": body.unit_id,
-                    "room_type": body.room_type.value,
-                    "strategy": strategy.value,
+                    MEMO_KEY: {
+                        "request_hash": digest,
+                        "caller": body.caller.key(),
+                        "unit_id": body.unit_id,
+                        "room_type": body.room_type.value,
+                        "strategy": strategy.value,
+                    }
                 },
                 search_attributes=TypedSearchAttributes(attributes),
                 static_summary=f"{body.caller.id} -> {target}"[:200],
@@ -328,7 +343,7 @@ async def place_call(
             existing = await _describe(handle)  # lost a race with the same key
             if existing is None:
                 raise
-    stored = await existing.memo_value("request_hash", None, type_hint=str)
+    stored = (await _call_memo(existing)).get("request_hash")
     if stored != digest:
         raise Problem(
             409,
@@ -357,7 +372,7 @@ async def get_call(
     view = await store.get_call(pool, call_id)
     if view is None:
         desc = await _describe(client.get_workflow_handle(call_id))
-        if desc is None or (memo := await desc.memo()).get("caller") is None:
+        if desc is None or (memo := await _call_memo(desc)).get("caller") is None:
             raise not_found("call", call_id)
         view = CallView(
             call_id=call_id,
