@@ -4,8 +4,8 @@ The embedded stack's API runs with admission control (``api/admission.py``) at
 ``--admission-rate`` calls/s (default: ``--sustainable``; 0 = off, every call is accepted
 and queues in Temporal) with a bucket of ``--admission-burst`` (default: one second's
 worth), so calls above it get ``429`` + ``Retry-After``; against ``--api-url`` the
-external API's own settings apply. ``--sustainable`` calls/s (default 3: about what one worker sets up
-and rings out on this shared 2-core machine, see ``bench.setup_latency`` / ``bench.capacity``) x
+external API's own settings apply. ``--sustainable`` calls/s (default 10: what one worker sets up within
+the setup target on this 2-core machine, bench/RESULTS.md run E, ``bench.setup_latency``) x
 ``--factor`` (5) for ``--duration`` seconds (10; ``--quick`` 5), each call to its own
 unit with one connected resident that never answers (ring timeout ``RING_TIMEOUT_S``).
 
@@ -151,7 +151,7 @@ async def run(args: Any) -> dict[str, Any]:
 
 def main() -> None:
     p = parser("overload burst")
-    p.add_argument("--sustainable", type=float, default=3.0, help="sustainable calls/s (default 3)")
+    p.add_argument("--sustainable", type=float, default=10.0, help="sustainable calls/s (default 10)")
     p.add_argument("--factor", type=float, default=5.0, help="burst = factor x sustainable (default 5)")
     p.add_argument("--duration", type=float, help="burst seconds (default 10, --quick 5)")
     p.add_argument(
