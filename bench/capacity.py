@@ -10,7 +10,7 @@ Baseline, same run: as many :class:`~bench.common.BareTimerWorkflow` sleeping 3,
 on a worker in this process; the RSS growth of this process.
 
 The worker keeps at most ``RINGFLOW_WORKER_MAX_CACHED_WORKFLOWS`` workflow states in
-memory (default 10,000; a ringing call is ONE workflow, ``BuildingCallWorkflow``): with more
+memory (default 9,000; a ringing call is ONE workflow, ``BuildingCallWorkflow``): with more
 ringing calls than that, the rest are evicted and replayed from history when their
 timer fires or a message arrives, so RSS stops growing near the cache size.
 Target: under 1 GiB total, idle CPU near 0.
@@ -121,11 +121,6 @@ async def run(args: Any) -> dict[str, Any]:
         rss1 = rss_bytes(wpid)
         api_rss1 = rss_bytes(bench.api_pid) if bench.api_pid else 0
         tmp_rss1 = rss_bytes(bench.temporal_pid) if bench.temporal_pid else 0
-        late = None
-        if args.timer_calls:  # the ring timer's measure while these n calls ring on
-            late = await measure_timeouts(bench, args.timer_calls, 60.0, args.timer_calls / 20.0 + 10.0, "t")
-            rss_timers = rss_bytes(wpid)
-
         # bare baseline: n sleeping workflows on a worker in this process
         import os
 
@@ -148,6 +143,11 @@ async def run(args: Any) -> dict[str, Any]:
             await asyncio.sleep(5.0)
             bare_start_s = time.monotonic() - tb
             b_rss1 = rss_bytes(me)
+
+        late = None
+        if args.timer_calls:  # the ring timer's measure while the n calls still ring
+            late = await measure_timeouts(bench, args.timer_calls, 60.0, args.timer_calls / 20.0 + 10.0, "t")
+            rss_timers = rss_bytes(wpid)
 
     rows = [
         {

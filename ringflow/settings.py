@@ -108,10 +108,11 @@ class Settings(BaseSettings):
         description="How long a crashed worker's calls wait before another worker takes them, seconds",
     )
     worker_max_cached_workflows: int = Field(
-        10000,
+        9000,
         ge=0,
-        description="Workflows a worker keeps in memory (one per live call, ~64-100 KiB each: "
-        "bench/RESULTS.md); beyond it, a call's next event first replays its history",
+        description="Workflows a worker keeps in memory (one per live call, ~100 KiB each: "
+        "bench/RESULTS.md run E; 9,000 keep a worker under 1 GiB); beyond it, a call's next "
+        "event first replays its history",
     )
     worker_max_concurrent_workflow_tasks: int = Field(
         8,
