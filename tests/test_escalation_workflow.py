@@ -87,6 +87,8 @@ async def test_demo_sequential_timeout_busy_answer(ts_env, task_queue):
         ]
         r = await h.execute_update(EscalationWorkflow.answer, AnswerInput(party=CAROL))
         assert (r.phase, r.room_id, r.event) == (Phase.TALK, f"{h.id}.3", "answered")
+        again = await h.execute_update(EscalationWorkflow.answer, AnswerInput(party=CAROL))  # a retry
+        assert (again.phase, again.room_id, again.event) == (Phase.TALK, f"{h.id}.3", "answered")
         assert await _update_error(h.execute_update(EscalationWorkflow.answer, AnswerInput(party=ALICE))) == (
             "AnsweredByAnother"
         )

@@ -194,10 +194,19 @@ class BuildingCallWorkflow:
 
     @workflow.update(name=Update.ANSWER)
     async def answer(self, inp: AnswerInput) -> ActionResult:
-        """A rung listener answers. Returns once the room is in join/talk (``event`` answered).
+        """A rung listener answers. Returns once the room is in join/talk (``event`` answered);
+        the same listener answering again while its room is live gets the same result.
         Rejections: ``AnsweredByAnother``, ``CallNotActive`` (not ringing you, or the ring
         ended before the answer reached the room), ``NotAParty``."""
         s = self._s
+        mine = self._own_answer(inp.party)
+        if mine is not None:  # a retried answer (its response was lost): the same result
+            return ActionResult(
+                call_id=self._inp.call_id,
+                room_id=mine.spec.room_id,
+                phase=mine.phase,
+                event=EventName.ANSWERED,
+            )
         room = self._ringing_room(inp.party)  # again: an earlier answer may have won meanwhile
         s.answered_by, s.answer_room = inp.party, room.spec.room_id
         room.post(RoomMessage.ANSWER, inp.party)
@@ -211,7 +220,8 @@ class BuildingCallWorkflow:
 
     @answer.validator
     def _validate_answer(self, inp: AnswerInput) -> None:
-        self._ringing_room(inp.party)
+        if self._own_answer(inp.party) is None:
+            self._ringing_room(inp.party)
 
     @workflow.update(name=Update.REJECT)
     async def reject(self, inp: RejectInput) -> ActionResult:
@@ -622,6 +632,12 @@ class BuildingCallWorkflow:
     def _check_party(self, party: Party) -> None:
         if not self._is_party(party):
             raise rejection(Rejection.NOT_A_PARTY, f"{party.key()} is not a party of this call")
+
+    def _own_answer(self, party: Party) -> Room | None:
+        """The live room ``party`` already answered, if any: an answer sent again (a client
+        that retries after a lost response) is answered as the first was."""
+        room = self._talk_room()
+        return room if room is not None and self._s.answered_by == party and not room.ended else None
 
     def _ringing_room(self, party: Party, answering: bool = True) -> Room:
         """The room ringing ``party`` (also one still in its ring local activity: the message
