@@ -159,7 +159,10 @@ def test_system_user_data_dir_is_taken_over_by_the_namespace(
     traversable.mkdir()
     traversable.chmod(0o711)  # ours; private_dir itself stays 0700 -> the fallback needs o+x there
     data_dir = traversable / "data"
-    pg = EmbeddedPostgres(data_dir, port=free_port())
+    # the binaries too: in a clone under a 0700 directory the venv's are out of the system
+    # user's reach, as the fallback itself says (the test above)
+    bin_dir = _copy_binaries(traversable / "site-packages")
+    pg = EmbeddedPostgres(data_dir, port=free_port(), bin_dir=bin_dir)
 
     with monkeypatch.context() as m:
         m.setattr(pg_module, "namespace_prefix", lambda: (None, "disabled by the test"))

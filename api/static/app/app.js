@@ -318,6 +318,7 @@
       this.actionsShown = new Set();
       this.stopRing = () => {};
       this.build();
+      this.tick(); // the countdown shows at once, not at the next second's tick
     }
 
     build() {
