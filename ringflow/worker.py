@@ -21,21 +21,6 @@ GRACEFUL_SHUTDOWN_S = 10.0
 """How long running activities get to finish after SIGTERM, seconds."""
 
 
-def precompile_workflow_modules() -> None:
-    """Write bytecode for the modules the workflow sandbox re-imports (``workflows``,
-    ``ringflow``): the sandbox imports them afresh for every new workflow instance and,
-    without a ``.pyc`` (``PYTHONDONTWRITEBYTECODE``, read-only checkouts), compiles them
-    from source each time, measured at ~18 % of the worker's CPU (bench/RESULTS.md)."""
-    import compileall
-    from pathlib import Path
-
-    import ringflow
-    import workflows
-
-    for package in (workflows, ringflow):
-        compileall.compile_dir(Path(str(package.__file__)).parent, quiet=1)
-
-
 def workflow_classes() -> list[type]:
     """The workflows this worker runs: ``BuildingCallWorkflow``, and the legacy
     ``EscalationWorkflow`` / ``CallWorkflow`` for calls started before the upgrade."""
@@ -73,7 +58,6 @@ async def run_worker(
     if own_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    precompile_workflow_modules()
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     media = MediaActivities(settings) if settings.media_enabled else None  # docs/media.md
     try:

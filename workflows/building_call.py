@@ -199,21 +199,15 @@ class BuildingCallWorkflow:
         Rejections: ``AnsweredByAnother``, ``CallNotActive`` (not ringing you, or the ring
         ended before the answer reached the room), ``NotAParty``."""
         s = self._s
-        mine = self._own_answer(inp.party)
-        if mine is not None:  # a retried answer (its response was lost): the same result
-            return ActionResult(
-                call_id=self._inp.call_id,
-                room_id=mine.spec.room_id,
-                phase=mine.phase,
-                event=EventName.ANSWERED,
-            )
-        room = self._ringing_room(inp.party)  # again: an earlier answer may have won meanwhile
-        s.answered_by, s.answer_room = inp.party, room.spec.room_id
-        room.post(RoomMessage.ANSWER, inp.party)
-        await self._until(lambda: room.confirmed or room.ended)
-        if not room.confirmed:
-            s.answered_by = s.answer_room = None
-            raise rejection(Rejection.CALL_NOT_ACTIVE, "the call stopped ringing before the answer")
+        room = self._own_answer(inp.party)  # a retried answer (its response was lost)
+        if room is None:
+            room = self._ringing_room(inp.party)  # again: an earlier answer may have won meanwhile
+            s.answered_by, s.answer_room = inp.party, room.spec.room_id
+            room.post(RoomMessage.ANSWER, inp.party)
+            await self._until(lambda: room.confirmed or room.ended)
+            if not room.confirmed:
+                s.answered_by = s.answer_room = None
+                raise rejection(Rejection.CALL_NOT_ACTIVE, "the call stopped ringing before the answer")
         return ActionResult(
             call_id=self._inp.call_id, room_id=room.spec.room_id, phase=room.phase, event=EventName.ANSWERED
         )

@@ -90,16 +90,14 @@ class CallLog:
         )
 
 
+_RECORD_OPTIONS: dict[str, Any] = {"start_to_close_timeout": RECORD_TIMEOUT, "retry_policy": RETRY}
+"""Options of ``record``, regular or local (the same activity, the same retries)."""
+
+
 async def record(inp: RecordInput, summary: str) -> None:
     """Legacy workflows: write one state change with the ``record`` activity (one transaction,
     idempotent by ids)."""
-    await workflow.execute_activity_method(
-        CallActivities.record,
-        inp,
-        start_to_close_timeout=RECORD_TIMEOUT,
-        retry_policy=RETRY,
-        summary=summary,
-    )
+    await workflow.execute_activity_method(CallActivities.record, inp, summary=summary, **_RECORD_OPTIONS)
 
 
 async def record_local(inp: RecordInput, summary: str) -> None:
@@ -108,11 +106,7 @@ async def record_local(inp: RecordInput, summary: str) -> None:
     round trip). At-least-once, so idempotent by the ids the workflow made (events, pushes,
     billing by room, the line release by room)."""
     await workflow.execute_local_activity_method(
-        CallActivities.record,
-        inp,
-        start_to_close_timeout=RECORD_TIMEOUT,
-        retry_policy=RETRY,
-        summary=summary,
+        CallActivities.record, inp, summary=summary, **_RECORD_OPTIONS
     )
 
 
