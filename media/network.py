@@ -16,7 +16,7 @@ machine whose media must stay on 127.0.0.1 both are wrong, so, as mediasoup's
 - :meth:`MediaNetwork.rtc_configuration` passes ``iceServers`` from settings
   (default: none, never the public default).
 
-Source of the rules: /work/shared/CONVENTIONS.md (aiortc section) and issue 3.
+Source of the rules: docs/design.md#media (aiortc's examples/server) and issue 3.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from ringflow.settings import Settings
 
 DATA_CONVERTER = pydantic_data_converter
-"""The data converter of every client, worker and test environment (CONVENTIONS: Temporal)."""
+"""The data converter of every client, worker and test environment (docs/design.md, Temporal conventions)."""
 
 
 async def connect(settings: Settings) -> Client:

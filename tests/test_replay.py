@@ -1,5 +1,5 @@
 """Replay the stored histories (tests/histories/*.json) against the current workflow code:
-a non-deterministic change fails here (samples-python ``replay/``; CONVENTIONS: versioning)."""
+a non-deterministic change fails here (samples-python ``replay/``; docs/design.md#versioning)."""
 
 from __future__ import annotations
 

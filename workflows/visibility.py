@@ -6,7 +6,7 @@ One row per building call in the workflow list, with search attributes (``Ringfl
 call is told apart from a talked one behind the same green COMPLETED; and the live
 details (``workflow.set_current_details``): one header line plus one line per room.
 Upserts are sent only for values that changed (each is a history event and, on Temporal
-Cloud, a billed action). CONVENTIONS: visibility.
+Cloud, a billed action). docs/design.md#visibility.
 """
 
 from __future__ import annotations

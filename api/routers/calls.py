@@ -1,6 +1,6 @@
 """Calls: place a building call, read it and its history, and the parties' actions.
 
-The API starts ``BuildingCallWorkflow`` and sends it updates by NAME (DESIGN.md: the
+The API starts ``BuildingCallWorkflow`` and sends it updates by NAME (docs/design.md: the
 API never imports workflow code nor decides call logic); the call history comes
 from PostgreSQL (``store/calls.py``), written by the workflows' ``record`` activity.
 

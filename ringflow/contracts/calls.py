@@ -1,6 +1,6 @@
 """Calls: REST requests and views, workflow inputs/results, workflow messages.
 
-One workflow per building call (DESIGN.md): ``BuildingCallWorkflow`` (id = ``call_id`` =
+One workflow per building call (docs/design.md): ``BuildingCallWorkflow`` (id = ``call_id`` =
 the request's Idempotency-Key), each attempt a room inside it (``room_id`` =
 ``"<call_id>.<attempt>"``). Message names: ``ringflow.contracts.messages``. ``CallInput``,
 ``CallResult`` and ``AttemptUpdate`` belong to the legacy pair (``workflows.legacy``) and stay

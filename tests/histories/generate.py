@@ -6,7 +6,7 @@ media room: the door joins once, a previewing listener answers, opens the door, 
 up) as ``BuildingCallWorkflow`` on a time-skipping server with the fake activities, and
 writes each call's history as JSON here, named ``<scenario><TAG>.json``. Keep the histories
 of older code and add new ones with a new TAG; regenerate old ones only on purpose
-(CONVENTIONS, versioning). The legacy shape's histories (``EscalationWorkflow`` plus one
+(docs/design.md#versioning). The legacy shape's histories (``EscalationWorkflow`` plus one
 ``CallWorkflow`` per attempt, ``<scenario>[-s2|-s3][.<attempt>].json``) were made by this
 script before issue 8 and guard the calls still running on it after an upgrade.
 """
