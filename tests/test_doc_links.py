@@ -53,7 +53,8 @@ def test_referenced_documents_exist() -> None:
                 if "://" not in target and not target.startswith(("mailto:", "/"))
             ]
         for target, anchor in refs:
-            where = f"{path.relative_to(ROOT)} -> {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}"
+            shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
+            where = f"{path.relative_to(ROOT)} -> {shown}"
             if not target.exists():
                 missing.append(f"{where}: no such file")
             elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
