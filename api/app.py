@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import problems
 from api.hub import hub_lifespan
 from api.problems import Problem, problem_response
-from api.routers import calls, directory, me, media, push, tokens, webapp
+from api.routers import calls, directory, health, me, media, push, tokens, webapp
 from ringflow.contracts.errors import ErrCode
 from ringflow.settings import Settings
 from ringflow.temporal import connect
@@ -91,11 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(media.router)
     app.include_router(me.router)
     app.include_router(webapp.router)
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process serves requests (``{"status": "ok"}``)."""
-        return {"status": "ok"}
+    app.include_router(health.router)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -13,7 +13,8 @@ workflows (``activities/media.py``). One room per building call, id = ``call_id`
 - ``GET /rooms/{call_id}/stats`` -> ``RoomStats`` (404 unknown).
 - ``DELETE /rooms/{call_id}`` -> 200 ``RoomStats``, the final stats (a room closed lately
   answers them again; 404 unknown): close a room now.
-- ``GET /rooms`` -> ``list[RoomInfo]``; ``GET /healthz``.
+- ``GET /rooms`` -> ``list[RoomInfo]``; ``GET /healthz`` (alive), ``GET /readyz`` (Temporal
+  reachable; 503 ``not-ready`` otherwise).
 
 Errors are problem+json (``api/problems.py``).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -29,6 +31,7 @@ from fastapi import FastAPI
 from api import problems
 from api.deps import BackendAuth
 from api.problems import Problem, not_found
+from api.routers.health import Check, check_temporal, readiness, run_checks
 from media.bridge import Bridge, InvalidSdp, Reporter
 from media.models import PeerOffer, RoomInfo, SdpAnswer, TalkerUpdate
 from media.network import MediaNetwork
@@ -112,6 +115,17 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
     async def healthz() -> dict[str, str]:
         """Liveness (``{"status": "ok"}``)."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, Any]:
+        """Readiness: Temporal answers within ``CHECK_TIMEOUT_S`` (the bridge signals joins
+        and watches room ends there; ``api/routers/health.py``). 200 ``{"status": "ready",
+        "checks": {...}}``, else 503 problem ``not-ready``."""
+        checks: dict[str, Check] = {}
+        rep = bridge().reporter
+        if isinstance(rep, TemporalReporter):
+            checks["temporal"] = lambda: check_temporal(rep.client)
+        return readiness(await run_checks(checks))
 
     return app
 
