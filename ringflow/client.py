@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ class ApiError(Exception):
     def __init__(self, status: int, doc: dict[str, Any], what: str) -> None:
         self.status = status
         self.doc = doc
-        self.type = str(doc.get("type", "")).rsplit(":", 1)[-1]
+        # the slug is the type's last part, whether a URN (urn:ringflow:problem:x) or a URL (...#x)
+        self.type = re.split(r"[:/#]", str(doc.get("type", "")))[-1]
         self.detail = doc.get("detail")
         self.err_code: int | None = doc.get("errCode")
         super().__init__(f"{what}: {status} {self.type or ''} {self.detail or ''}".strip())
@@ -210,26 +212,48 @@ class PartyClient:
 
 
 class Backend:
-    """A property-management backend: REST with the API key (``X-API-Key``)."""
+    """A property-management backend: REST with the API key (``X-API-Key``).
 
-    def __init__(self, base_url: str, api_key: str) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": api_key}, timeout=30.0)
+    ``base_url``: the API (``Settings.api_url``, e.g. ``http://127.0.0.1:8080``);
+    ``timeout_s``: per request, seconds. Methods raise :class:`ApiError` for a 4xx/5xx
+    answer and ``httpx.TransportError`` (``ConnectError``, ``TimeoutException``) when the
+    API cannot be reached."""
+
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = 30.0) -> None:
+        self.http = httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": api_key}, timeout=timeout_s)
 
     async def token(self, party: Party, ttl_s: float = 3600.0) -> str:
-        """A bearer token for ``party`` (``POST /v1/tokens``)."""
+        """A bearer token for ``party`` (``POST /v1/tokens``), valid ``ttl_s`` seconds."""
         r = await self.http.post("/v1/tokens", json={"party": party.model_dump(mode="json"), "ttl_s": ttl_s})
-        r.raise_for_status()
-        return str(r.json()["token"])
+        return str(checked(r, f"token for {party.key()}")["token"])
 
     async def place_call(self, body: dict[str, Any], idempotency_key: str) -> httpx.Response:
         """``POST /v1/calls`` with ``Idempotency-Key``."""
         return await self.http.post("/v1/calls", json=body, headers={"Idempotency-Key": idempotency_key})
 
     async def call(self, call_id: str) -> dict[str, Any]:
-        """``GET /v1/calls/{call_id}`` (raises on 4xx/5xx)."""
-        r = await self.http.get(f"/v1/calls/{call_id}")
-        r.raise_for_status()
-        return dict(r.json())
+        """``GET /v1/calls/{call_id}``: the call view (``CallView`` as JSON: attempts, events).
+        Raises :class:`ApiError` (404 ``not-found`` for an unknown call)."""
+        return checked(await self.http.get(f"/v1/calls/{call_id}"), f"call {call_id}")
+
+    async def calls(self, **filters: Any) -> dict[str, Any]:
+        """``GET /v1/calls`` with ``filters`` (the route's query parameters: ``unit_id``,
+        ``device``, ``user``, ``since``/``until`` (aware datetimes or ISO strings),
+        ``end_reason``, ``phase``, ``limit``, ``cursor``; None values are left out):
+        ``{"items": [call views without attempts and events], "next_cursor"}``, newest first.
+        Raises :class:`ApiError` (422 for a bad filter or cursor)."""
+        params = {
+            k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in filters.items() if v is not None
+        }
+        return checked(await self.http.get("/v1/calls", params=params), "list calls")
+
+    async def timeline_svg(self, call_id: str) -> str:
+        """``GET /v1/calls/{call_id}/timeline.svg``: the call's timeline picture (SVG text).
+        Raises :class:`ApiError`."""
+        r = await self.http.get(f"/v1/calls/{call_id}/timeline.svg")
+        if not r.is_success:
+            checked(r, f"timeline of call {call_id}")  # raises
+        return r.text
 
     async def device(self, sn: str) -> dict[str, Any]:
         """``GET /v1/devices/{sn}`` (``auto_answer``, ``actions``, ...). Raises :class:`ApiError`."""

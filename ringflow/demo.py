@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from media.peer import PeerStats
+from ringflow import timeline
 from ringflow.agent import CallSession, DeviceAgent, LoggingDoor, MediaSpec, ResidentAgent, ResidentScript
 from ringflow.client import Backend
 from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.events import CallEvent
 
 BUILDING = Path(__file__).resolve().parent.parent / "examples" / "building.yaml"
 LOBBY = "LOBBY-1"
@@ -78,12 +80,6 @@ async def _wait_phase(backend: Backend, call_id: str, phases: set[str], timeout:
         await asyncio.sleep(0.1)
 
 
-def _party_label(p: dict[str, Any] | str | None) -> str:
-    if isinstance(p, dict):
-        return f"{p['kind']}:{p['id']}"
-    return p or ""
-
-
 def _kb(n: int) -> str:
     return f"{n / 1000:,.1f} kB"
 
@@ -103,8 +99,8 @@ def _traffic_lines(traffic: list[dict[str, Any]], names: dict[str, str]) -> list
     lines = []
     if caller is not None and talker is not None:
         for src, dst in ((caller, talker), (talker, caller)):
-            s_name = names.get(_party_label(src.get("party")), _party_label(src.get("party")))
-            d_name = names.get(_party_label(dst.get("party")), _party_label(dst.get("party")))
+            s_name = names.get(timeline.party_label(src.get("party")), timeline.party_label(src.get("party")))
+            d_name = names.get(timeline.party_label(dst.get("party")), timeline.party_label(dst.get("party")))
             lines.append(
                 f"{s_name} -> {d_name}: {_kb(src.get('bytes_received', 0))} into the bridge "
                 f"(audio {_kb(src.get('audio_bytes_received', 0))}, "
@@ -113,7 +109,7 @@ def _traffic_lines(traffic: list[dict[str, Any]], names: dict[str, str]) -> list
             )
     for t in traffic:
         if t is not caller and t is not talker:
-            who = _party_label(t.get("party"))
+            who = timeline.party_label(t.get("party"))
             lines.append(
                 f"{names.get(who, who)} ({t.get('role')}): "
                 f"{_kb(t.get('bytes_received', 0))} into the bridge, {_kb(t.get('bytes_sent', 0))} out"
@@ -195,30 +191,19 @@ async def run_scenario(
         first = await agents[0].client.wait_for(lambda m: m.type == "incoming_call" and m.call_id == call_id)
         setup_s = first.received_at - t0
         print(f"\nlobby -> unit {UNIT}: call {call_id}", file=out)
-        print(f"{'time':>7}  {'event':<20} {'party':<18} {'listener':<14} detail", file=out)
+        print(timeline.COLUMNS, file=out)
 
         printed: set[str] = set()
         deadline = time.monotonic() + 4 * ring_timeout_s + TALK_S + 30
         view: dict[str, Any] = {}
         while time.monotonic() < deadline:
             view = await backend.call(call_id)
+            started_at = datetime.fromisoformat(view["started_at"])
             for ev in view["events"]:
                 if ev["id"] in printed:
                     continue
                 printed.add(ev["id"])
-                detail = " ".join(
-                    f"{k}={ev[k]}" for k in ("keepTime", "err_code", "reason") if ev.get(k) not in (None, "")
-                )
-                if ev["name"] in ("customAction", "customActionResult"):
-                    data = ev.get("data") or {}
-                    detail = " ".join(f"{k}={data[k]}" for k in ("action", "result", "detail") if data.get(k))
-                at = time.monotonic() - t0
-                print(
-                    f"{at:6.1f}s  {ev['name']:<20} {_party_label(ev.get('party')):<18} "
-                    f"{_party_label(ev.get('listener')):<14} {detail}",
-                    file=out,
-                    flush=True,
-                )
+                print(timeline.event_line(CallEvent.model_validate(ev), started_at), file=out, flush=True)
             if view["phase"] == "ended" and any(e["name"] == "callEnded" for e in view["events"]):
                 break
             await asyncio.sleep(0.1)
@@ -248,14 +233,14 @@ async def run_scenario(
             problems.append(f"the door did not hear {c}")
         if with_carol is None or with_carol.preview_video_frames == 0:
             problems.append(f"{c} saw no video before answering (early media)")
-        by_party = {_party_label(t.get("party")): t for t in traffic}
+        by_party = {timeline.party_label(t.get("party")): t for t in traffic}
         for who in (f"device:{LOBBY}", f"user:{c}"):
             t = by_party.get(who)
             if t is None or not (t.get("bytes_received", 0) > 0 and t.get("bytes_sent", 0) > 0):
                 problems.append(f"callEnded traffic shows no bytes both ways for {who}")
 
         print("\nsummary", file=out)
-        print(f"  answered by : {_party_label(view.get('answered_by'))}", file=out)
+        print(f"  answered by : {timeline.party_label(view.get('answered_by'))}", file=out)
         print(f"  keepTime    : {view.get('keep_time_s')} s (talk phase only)", file=out)
         print(f"  end reason  : {view.get('end_reason')}", file=out)
         print(f"  attempts    : {', '.join(f'{u}={o}' for u, o in outcomes)}", file=out)

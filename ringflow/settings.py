@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Self
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DERIVED_SETTINGS = ("database_url", "api_url")
+"""Settings that, unless given explicitly, follow others: ``database_url`` the embedded
+PostgreSQL's ``postgres_port``, ``api_url`` the API's ``api_host``/``api_port`` (issue 12: with
+``RINGFLOW_POSTGRES_PORT=6000`` every command reaches port 6000, not a hard-coded 5433)."""
 
 
 class Settings(BaseSettings):
@@ -30,7 +36,9 @@ class Settings(BaseSettings):
 
     # PostgreSQL
     database_url: str = Field(
-        "postgresql://postgres@127.0.0.1:5433/ringflow", description="PostgreSQL DSN of ringflow's database"
+        "",
+        description="PostgreSQL DSN of ringflow's database "
+        "(unset: postgresql://postgres@127.0.0.1:<postgres_port>/ringflow, the embedded one)",
     )
     db_pool_min: int = Field(1, ge=0)
     db_pool_max: int = Field(10, ge=1)
@@ -38,6 +46,11 @@ class Settings(BaseSettings):
     # API
     api_host: str = Field("127.0.0.1", description="Address the API listens on")
     api_port: int = Field(8080, description="Port the API listens on")
+    api_url: str = Field(
+        "",
+        description="Base URL clients (the CLI, device agents) use for the API "
+        "(unset: http://<api_host>:<api_port>, 127.0.0.1 for 0.0.0.0)",
+    )
     api_key: str = Field("dev-api-key", min_length=8, description="Backend API key (X-API-Key header)")
     token_secret: str = Field(
         "dev-token-secret-change-me-0123456789", min_length=32, description="HS256 secret of party tokens"
@@ -127,11 +140,45 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")
     postgres_port: int = Field(5433, description="Port of the embedded PostgreSQL")
 
+    _derived: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @model_validator(mode="after")
+    def _derive(self) -> Self:
+        """Fill the :data:`DERIVED_SETTINGS` that were not given (unset or empty)."""
+        self._derived = frozenset(name for name in DERIVED_SETTINGS if not getattr(self, name))
+        self._fill_derived()
+        return self
+
+    def _fill_derived(self) -> None:
+        if "database_url" in self._derived:
+            self.database_url = f"postgresql://postgres@127.0.0.1:{self.postgres_port}/ringflow"
+        if "api_url" in self._derived:
+            self.api_url = f"http://{client_host(self.api_host)}:{self.api_port}"
+
+    def model_copy(self, *, update: Any = None, deep: bool = False) -> Self:
+        """A copy with ``update`` applied (not validated, as pydantic's); derived settings
+        that were not given follow the copy's ports, unless ``update`` sets them."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._derived = self._derived - set(update or ())
+        copy._fill_derived()
+        return copy
+
     @property
     def temporal_host_port(self) -> tuple[str, int]:
         """``temporal_address`` split into (host, port)."""
         host, _, port = self.temporal_address.rpartition(":")
         return host, int(port)
+
+
+def client_host(host: str) -> str:
+    """The address a client on this machine uses to reach a server listening on ``host``:
+    a wildcard (``0.0.0.0``, ``::``, empty) is 127.0.0.1 (or ``[::1]``); an IPv6 literal
+    gets brackets for a URL."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 @lru_cache

@@ -19,8 +19,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import (
@@ -38,15 +37,14 @@ from temporalio.service import RPCStatusCode
 from api.admission import AdmissionDep
 from api.deps import (
     BackendAuth,
+    BackendOrParty,
     PartyDep,
     PoolDep,
     SettingsDep,
     TemporalDep,
-    party_from_token,
-    require_api_key,
 )
-from api.deps import unauthenticated as _unauthenticated
-from api.problems import Problem, not_found
+from api.problems import Problem, not_found, problem_responses
+from api.timeline_svg import render_timeline_svg
 from ringflow.contracts.calls import (
     ActionResult,
     AnswerInput,
@@ -82,8 +80,6 @@ WORKFLOW = WorkflowType.BUILDING_CALL
 UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
 """How long an action waits for the workflow to accept or reject it before 503."""
 
-_bearer = HTTPBearer(auto_error=False)
-
 # The workflows' typed update rejections -> problems (status, slug, title); the errCode is
 # the rejection's own (REJECTION_ERR_CODES).
 _REJECTIONS: dict[Rejection, tuple[int, str, str]] = {
@@ -116,24 +112,6 @@ class CallList(BaseModel):
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _backend_or_party(
-    settings: SettingsDep,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> Party | None:
-    """The party of the bearer token when one is given, else None for the backend
-    (``X-API-Key``); 401 when neither is valid."""
-    if creds is not None:
-        return party_from_token(creds.credentials, settings)
-    if x_api_key is not None:
-        require_api_key(settings, x_api_key)
-        return None
-    raise _unauthenticated("missing X-API-Key or bearer token")
-
-
-BackendOrParty = Annotated[Party | None, Depends(_backend_or_party)]
 
 
 def not_a_party(party: Party, call_id: str) -> Problem:
@@ -260,7 +238,20 @@ async def _require_party(conn: Any, party: Party, role: str) -> None:
 # ---------------------------------------------------------------- place a call
 
 
-@router.post("", status_code=201, response_model=CallCreated)
+@router.post(
+    "",
+    status_code=201,
+    response_model=CallCreated,
+    responses={
+        200: {"model": CallCreated, "description": "The same call again: a retry with the same key and body"},
+        **problem_responses(
+            403,
+            404,
+            429,
+            descriptions={409: "``idempotency-conflict`` (errCode 1009): the key was used with another body"},
+        ),
+    },
+)
 async def place_call(
     body: CallCreate,
     idempotency_key: Annotated[
@@ -361,7 +352,7 @@ async def place_call(
 # ---------------------------------------------------------------- read
 
 
-@router.get("/{call_id}", response_model=CallView)
+@router.get("/{call_id}", response_model=CallView, responses=problem_responses(403, 404))
 async def get_call(
     call_id: Identifier, auth: BackendOrParty, settings: SettingsDep, pool: PoolDep, client: TemporalDep
 ) -> CallView:
@@ -387,6 +378,24 @@ async def get_call(
         raise not_a_party(auth, call_id)
     view.temporal_ui_url = temporal_ui_url(settings, call_id)
     return view
+
+
+@router.get(
+    "/{call_id}/timeline.svg",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}, "description": "The call's timeline picture"}},
+)
+async def get_call_timeline_svg(
+    call_id: Identifier, auth: BackendOrParty, settings: SettingsDep, pool: PoolDep, client: TemporalDep
+) -> Response:
+    """The call's history as a picture (``image/svg+xml``, ``api/timeline_svg.py``): one lane
+    per room with its phases coloured and its events marked, a time axis in seconds, caller
+    and unit in the header. Who may read it and the errors are those of ``GET
+    /v1/calls/{call_id}``: the backend, or a party of the call (else 403 ``not-a-party``);
+    404 unknown call."""
+    view = await get_call(call_id, auth, settings, pool, client)
+    svg = render_timeline_svg(view, now=datetime.now(UTC))
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
 @router.get("", response_model=CallList, dependencies=[BackendAuth])
@@ -427,6 +436,9 @@ async def list_calls(
 
 
 # ---------------------------------------------------------------- actions
+
+_ACTION_PROBLEMS = problem_responses(403, 404, 409, 503)
+"""What :func:`run_update` answers besides the action's result (422 comes with the body)."""
 
 PartyAction = Literal["answer", "reject", "hang_up"]
 _ACTION_UPDATES: dict[str, tuple[Update, type[AnswerInput | RejectInput | HangUpInput]]] = {
@@ -487,7 +499,7 @@ async def run_update(client: Client, call_id: str, update: str, arg: Contract, r
         raise call_not_active(call_id) from e
 
 
-@router.post("/{call_id}/answer", response_model=ActionResult)
+@router.post("/{call_id}/answer", response_model=ActionResult, responses=_ACTION_PROBLEMS)
 async def answer(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
     """The token's party answers (reference section 4). 409 ``answered-by-another`` (1005)
     when someone else answered first (ring-all), 409 ``call-not-active`` (1006),
@@ -495,27 +507,32 @@ async def answer(call_id: Identifier, party: PartyDep, client: TemporalDep) -> A
     return await party_action(client, call_id, "answer", party)
 
 
-@router.post("/{call_id}/reject", response_model=ActionResult)
+@router.post("/{call_id}/reject", response_model=ActionResult, responses=_ACTION_PROBLEMS)
 async def reject(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
     """The token's party declines (``rejectVoip``, reference section 4). Errors as ``answer``."""
     return await party_action(client, call_id, "reject", party)
 
 
-@router.post("/{call_id}/hang-up", response_model=ActionResult)
+@router.post("/{call_id}/hang-up", response_model=ActionResult, responses=_ACTION_PROBLEMS)
 async def hang_up(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
     """The token's party hangs up: ``cancelVoip`` (caller before talk), ``rejectVoip``
     (listener before talk) or ``hangUpVoip`` (talk); reference sections 3, 5, 6."""
     return await party_action(client, call_id, "hang_up", party)
 
 
-@router.post("/{call_id}/cancel", response_model=ActionResult)
+@router.post("/{call_id}/cancel", response_model=ActionResult, responses=_ACTION_PROBLEMS)
 async def cancel(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
     """The caller gives up before talk (``cancelVoip``, reference section 3): the caller's
     ``hang_up``; the workflow decides by phase and party what it means."""
     return await party_action(client, call_id, "hang_up", party)
 
 
-@router.post("/{call_id}/force-hang-up", response_model=ActionResult, dependencies=[BackendAuth])
+@router.post(
+    "/{call_id}/force-hang-up",
+    response_model=ActionResult,
+    dependencies=[BackendAuth],
+    responses=problem_responses(404, 409, 503),
+)
 async def force_hang_up(call_id: Identifier, body: ForceHangUpInput, client: TemporalDep) -> ActionResult:
     """The backend ends the call (reference ``forceHangUpVoip``): ``cancelVoip`` before the
     listener joined, ``rejectVoip`` while the listener waits, ``hangUpVoip`` in talk."""
@@ -525,7 +542,7 @@ async def force_hang_up(call_id: Identifier, body: ForceHangUpInput, client: Tem
 # ---------------------------------------------------------------- in-call actions (docs/media.md)
 
 
-@router.post("/{call_id}/actions", response_model=CustomActionResult)
+@router.post("/{call_id}/actions", response_model=CustomActionResult, responses=_ACTION_PROBLEMS)
 async def custom_action(
     call_id: Identifier, body: CustomActionRequest, party: PartyDep, client: TemporalDep
 ) -> CustomActionResult:
@@ -538,7 +555,9 @@ async def custom_action(
     return await run_update(client, call_id, Update.CUSTOM_ACTION, inp, CustomActionResult)
 
 
-@router.post("/{call_id}/actions/{action_id}/ack", response_model=CustomActionResult)
+@router.post(
+    "/{call_id}/actions/{action_id}/ack", response_model=CustomActionResult, responses=_ACTION_PROBLEMS
+)
 async def custom_action_ack(
     call_id: Identifier,
     action_id: Identifier,
