@@ -1,5 +1,12 @@
 """``ringflow``: the command line (typer). Every command reads its settings from ``RINGFLOW_*``
-environment variables (and ``.env``); ``ringflow settings`` shows the effective ones.
+environment variables (and ``.env``), the same as the stack's (``ringflow settings`` shows the
+effective ones): the database URL follows ``RINGFLOW_POSTGRES_PORT`` and the API's URL
+``RINGFLOW_API_PORT`` unless ``RINGFLOW_DATABASE_URL`` / ``RINGFLOW_API_URL`` say otherwise.
+
+Expected errors (a bad building file, the API or PostgreSQL unreachable, a wrong API key, an
+unknown call) print ONE line ``ringflow: ...`` on stderr and exit 1; ``ringflow --debug ...``
+prints the traceback above it. Both are done once, in :class:`RingflowGroup`, for every
+command (:func:`expected_error` says which errors are expected and how they read).
 
 Heavy modules are imported inside the commands, so ``ringflow --help`` is quick and a
 command works even while another part of the project is missing.
@@ -10,18 +17,104 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from ringflow.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from ringflow.client import Backend
+
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """An expected failure of a command, already worded for a person (one line)."""
+
+
+def expected_error(error: BaseException) -> str | None:
+    """The one-line message for an expected error, or None for a bug (which keeps its
+    traceback). Expected: :class:`CliError` (unreachable PostgreSQL among them, see
+    :func:`database_errors`), a bad building file, a refused API request
+    (:class:`~ringflow.client.ApiError`: 401 wrong key, 404 unknown call, ...), an API that
+    cannot be reached (``httpx.TransportError``), the push channel refusing the connection,
+    invalid ``RINGFLOW_*`` settings, a directory write the database refused."""
+    import httpx
+    import pydantic
+    import websockets.exceptions
+
+    from ringflow.client import ApiError
+    from ringflow.directory_load import BuildingFileError
+    from store.directory import DirectoryError
+
+    if isinstance(error, CliError | BuildingFileError):
+        return str(error)
+    if isinstance(error, ApiError):
+        detail = error.detail or error.doc.get("title") or error.type or "(no detail)"
+        if error.status == 401:
+            return f"the API refused the key: {detail} (set RINGFLOW_API_KEY, or --api-key, to the API's key)"
+        if error.status in (403, 404):
+            return str(detail)
+        return str(error)  # "what: status type detail"
+    if isinstance(error, httpx.TransportError):
+        try:
+            url = error.request.url
+            where = f"{url.scheme}://{url.netloc.decode()}"
+        except RuntimeError:  # no request attached
+            where = "the API"
+        reason = str(error) or type(error).__name__
+        return (
+            f"cannot reach the API at {where}: {reason} (is it running? `./run up`; "
+            "RINGFLOW_API_URL, RINGFLOW_API_PORT or --api say where it is)"
+        )
+    if isinstance(error, websockets.exceptions.WebSocketException | websockets.exceptions.InvalidURI):
+        return f"the push channel failed: {error}"
+    if isinstance(error, pydantic.ValidationError) and error.title == "Settings":
+        fields = "; ".join(
+            f"RINGFLOW_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
+        )
+        return f"invalid settings: {fields}"
+    if isinstance(error, DirectoryError):
+        return f"the directory refused it: {error}"
+    return None
+
+
+class RingflowGroup(TyperGroup):
+    """The root command: runs the chosen command and turns an expected error
+    (:func:`expected_error`) into one line on stderr and exit code 1; with the root's
+    ``--debug`` the traceback is printed above that line. Unexpected errors propagate."""
+
+    def invoke(self, ctx: Any) -> Any:  # ctx: typer's (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except (typer.exceptions.TyperException, typer.Exit, typer.Abort):
+            raise  # usage errors, exit codes, Ctrl-C: as click handles them
+        except Exception as error:
+            message = expected_error(error)
+            if message is None:
+                raise
+            if ctx.params.get("debug"):
+                traceback.print_exception(error, file=sys.stderr)
+            typer.secho(f"ringflow: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(
     name="ringflow",
+    cls=RingflowGroup,
     help="Durable call routing for door stations, access panels and campus phones, on Temporal.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # a bug's traceback must not print secrets
 )
 directory_app = typer.Typer(help="The directory: buildings, units, residents, devices.", no_args_is_help=True)
 app.add_typer(directory_app, name="directory")
@@ -29,14 +122,55 @@ device_app = typer.Typer(
     help="Device agents: a door station on ringflow, with real media.", no_args_is_help=True
 )
 app.add_typer(device_app, name="device")
+calls_app = typer.Typer(
+    help="Call history from a terminal: list calls, show one call's timeline, follow new calls live.",
+    no_args_is_help=True,
+)
+app.add_typer(calls_app, name="calls")
 
 SECRET_SETTINGS = {"api_key", "token_secret"}
 """Settings that ``ringflow settings`` masks unless ``--show-secrets``."""
 
 
+@app.callback()
+def root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Print the traceback of an error above its one-line message")
+    ] = False,
+) -> None:
+    """Durable call routing for door stations, access panels and campus phones, on Temporal.
+    Settings: RINGFLOW_* environment variables or .env (`ringflow settings`)."""
+
+
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"ringflow: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=1)
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn "PostgreSQL cannot be reached" (refused, timed out, unknown database, refused
+    login) inside the block into a :class:`CliError` naming ``url`` (password masked) and
+    the settings that choose it."""
+    import asyncpg
+
+    try:
+        yield
+    except (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as e:
+        raise CliError(_db_message(url, e)) from e
+    except asyncpg.PostgresError as e:
+        if e.sqlstate and e.sqlstate[:2] in ("08", "28", "3D", "57"):  # connection, auth, no db, shutdown
+            raise CliError(_db_message(url, e)) from e
+        raise
+
+
+def _db_message(url: str, error: BaseException) -> str:
+    shown = re.sub(r"(//[^:/@]*:)[^@]*@", r"\1****@", url)
+    reason = str(error) or type(error).__name__
+    return (
+        f"cannot reach PostgreSQL at {shown}: {reason} (is the stack up? `./run up`; "
+        "RINGFLOW_POSTGRES_PORT or RINGFLOW_DATABASE_URL say where it is)"
+    )
 
 
 @app.command()
@@ -80,10 +214,8 @@ def migrate() -> None:
     from ringflow.stack.database import prepare_database
 
     settings = get_settings()
-    try:
+    with database_errors(settings.database_url):
         asyncio.run(prepare_database(settings.database_url))
-    except OSError as err:
-        raise _fail(f"PostgreSQL unreachable at {settings.database_url}: {err}") from None
     typer.echo(f"migrated {settings.database_url}")
 
 
@@ -106,17 +238,25 @@ def directory_load(
         finally:
             await pool.close()
 
-    counts = asyncio.run(load())
+    with database_errors(settings.database_url):
+        counts = asyncio.run(load())
     typer.echo(f"loaded {file}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
 
 
 @device_app.command("run")
 def device_run(
     sn: Annotated[str, typer.Option(help="The device's serial number, e.g. LOBBY-1")],
-    api: Annotated[str, typer.Option(help="Base URL of the ringflow API")] = "http://127.0.0.1:8080",
+    api: Annotated[
+        str | None,
+        typer.Option(help="Base URL of the ringflow API (default: RINGFLOW_API_URL, from the API port)"),
+    ] = None,
     token: Annotated[str | None, typer.Option(help="The device's bearer token (POST /v1/tokens)")] = None,
     api_key: Annotated[
-        str | None, typer.Option(help="Backend API key: get the device's token with it (POST /v1/tokens)")
+        str | None,
+        typer.Option(
+            help="Backend API key: get the device's token with it (POST /v1/tokens); "
+            "default, without --token: RINGFLOW_API_KEY"
+        ),
     ] = None,
     call: Annotated[str | None, typer.Option(help="Call this unit once at start, e.g. 101")] = None,
     callee: Annotated[
@@ -160,8 +300,12 @@ def device_run(
 
     from ringflow.agent import CommandDoor, DeviceAgent, MediaSpec, run_device
 
-    if (token is None) == (api_key is None):
-        raise typer.BadParameter("give exactly one of --token and --api-key", param_hint="--token/--api-key")
+    if token is not None and api_key is not None:
+        raise typer.BadParameter("give --token or --api-key, not both", param_hint="--token/--api-key")
+    settings = get_settings()
+    api_url = api or settings.api_url
+    if token is None and api_key is None:
+        api_key = settings.api_key
     if room_type not in ("video", "voice"):
         raise typer.BadParameter(f"{room_type!r} is not video or voice", param_hint="--room-type")
     if call is not None and callee:
@@ -198,37 +342,268 @@ def device_run(
     from media.network import use_listen_ips
 
     try:  # host candidates where the bridge may reach us (aioice skips loopback by default)
-        use_listen_ips(listen_ip or get_settings().media_listen_ips)
+        use_listen_ips(listen_ip or settings.media_listen_ips)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--listen-ip") from None
     door = CommandDoor(door_command) if door_command else None
 
     async def main() -> int:
-        from ringflow.client import ApiError
-
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if api_key is not None:
+            agent = await DeviceAgent.from_api_key(
+                api_url, sn, api_key, auto_answer=auto_answer, media=media, door=door
+            )
+        else:
+            assert token is not None
+            agent = DeviceAgent(api_url, sn, token, media=media, door=door, auto_answer=auto_answer)
         try:
-            if api_key is not None:
-                agent = await DeviceAgent.from_api_key(
-                    api, sn, api_key, auto_answer=auto_answer, media=media, door=door
-                )
-            else:
-                assert token is not None
-                agent = DeviceAgent(api, sn, token, media=media, door=door, auto_answer=auto_answer)
             return await run_device(
                 agent, call=call, callees=callees, room_type=room_type, once=once, stop=stop
             )
-        except ApiError as e:
-            typer.secho(f"ringflow: {e}", fg=typer.colors.RED, err=True)
-            return 1
-        except (OSError, TimeoutError) as e:
-            typer.secho(f"ringflow: cannot reach {api}: {e!r}", fg=typer.colors.RED, err=True)
-            return 1
+        except TimeoutError as e:  # the push channel did not connect (PartyClient.start)
+            raise CliError(f"cannot reach the push channel at {api_url}: no connection within 10 s") from e
 
     raise typer.Exit(code=asyncio.run(main()))
+
+
+# ---------------------------------------------------------------- calls (issue 12 item 7)
+
+_AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_when(value: str, now: datetime | None = None) -> datetime:
+    """A point in time from the command line: ISO 8601 (``2026-11-30T14:00``, a time without
+    an offset is local time) or an age (``30s``, ``15m``, ``2h``, ``1d``: that long before
+    ``now``). Returns an aware datetime. Raises ``typer.BadParameter``."""
+    now = now or datetime.now(UTC)
+    match = _AGO.match(value.strip())
+    if match:
+        return now - timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither ISO 8601 nor an age like 15m, 2h, 1d") from None
+    return when if when.tzinfo is not None else when.astimezone()
+
+
+def _when_option(value: str | None) -> datetime | None:
+    return None if value is None else parse_when(value)
+
+
+@calls_app.callback()
+def calls_root(
+    ctx: typer.Context,
+    api: Annotated[
+        str | None, typer.Option(help="Base URL of the API (default: RINGFLOW_API_URL, from the API port)")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="Backend API key (default: RINGFLOW_API_KEY)")] = None,
+) -> None:
+    """Call history through the REST API with the backend API key (X-API-Key)."""
+    settings = get_settings()
+    ctx.obj = (api or settings.api_url, api_key or settings.api_key)
+
+
+def _with_backend(ctx: typer.Context, work: Callable[[Backend], Awaitable[T]]) -> T:
+    """Run ``work(backend)`` with a :class:`~ringflow.client.Backend` on the calls group's API."""
+    from ringflow.client import Backend
+
+    base_url, key = ctx.find_root().obj if ctx.obj is None else ctx.obj
+
+    async def run() -> T:
+        backend = Backend(base_url, key, timeout_s=15.0)
+        try:
+            return await work(backend)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(run())
+
+
+UnitOpt = Annotated[str | None, typer.Option("--unit", help="Calls to this unit")]
+DeviceOpt = Annotated[str | None, typer.Option(help="Calls with this device (sn) as caller or listener")]
+UserOpt = Annotated[str | None, typer.Option(help="Calls with this user as caller, listener or answerer")]
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+
+
+def call_rows(items: list[dict[str, Any]]) -> list[str]:
+    """The table ``ringflow calls list`` prints for ``GET /v1/calls`` items (JSON call views):
+    start (local time), call id, caller, unit, phase, end reason, who answered, keepTime (s)."""
+    from ringflow.timeline import party_label
+
+    rows = [
+        [
+            datetime.fromisoformat(c["started_at"]).astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            c["call_id"],
+            party_label(c.get("caller")),
+            c.get("unit_id") or "-",
+            c.get("phase") or "",
+            c.get("end_reason") or "-",
+            party_label(c.get("answered_by")) or "-",
+            "-" if c.get("keep_time_s") is None else f"{c['keep_time_s']} s",
+        ]
+        for c in items
+    ]
+    return _table(rows, ["STARTED", "CALL", "CALLER", "UNIT", "PHASE", "END", "ANSWERED BY", "TALK"])
+
+
+@calls_app.command("list")
+def calls_list(
+    ctx: typer.Context,
+    unit: UnitOpt = None,
+    device: DeviceOpt = None,
+    user: UserOpt = None,
+    since: Annotated[
+        str | None, typer.Option(help="Started at or after: ISO 8601 or an age (15m, 2h, 1d)")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Started before: ISO 8601 or an age")] = None,
+    end_reason: Annotated[
+        str | None, typer.Option(help="How it ended: hangUpVoip, timeout, busy, ...")
+    ] = None,
+    phase: Annotated[str | None, typer.Option(help="initiate, join, wait, talk, finish or ended")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Calls per page")] = 50,
+    cursor: Annotated[
+        str | None, typer.Option(help="The next page: the cursor the previous page printed")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON ({items, next_cursor})")] = False,
+) -> None:
+    """List calls newest first (GET /v1/calls), filtered like the REST list (filters combine
+    with AND)."""
+    filters = {
+        "unit_id": unit,
+        "device": device,
+        "user": user,
+        "since": _when_option(since),
+        "until": _when_option(until),
+        "end_reason": end_reason,
+        "phase": phase,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    page = _with_backend(ctx, lambda backend: backend.calls(**filters))
+    if as_json:
+        typer.echo(json.dumps(page, indent=2))
+        return
+    if not page["items"]:
+        typer.echo("no calls")
+    else:
+        for line in call_rows(page["items"]):
+            typer.echo(line)
+    if page.get("next_cursor"):
+        typer.echo(f"more: ringflow calls list ... --cursor {page['next_cursor']}", err=True)
+
+
+@calls_app.command("show")
+def calls_show(
+    ctx: typer.Context,
+    call_id: Annotated[str, typer.Argument(help="The call id (= the Idempotency-Key it was placed with)")],
+    as_json: Annotated[bool, typer.Option("--json", help="The API's call view as JSON")] = False,
+    svg: Annotated[
+        Path | None,
+        typer.Option(help="Also save the timeline picture (GET /v1/calls/{id}/timeline.svg) here"),
+    ] = None,
+) -> None:
+    """One call's timeline, as the demo prints it (GET /v1/calls/{id}): every event with its
+    time in seconds since the call started, then how the call went."""
+    from ringflow.contracts.calls import CallView
+    from ringflow.timeline import summary_lines, timeline_lines
+
+    async def fetch(backend: Backend) -> tuple[dict[str, Any], str | None]:
+        view = await backend.call(call_id)
+        return view, (await backend.timeline_svg(call_id) if svg is not None else None)
+
+    doc, picture = _with_backend(ctx, fetch)
+    if svg is not None and picture is not None:
+        svg.write_text(picture, encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    view = CallView.model_validate(doc)
+    for line in [*timeline_lines(view), "", *summary_lines(view)]:
+        typer.echo(line)
+    if svg is not None:
+        typer.echo(f"  picture     : {svg}")
+
+
+@calls_app.command("tail")
+def calls_tail(
+    ctx: typer.Context,
+    unit: UnitOpt = None,
+    device: DeviceOpt = None,
+    user: UserOpt = None,
+    since: Annotated[
+        str | None, typer.Option(help="Also follow calls started since: ISO 8601 or an age (default: now)")
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(min=0.1, max=60, help="Seconds between two polls of the API")
+    ] = 1.0,
+) -> None:
+    """Follow new calls and their events live until Ctrl-C: one line per event, prefixed
+    with its call id. Polls the REST API (GET /v1/calls?since=..., then GET /v1/calls/{id}
+    for every call not yet ended) every --interval seconds; the push WebSocket is per party,
+    so a backend has no feed of every call to subscribe to."""
+    start = _when_option(since) or datetime.now(UTC)
+    filters = {"unit_id": unit, "device": device, "user": user}
+    with suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
+        _with_backend(ctx, lambda backend: follow_calls(backend, start, filters, interval, typer.echo))
+
+
+async def follow_calls(
+    backend: Backend,
+    since: datetime,
+    filters: dict[str, Any],
+    interval_s: float,
+    out: Callable[[str], Any],
+    stop: asyncio.Event | None = None,
+) -> None:
+    """``ringflow calls tail``: every ``interval_s`` seconds, list the calls started at or
+    after ``since`` (``filters``: ``GET /v1/calls`` parameters), print ``new call`` for each
+    new one, every event not yet printed of each call not yet ended (history order, times in
+    seconds since the call started), and ``ended`` once its ``callEnded`` is recorded. Runs
+    until ``stop`` is set (or forever). Raises :class:`~ringflow.client.ApiError` and
+    ``httpx.TransportError``."""
+    from ringflow.contracts.calls import CallView, Phase
+    from ringflow.contracts.events import EventName
+    from ringflow.timeline import call_title, event_line, party_label
+
+    seen_calls: set[str] = set()
+    live: list[str] = []
+    printed: set[str] = set()
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
+        new: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await backend.calls(since=since, limit=200, cursor=cursor, **filters)
+            new += [c for c in page["items"] if c["call_id"] not in seen_calls]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        for item in reversed(new):  # oldest first
+            seen_calls.add(item["call_id"])
+            live.append(item["call_id"])
+        for call_id in list(live):
+            view = CallView.model_validate(await backend.call(call_id))
+            if call_id not in printed:
+                printed.add(call_id)
+                out(f"{call_id}  new call: {call_title(view).rsplit(': call ', 1)[0]}")
+            for ev in view.events:
+                if ev.id not in printed:
+                    printed.add(ev.id)
+                    out(f"{call_id}  {event_line(ev, view.started_at)}")
+            if view.phase is Phase.ENDED and any(e.name is EventName.CALL_ENDED for e in view.events):
+                live.remove(call_id)
+                answered = f", answered by {party_label(view.answered_by)}" if view.answered_by else ""
+                out(f"{call_id}  ended: {view.end_reason}{answered}, keepTime {view.keep_time_s or 0} s")
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 def _masked(name: str, value: object, show_secrets: bool) -> object:

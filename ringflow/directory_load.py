@@ -20,8 +20,9 @@ from store.db import transaction
 
 
 class BuildingFileError(ValueError):
-    """A building file that cannot be read, parsed or validated; the message names
-    the file and, for validation errors, every bad field's location."""
+    """A building file that cannot be read, parsed or validated. The message is ONE line
+    (the CLI prints it as it is): the file, then the syntax error's line and column, or
+    every bad field's path (``units.0.policy.ring_timeout_s``) with what is wrong with it."""
 
 
 def read_building(path: str | Path) -> Building:
@@ -34,10 +35,12 @@ def read_building(path: str | Path) -> Building:
         raise BuildingFileError(f"{path}: cannot read: {e.strerror or e}") from e
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
+    except json.JSONDecodeError as e:
         raise BuildingFileError(
-            f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {e}"
+            f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
         ) from e
+    except yaml.YAMLError as e:
+        raise BuildingFileError(f"{path}: not valid YAML{_yaml_where(e)}") from e
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -47,8 +50,21 @@ def read_building(path: str | Path) -> Building:
     try:
         return Building.model_validate(data)
     except ValidationError as e:
-        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()]
-        raise BuildingFileError(f"{path}: {e.error_count()} invalid field(s):\n" + "\n".join(lines)) from e
+        fields = [f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()]
+        n = e.error_count()
+        raise BuildingFileError(
+            f"{path}: {n} invalid field{'s' if n > 1 else ''}: " + "; ".join(fields)
+        ) from e
+
+
+def _yaml_where(e: yaml.YAMLError) -> str:
+    """`` at line L, column C: problem`` of a YAML error, on one line (PyYAML counts from 0)."""
+    if not isinstance(e, yaml.MarkedYAMLError):
+        return f": {' '.join(str(e).split())}"
+    mark = e.problem_mark or e.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = (e.problem or "syntax error") + (f" ({e.context})" if e.context else "")
+    return f"{where}: {problem}"
 
 
 async def load_building(pool: asyncpg.Pool, building: Building) -> dict[str, int]:
