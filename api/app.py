@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import problems
+from api import docs, problems
 from api.hub import hub_lifespan
 from api.problems import Problem, problem_response
 from api.routers import calls, directory, health, me, media, push, tokens, webapp
@@ -76,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await app.state.pool.close()
 
-    app = FastAPI(
+    app = docs.docs_app(
         title="ringflow",
         version="0.1.0",
         summary="Durable call routing for door stations, access panels and campus phones",
@@ -84,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     problems.install(app)
+    docs.install(app)
     app.include_router(tokens.router)
     app.include_router(directory.router)
     app.include_router(calls.router)

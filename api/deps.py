@@ -1,4 +1,12 @@
-"""Dependencies as ``Annotated`` aliases (one module, as in the full-stack FastAPI template)."""
+"""Dependencies as ``Annotated`` aliases (one module, as in the full-stack FastAPI template).
+
+Authentication is declared with FastAPI's security classes, so the OpenAPI document lists
+two schemes and each route the one(s) it accepts (Swagger UI's "Authorize" offers both):
+``BackendApiKey`` (:data:`api_key_header`, header ``X-API-Key``, the property-management
+backend) and ``PartyToken`` (:data:`party_bearer`, ``Authorization: Bearer``, a device or
+resident app). Both are read with ``auto_error=False``: a missing or wrong credential is our
+own 401 ``unauthenticated`` problem, never FastAPI's 403.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,12 @@ import hmac
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api import tokens
-from api.problems import Problem
+from api.problems import Problem, raises
 from ringflow.contracts.common import Party
 from ringflow.contracts.errors import ErrCode
 from ringflow.settings import Settings
@@ -33,7 +41,21 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 
-_bearer = HTTPBearer(auto_error=False)
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="BackendApiKey",
+    description="The backend's API key (setting ``RINGFLOW_API_KEY``): directory, tokens, any call.",
+    auto_error=False,
+)
+"""Security scheme ``BackendApiKey``: the ``X-API-Key`` header, or None when absent or empty."""
+
+party_bearer = HTTPBearer(
+    scheme_name="PartyToken",
+    bearerFormat="JWT",
+    description="A party token (device or user) from ``POST /v1/tokens``: that party's own calls.",
+    auto_error=False,
+)
+"""Security scheme ``PartyToken``: ``Authorization: Bearer <token>``, or None when absent."""
 
 
 def unauthenticated(detail: str, err_code: ErrCode = ErrCode.UNAUTHENTICATED) -> Problem:
@@ -43,8 +65,12 @@ def unauthenticated(detail: str, err_code: ErrCode = ErrCode.UNAUTHENTICATED) ->
     )
 
 
-def require_api_key(settings: SettingsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    """Backend endpoints: ``X-API-Key`` must equal settings ``api_key`` (constant-time compare)."""
+@raises(401)
+def require_api_key(
+    settings: SettingsDep, x_api_key: Annotated[str | None, Depends(api_key_header)] = None
+) -> None:
+    """Backend endpoints: ``X-API-Key`` must equal settings ``api_key`` (constant-time compare),
+    else 401 ``unauthenticated`` (errCode 1011)."""
     if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), settings.api_key.encode()):
         raise unauthenticated("missing or wrong X-API-Key")
 
@@ -59,12 +85,29 @@ def party_from_token(token: str, settings: Settings) -> Party:
         ) from e
 
 
+@raises(401)
 def _party(
-    settings: SettingsDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    settings: SettingsDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(party_bearer)]
 ) -> Party:
     if creds is None:
         raise unauthenticated("missing bearer token")
     return party_from_token(creds.credentials, settings)
+
+
+@raises(401)
+def backend_or_party(
+    settings: SettingsDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(party_bearer)],
+    x_api_key: Annotated[str | None, Depends(api_key_header)] = None,
+) -> Party | None:
+    """The party of the bearer token when one is given, else None for the backend
+    (``X-API-Key``); 401 ``unauthenticated`` when neither is valid."""
+    if creds is not None:
+        return party_from_token(creds.credentials, settings)
+    if x_api_key is not None:
+        require_api_key(settings, x_api_key)
+        return None
+    raise unauthenticated("missing X-API-Key or bearer token")
 
 
 BackendAuth = Depends(require_api_key)
@@ -72,3 +115,6 @@ BackendAuth = Depends(require_api_key)
 
 PartyDep = Annotated[Party, Depends(_party)]
 """The calling device or user, from its bearer token."""
+
+BackendOrParty = Annotated[Party | None, Depends(backend_or_party)]
+"""Routes open to the backend (None) and to a party (its :class:`Party`): either scheme."""

@@ -3,17 +3,24 @@
 Every error the API returns goes through :class:`Problem`; FastAPI's
 validation errors become 422 ``validation`` problems, unknown exceptions a 500
 ``internal`` problem (a bug: tests assert there are none).
+
+The OpenAPI side: :class:`ProblemDocument` is the one schema of every error response
+(``#/components/schemas/Problem``), :func:`problem_responses` declares a route's error
+statuses, and :func:`raises` declares those of a dependency once (``api/deps.py``), so
+``api/docs.py`` adds them to every route that depends on it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ringflow.contracts.errors import ErrCode, problem_type
@@ -21,6 +28,122 @@ from ringflow.contracts.errors import ErrCode, problem_type
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+"""Where the OpenAPI document keeps :class:`ProblemDocument` (``api/docs.py`` puts it there)."""
+
+
+class ValidationIssue(BaseModel):
+    """One failed check of a 422 ``validation`` problem (FastAPI's request validation)."""
+
+    loc: list[str | int] = Field(
+        description="where: ``body``/``query``/``path``/``header``, then the field path"
+    )
+    msg: str = Field(description="what is wrong, for people")
+    type: str = Field(description="pydantic's error type, e.g. ``missing``, ``string_too_long``")
+
+
+class ProblemDocument(BaseModel):
+    """An error response body, ``application/problem+json`` (RFC 9457): ``type`` names the
+    problem (``/problems/<slug>``, a page of docs/errcodes.md on this API), ``errCode`` is
+    the reference's where one applies (docs/errcodes.md), and a problem may carry more
+    members (``kind``, ``field``, ``errors``, ...). Only used to document the schema: the
+    API builds the body with :meth:`Problem.body`."""
+
+    model_config = ConfigDict(title="Problem", extra="allow")
+
+    type: str = Field(
+        description="``/problems/<slug>``, resolved against this response's URL: "
+        "GET it for the problem's documentation",
+        examples=["/problems/not-found"],
+    )
+    title: str = Field(description="short summary, the same for every occurrence of the type")
+    status: int = Field(description="the HTTP status code", ge=400, le=599)
+    detail: str | None = Field(None, description="what went wrong in this occurrence")
+    instance: str | None = Field(None, description="the request path that failed")
+    errCode: int | None = Field(
+        None, description="errCode (docs/errcodes.md), the reference's where it has one"
+    )
+    errors: list[ValidationIssue] | None = Field(None, description="422 ``validation``: every failed check")
+
+
+_DESCRIPTIONS: dict[int, str] = {
+    401: "Not authenticated (``unauthenticated``, errCode 1011; 13 for an expired party token)",
+    403: "Forbidden: not a party of the call (``not-a-party``, 1007) or the caller's VoIP token is "
+    "invalid (``voip-token-invalid``, 13)",
+    404: "Unknown resource (``not-found``, errCode 1008)",
+    409: "Conflict with the current state (an Idempotency-Key used with another body, a call not in "
+    "the phase for this action, an existing resource; the slug says which)",
+    413: "Request body over ``RINGFLOW_MAX_BODY_BYTES`` (``payload-too-large``, errCode 1013)",
+    422: "Invalid request (``validation``, errCode 1010, with ``errors``; ``unknown-reference``, "
+    "``unknown-action``, ``invalid-sdp``)",
+    429: "Too many new calls (``overloaded``, errCode 1012): retry after ``Retry-After`` seconds",
+    503: "A service the request needs did not answer (``unavailable``, ``media-unavailable``, "
+    "``temporal-unavailable``): retry later",
+}
+
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "the authentication scheme (``Bearer``)",
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "seconds to wait before a new call is admitted (RFC 9110 section 10.2.3)",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "seconds to wait before retrying (when the call did not answer)",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
+def openapi_problem(status: int, description: str | None = None) -> dict[str, Any]:
+    """The OpenAPI response object of an error ``status`` (400-599): the shared problem
+    schema under ``application/problem+json``, a description (``description`` or the
+    status's usual one) and the headers the API sends with it (``WWW-Authenticate`` on 401,
+    ``Retry-After`` on 429/503)."""
+    doc: dict[str, Any] = {
+        "description": description or _DESCRIPTIONS.get(status, "Error"),
+        "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+    }
+    if status in _HEADERS:
+        doc["headers"] = _HEADERS[status]
+    return doc
+
+
+def problem_responses(
+    *statuses: int, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route: :func:`openapi_problem` for each of ``statuses`` and of
+    ``descriptions`` (status -> the route's own description of it). 401, 413 and 422 need
+    not be listed: ``api/docs.py`` derives them from the route's dependencies and body."""
+    described = descriptions or {}
+    return {s: openapi_problem(s, described.get(s)) for s in sorted({*statuses, *described})}
+
+
+DEPENDENCY_PROBLEMS: dict[Callable[..., Any], tuple[int, ...]] = {}
+"""Error statuses each registered dependency can answer with (see :func:`raises`)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def raises(*statuses: int) -> Callable[[F], F]:
+    """Decorator: dependency ``fn`` can answer with problems of ``statuses``; every route
+    that depends on it (directly or through another dependency) documents them
+    (``api/docs.py``). Returns ``fn`` unchanged."""
+
+    def register(fn: F) -> F:
+        DEPENDENCY_PROBLEMS[fn] = statuses
+        return fn
+
+    return register
 
 
 class Problem(Exception):

@@ -162,7 +162,7 @@ def assert_problem(r: httpx.Response, status: int, slug: str, err_code: int | No
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
     doc = r.json()
-    assert doc["type"] == f"urn:ringflow:problem:{slug}" and doc["status"] == status
+    assert doc["type"] == f"/problems/{slug}" and doc["status"] == status
     assert doc.get("errCode") == err_code
     return dict(doc)
 

@@ -49,7 +49,7 @@ def _problem(r: httpx.Response, status: int, slug: str) -> dict:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     body = r.json()
-    assert body["type"] == f"urn:ringflow:problem:{slug}" and body["status"] == status
+    assert body["type"] == f"/problems/{slug}" and body["status"] == status
     return body
 
 

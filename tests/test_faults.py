@@ -392,7 +392,7 @@ async def test_two_answers_in_the_same_millisecond_one_talks(world: World) -> No
     answers = await asyncio.gather(cd.action(call_id, "answer"), ce.action(call_id, "answer"))
     assert sorted(a.status_code for a in answers) == [200, 409]
     loser = next(a for a in answers if a.status_code == 409).json()
-    assert loser["type"] == "urn:ringflow:problem:answered-by-another"
+    assert loser["type"] == "/problems/answered-by-another"
     assert loser["errCode"] == 1005
     winner = cd if answers[0].status_code == 200 else ce
     assert (await winner.action(call_id, "hang-up")).status_code == 200

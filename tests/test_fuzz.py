@@ -179,7 +179,7 @@ async def test_garbage_sdp_is_a_problem_and_changes_nothing(world: World) -> Non
         )
         assert 400 <= r.status_code < 500, (sdp[:30], r.status_code, r.text)
         assert r.headers["content-type"] == PROBLEM_JSON
-        assert r.json()["type"].startswith("urn:ringflow:problem:")
+        assert r.json()["type"].startswith("/problems/")
     r = await world.backend.http.post(
         f"/v1/calls/{call_id}/media", json={"room_id": room_id, "sdp": "x" * 200_000}, headers=party
     )
@@ -202,7 +202,7 @@ async def test_nul_characters_are_a_validation_problem_and_write_nothing(world: 
         r = await http.post(path, json=body)
         assert r.status_code == 422, (path, r.status_code, r.text)
         assert r.headers["content-type"] == PROBLEM_JSON
-        assert (r.json()["type"], r.json()["errCode"]) == ("urn:ringflow:problem:validation", 1010)
+        assert (r.json()["type"], r.json()["errCode"]) == ("/problems/validation", 1010)
     assert await world.pool.fetchval("SELECT count(*) FROM users") == before
     for table, column, ident in (
         ("device_groups", "id", "nul-group"),

@@ -133,7 +133,7 @@ async def test_double_press_starts_one_workflow_and_other_body_conflicts(world: 
     assert conflict.status_code == 409
     assert conflict.headers["content-type"] == PROBLEM_JSON
     doc = conflict.json()
-    assert doc["type"] == "urn:ringflow:problem:idempotency-conflict"
+    assert doc["type"] == "/problems/idempotency-conflict"
     assert doc["errCode"] == 1009
     assert await world.workflow_count(key) == 1
 
@@ -268,7 +268,7 @@ async def test_bad_input_is_a_problem_and_writes_nothing(world: World) -> None:
         assert r.status_code == status, (name, r.status_code, r.text)
         assert r.headers["content-type"] == PROBLEM_JSON, name
         doc = r.json()
-        assert doc["type"] == f"urn:ringflow:problem:{slug}", (name, doc)
+        assert doc["type"] == f"/problems/{slug}", (name, doc)
         assert doc["errCode"] == code, (name, doc)
         assert doc["status"] == status and doc["title"], name
     # a missing/malformed Idempotency-Key is a validation problem too

@@ -198,7 +198,7 @@ async def test_door_media_that_never_connects_is_join_fail_caller(stack: Stack) 
 def assert_problem(r: httpx.Response, status: int, slug: str) -> None:
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
-    assert r.json()["type"] == f"urn:ringflow:problem:{slug}"
+    assert r.json()["type"] == f"/problems/{slug}"
 
 
 async def test_who_may_offer_media(stack: Stack) -> None:

@@ -20,7 +20,7 @@ import asyncpg
 from fastapi import APIRouter, Response
 
 from api.deps import BackendAuth, PoolDep
-from api.problems import Problem, not_found
+from api.problems import Problem, not_found, problem_responses
 from ringflow.contracts.common import Identifier
 from ringflow.contracts.directory import (
     Authorization,
@@ -50,6 +50,12 @@ _CONFLICT_TITLES = {
     "device-in-another-group": "Device is in another device group",
     "user-in-use": "User is still referenced",
 }
+
+
+_NOT_FOUND = problem_responses(404)
+"""A route that looks up the resource in its path."""
+_CONFLICT = problem_responses(409)
+"""A route that writes a resource: its own conflicts, or a concurrent write of the same row."""
 
 
 def _problem(e: store.DirectoryError) -> Problem:
@@ -112,7 +118,7 @@ def _put_status(response: Response, status: store.Upsert) -> None:
 devices = APIRouter(prefix="/devices", tags=["devices"])
 
 
-@devices.post("", status_code=201)
+@devices.post("", status_code=201, responses=_CONFLICT)
 async def create_device(body: DeviceIn, pool: PoolDep) -> Device:
     """Register a device (201). 409 ``device-exists``; 422 ``unknown-reference`` for a missing group."""
     async with _tx(pool) as conn:
@@ -126,14 +132,14 @@ async def list_devices(pool: PoolDep, group_id: Identifier | None = None) -> lis
         return await store.list_devices(conn, group_id)
 
 
-@devices.get("/{sn}")
+@devices.get("/{sn}", responses=_NOT_FOUND)
 async def get_device(sn: Identifier, pool: PoolDep) -> Device:
     """One device; 404 if unknown."""
     async with _tx(pool) as conn:
         return await store.get_device(conn, sn)
 
 
-@devices.put("/{sn}", responses={201: {"description": "Created"}})
+@devices.put("/{sn}", responses={201: {"description": "Created"}, **_CONFLICT})
 async def put_device(
     sn: Identifier, body: DeviceIn, pool: PoolDep, response: Response, force_add: bool = False
 ) -> Device:
@@ -147,7 +153,7 @@ async def put_device(
     return device
 
 
-@devices.patch("/{sn}")
+@devices.patch("/{sn}", responses=_NOT_FOUND)
 async def patch_device(sn: Identifier, body: DevicePatch, pool: PoolDep) -> Device:
     """Change some fields. An explicit null clears ``voip_token_expires_at`` (calls then
     fail with errCode 13) and ``talk_quota_s`` (unlimited). 404 if unknown."""
@@ -155,14 +161,14 @@ async def patch_device(sn: Identifier, body: DevicePatch, pool: PoolDep) -> Devi
         return await store.patch_device(conn, sn, body)
 
 
-@devices.delete("/{sn}", status_code=204)
+@devices.delete("/{sn}", status_code=204, responses=_NOT_FOUND)
 async def delete_device(sn: Identifier, pool: PoolDep) -> None:
     """Delete the device and the authorizations of it; 404 if unknown."""
     async with _tx(pool) as conn:
         await store.delete_device(conn, sn)
 
 
-@devices.get("/{sn}/contacts", tags=["authorizations"])
+@devices.get("/{sn}/contacts", tags=["authorizations"], responses=_NOT_FOUND)
 async def device_contacts(sn: Identifier, pool: PoolDep) -> list[User]:
     """Users who may be called from the device: they authorized it or its current
     device group (reference ``getIotBindContactList``, 1(1)). 404 if unknown."""
@@ -175,7 +181,7 @@ async def device_contacts(sn: Identifier, pool: PoolDep) -> list[User]:
 groups = APIRouter(prefix="/device-groups", tags=["device-groups"])
 
 
-@groups.post("", status_code=201)
+@groups.post("", status_code=201, responses=_CONFLICT)
 async def create_group(body: DeviceGroupIn, pool: PoolDep) -> DeviceGroup:
     """Create an empty device group (201); 409 ``group-exists``."""
     async with _tx(pool) as conn:
@@ -189,14 +195,14 @@ async def list_groups(pool: PoolDep) -> list[DeviceGroup]:
         return await store.list_groups(conn)
 
 
-@groups.get("/{group_id}")
+@groups.get("/{group_id}", responses=_NOT_FOUND)
 async def get_group(group_id: Identifier, pool: PoolDep) -> DeviceGroup:
     """One device group with its members (reference ``getIotGroupInfo``); 404 if unknown."""
     async with _tx(pool) as conn:
         return await store.get_group(conn, group_id)
 
 
-@groups.put("/{group_id}", responses={201: {"description": "Created"}})
+@groups.put("/{group_id}", responses={201: {"description": "Created"}, **_CONFLICT})
 async def put_group(
     group_id: Identifier, body: DeviceGroupIn, pool: PoolDep, response: Response
 ) -> DeviceGroup:
@@ -208,7 +214,7 @@ async def put_group(
     return group
 
 
-@groups.delete("/{group_id}", status_code=204)
+@groups.delete("/{group_id}", status_code=204, responses=_NOT_FOUND)
 async def delete_group(group_id: Identifier, pool: PoolDep) -> None:
     """Delete the group: its devices stay (without a group), authorizations of the
     group are deleted. 404 if unknown."""
@@ -216,7 +222,7 @@ async def delete_group(group_id: Identifier, pool: PoolDep) -> None:
         await store.delete_group(conn, group_id)
 
 
-@groups.post("/{group_id}/devices")
+@groups.post("/{group_id}/devices", responses=problem_responses(404, 409))
 async def add_group_device(group_id: Identifier, body: GroupMembership, pool: PoolDep) -> DeviceGroup:
     """Add a device (reference ``addIotGroupDevice``). A device in another group: 409
     ``device-in-another-group`` unless ``force_add``, which moves it (reference 1(1)).
@@ -225,7 +231,7 @@ async def add_group_device(group_id: Identifier, body: GroupMembership, pool: Po
         return await store.add_group_device(conn, group_id, body)
 
 
-@groups.delete("/{group_id}/devices/{sn}", status_code=204)
+@groups.delete("/{group_id}/devices/{sn}", status_code=204, responses=_NOT_FOUND)
 async def remove_group_device(group_id: Identifier, sn: Identifier, pool: PoolDep) -> None:
     """Take the device out of the group (reference ``removeIotGroupDevice``); 404 when
     the group is unknown or the device is not in it."""
@@ -238,7 +244,7 @@ async def remove_group_device(group_id: Identifier, sn: Identifier, pool: PoolDe
 users = APIRouter(prefix="/users", tags=["users"])
 
 
-@users.post("", status_code=201)
+@users.post("", status_code=201, responses=_CONFLICT)
 async def create_user(body: UserIn, pool: PoolDep) -> User:
     """Create a user (201); 409 ``user-exists``."""
     async with _tx(pool) as conn:
@@ -252,14 +258,14 @@ async def list_users(pool: PoolDep) -> list[User]:
         return await store.list_users(conn)
 
 
-@users.get("/{user_id}")
+@users.get("/{user_id}", responses=_NOT_FOUND)
 async def get_user(user_id: Identifier, pool: PoolDep) -> User:
     """One user; 404 if unknown."""
     async with _tx(pool) as conn:
         return await store.get_user(conn, user_id)
 
 
-@users.put("/{user_id}", responses={201: {"description": "Created"}})
+@users.put("/{user_id}", responses={201: {"description": "Created"}, **_CONFLICT})
 async def put_user(user_id: Identifier, body: UserIn, pool: PoolDep, response: Response) -> User:
     """Create (201) or replace (200) the user."""
     _same_id(user_id, body.id, "id")
@@ -269,14 +275,14 @@ async def put_user(user_id: Identifier, body: UserIn, pool: PoolDep, response: R
     return user
 
 
-@users.patch("/{user_id}")
+@users.patch("/{user_id}", responses=_NOT_FOUND)
 async def patch_user(user_id: Identifier, body: UserPatch, pool: PoolDep) -> User:
     """Change the name or do-not-disturb (errCode 1003 while set); 404 if unknown."""
     async with _tx(pool) as conn:
         return await store.patch_user(conn, user_id, body)
 
 
-@users.delete("/{user_id}", status_code=204)
+@users.delete("/{user_id}", status_code=204, responses=problem_responses(404, 409))
 async def delete_user(user_id: Identifier, pool: PoolDep) -> None:
     """Delete the user, their authorizations and residencies. 404 if unknown; 409
     ``user-in-use`` while the user is a unit's fallback."""
@@ -284,7 +290,7 @@ async def delete_user(user_id: Identifier, pool: PoolDep) -> None:
         await store.delete_user(conn, user_id)
 
 
-@users.get("/{user_id}/devices", tags=["authorizations"])
+@users.get("/{user_id}/devices", tags=["authorizations"], responses=_NOT_FOUND)
 async def user_devices(user_id: Identifier, pool: PoolDep) -> list[Device]:
     """Devices that may call the user: authorized directly or through their current
     device group (reference ``wx.getDeviceVoIPList``, 1(1)). 404 if unknown."""
@@ -297,7 +303,7 @@ async def user_devices(user_id: Identifier, pool: PoolDep) -> list[Device]:
 units = APIRouter(prefix="/units", tags=["units"])
 
 
-@units.post("", status_code=201)
+@units.post("", status_code=201, responses=_CONFLICT)
 async def create_unit(body: UnitIn, pool: PoolDep) -> Unit:
     """Create a unit (201). 409 ``unit-exists``; 422 ``unknown-reference`` when a
     resident or the fallback is not a user; 422 ``validation`` for a resident listed twice."""
@@ -312,14 +318,14 @@ async def list_units(pool: PoolDep) -> list[Unit]:
         return await store.list_units(conn)
 
 
-@units.get("/{unit_id}")
+@units.get("/{unit_id}", responses=_NOT_FOUND)
 async def get_unit(unit_id: Identifier, pool: PoolDep) -> Unit:
     """One unit; 404 if unknown."""
     async with _tx(pool) as conn:
         return await store.get_unit(conn, unit_id)
 
 
-@units.put("/{unit_id}", responses={201: {"description": "Created"}})
+@units.put("/{unit_id}", responses={201: {"description": "Created"}, **_CONFLICT})
 async def put_unit(unit_id: Identifier, body: UnitIn, pool: PoolDep, response: Response) -> Unit:
     """Create (201) or replace (200) the unit; residents are replaced by the body's order.
     422 as for POST."""
@@ -330,7 +336,7 @@ async def put_unit(unit_id: Identifier, body: UnitIn, pool: PoolDep, response: R
     return unit
 
 
-@units.delete("/{unit_id}", status_code=204)
+@units.delete("/{unit_id}", status_code=204, responses=_NOT_FOUND)
 async def delete_unit(unit_id: Identifier, pool: PoolDep) -> None:
     """Delete the unit (its users stay); 404 if unknown."""
     async with _tx(pool) as conn:
@@ -364,7 +370,7 @@ async def list_authorizations(
         return await store.list_authorizations(conn, user_id, target_kind, target_id)
 
 
-@authorizations.delete("/{user_id}/{target_kind}/{target_id}", status_code=204)
+@authorizations.delete("/{user_id}/{target_kind}/{target_id}", status_code=204, responses=_NOT_FOUND)
 async def revoke_authorization(
     user_id: Identifier, target_kind: AuthorizationTarget, target_id: Identifier, pool: PoolDep
 ) -> None:

@@ -24,12 +24,12 @@ from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import PartyDep, PoolDep, SettingsDep, TemporalDep
-from api.problems import Problem, not_found
+from api.problems import Problem, not_found, problem_responses
 from api.routers.calls import call_not_active, not_a_party
 from media.models import PeerOffer, Role, SdpAnswer, SdpOffer
 from ringflow.contracts.calls import CallStatus, Phase
 from ringflow.contracts.common import Identifier, Party
-from ringflow.contracts.errors import PROBLEM_BASE, ErrCode
+from ringflow.contracts.errors import ErrCode, problem_slug
 from ringflow.contracts.messages import Query
 from ringflow.contracts.search import CALL_CALLER
 from store import calls as calls_store
@@ -101,7 +101,7 @@ async def forward_offer(
         code = doc.get("errCode")
         raise Problem(
             r.status_code,
-            str(doc.get("type", "")).removeprefix(PROBLEM_BASE) or "media",
+            problem_slug(str(doc.get("type", ""))) or "media",
             str(doc.get("title", "Media bridge refused the offer")),
             doc.get("detail"),
             ErrCode(code) if code is not None else None,
@@ -109,7 +109,7 @@ async def forward_offer(
     raise _unavailable("media", f"media bridge answered {r.status_code}")
 
 
-@router.post("/{call_id}/media")
+@router.post("/{call_id}/media", responses=problem_responses(403, 404, 409, 503))
 async def media_offer(
     call_id: Identifier,
     body: SdpOffer,

@@ -34,10 +34,66 @@ class ErrCode(IntEnum):
     ACTION_SETTLED = 1015  # the in-call action was already acknowledged or timed out
 
 
-PROBLEM_BASE = "urn:ringflow:problem:"
-"""Prefix of every problem ``type`` (RFC 9457); the suffix is a stable slug."""
+PROBLEM_BASE = "/problems/"
+"""Prefix of every problem ``type`` (RFC 9457 section 3.1.1): an absolute-path URI reference,
+resolved against the response's URL, so ``/problems/<slug>`` on the API that answered serves
+the slug's section of ``docs/errcodes.md`` (``api/docs.py``). Stable whatever the host."""
+
+LEGACY_PROBLEM_BASE = "urn:ringflow:problem:"
+"""The prefix of problem types before ``/problems/`` (read back by :func:`problem_slug`)."""
+
+PROBLEM_SLUGS: frozenset[str] = frozenset(
+    {
+        # any route
+        "validation",
+        "unauthenticated",
+        "not-found",
+        "method-not-allowed",
+        "payload-too-large",
+        "http",
+        "internal",
+        "not-ready",
+        # calls (api/routers/calls.py, the workflows' rejections)
+        "voip-token-invalid",
+        "not-a-party",
+        "idempotency-conflict",
+        "overloaded",
+        "answered-by-another",
+        "call-not-active",
+        "unknown-action",
+        "action-settled",
+        "action-rejected",
+        "unavailable",
+        # media signaling (api/routers/media.py, media/server.py)
+        "invalid-sdp",
+        "media",
+        "media-unavailable",
+        "temporal-unavailable",
+        "recording-unavailable",
+        # directory (api/routers/directory.py, store/directory.py)
+        "unknown-reference",
+        "conflict",
+        "device-exists",
+        "group-exists",
+        "user-exists",
+        "unit-exists",
+        "device-in-another-group",
+        "user-in-use",
+    }
+)
+"""Every problem slug the API and the media bridge can answer with; each has its section
+``### <slug>`` in ``docs/errcodes.md`` (``tests/test_openapi.py`` finds the slugs in the
+code and checks both)."""
 
 
 def problem_type(slug: str) -> str:
-    """``urn:ringflow:problem:<slug>``: the stable problem type URI for ``slug``."""
+    """``/problems/<slug>``: the stable problem type URI reference for ``slug``."""
     return PROBLEM_BASE + slug
+
+
+def problem_slug(type_: str) -> str:
+    """The slug of a problem ``type``: ``/problems/<slug>``, an absolute URI ending so, or a
+    ``urn:ringflow:problem:<slug>`` of a release before it; ``""`` for an empty type."""
+    if type_.startswith(LEGACY_PROBLEM_BASE):
+        return type_.removeprefix(LEGACY_PROBLEM_BASE)
+    return type_.rsplit(PROBLEM_BASE, 1)[-1] if PROBLEM_BASE in type_ else type_
