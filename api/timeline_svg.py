@@ -39,6 +39,7 @@ LANE_GAP = 10
 LEGEND_H = 26
 CHAR_W = 5.6  # mean width of a character of the 10 px labels, px (no font metrics here)
 MIN_BAR_W = 2.0  # a phase that took no time is still seen, px
+TITLE_CHARS = 104  # of the 15 px header line across the picture
 
 PHASE_COLOURS: dict[Phase, str] = {
     Phase.INITIATE: "#9ca3af",
@@ -107,6 +108,11 @@ def _tick_step(total_s: float) -> float:
 
 def _fmt_s(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".") + " s"
+
+
+def _fit(text: str, chars: int) -> str:
+    """``text`` cut to ``chars`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
 def _label_spans(xs: list[tuple[float, str]]) -> list[tuple[int, bool]]:
@@ -191,10 +197,11 @@ def render_timeline_svg(view: CallView, now: datetime) -> str:
     svg.add(None, "rect", x=0, y=0, width=WIDTH, height="100%", fill="#ffffff")
 
     # header: who called whom, and how it went
-    svg.add(
+    title = call_title(view).rsplit(": call ", 1)[0]  # the call id goes on the facts line
+    header = svg.add(
         None,
         "text",
-        call_title(view),
+        _fit(title, TITLE_CHARS),
         x=12,
         y=22,
         font_size=15,
@@ -202,7 +209,10 @@ def render_timeline_svg(view: CallView, now: datetime) -> str:
         fill="#111827",
         class_="title",
     )
+    if len(title) > TITLE_CHARS:
+        svg.add(header, "title", title)
     facts = [
+        f"call {view.call_id}",
         view.room_type.value,
         view.strategy.value,
         f"started {view.started_at.astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}",
@@ -214,7 +224,9 @@ def render_timeline_svg(view: CallView, now: datetime) -> str:
         facts.append(f"answered by {party_label(view.answered_by)}")
     if view.keep_time_s is not None:
         facts.append(f"keepTime {view.keep_time_s} s")
-    svg.add(None, "text", " · ".join(facts), x=12, y=42, font_size=11, fill="#4b5563", class_="facts")
+    svg.add(
+        None, "text", _fit(" · ".join(facts), 150), x=12, y=42, font_size=11, fill="#4b5563", class_="facts"
+    )
 
     # time axis
     axis_y = HEADER_H + AXIS_H - 8
