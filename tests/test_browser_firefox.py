@@ -1,0 +1,347 @@
+"""The resident web app (``/app``) in headless Firefox ESR, end to end (issue 13 item 5).
+
+The same story as tests/test_browser.py's Chromium test, on the same embedded stack with the
+media bridge and Maple Court: the lobby door (an aiortc peer and a push client) calls unit
+101; the page rings with the caller's name and the door's video (early media); the
+resident answers in Firefox; audio and video flow both ways (the page's inbound RTP
+statistics, the door's received frames, and the bridge's traffic for the resident: bytes
+both ways); "Open door" comes back as "door opened"; the resident hangs up: ``hangUpVoip``.
+
+Firefox is Debian's ``firefox-esr`` (``./run test`` installs it as root), driven over
+WebDriver BiDi by tests/firefox_helpers.py (no geckodriver: none can be had offline here).
+It runs in its own network namespace (``unshare --net``, only ``lo``), as Chromium does.
+What blocked Firefox there: it gathers ICE candidates only on the default route's address
+unless the page holds a camera/microphone permission, and a namespace with only loopback
+has no default route, so it offered no candidate at all ("ICE failed, add a STUN
+server"). The test profile allows camera and microphone for every origin
+(``permissions.default.*``) and turns on loopback candidates with real addresses
+(``media.peerconnection.ice.loopback``, ``obfuscate_host_addresses`` off):
+tests/firefox_helpers.py:FIREFOX_PREFS. The test checks that every candidate the page
+gathered is loopback and that the UDP sockets of the bridge and of every Firefox process
+are bound to loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.firefox_helpers import FIREFOX, Firefox
+from tests.test_browser import (
+    BUILDING,
+    EXPECTED_EVENTS,
+    Door,
+    Page,
+    _events_when,
+    _loopback,
+    _open_door_shown,
+    _playing,
+    _talked_2_s,
+    loopback_up,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCENARIO_TIMEOUT_S = 240.0
+"""The whole scenario (stack start included) must finish within this, seconds."""
+
+
+# ---------------------------------------------------------------- pytest side
+
+
+def test_resident_web_app_in_headless_firefox(tmp_path: Path) -> None:
+    if not os.access(FIREFOX, os.X_OK):
+        pytest.fail(
+            f"missing {FIREFOX}: install Debian's Firefox ESR "
+            "(`apt-get install firefox-esr`; `./run test` does it as root)"
+        )
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.fail("`unshare` (util-linux) is missing: the browser test runs in its own network namespace")
+    cmd = [unshare, "--net"]
+    if os.geteuid() != 0:
+        cmd.append("--map-root-user")
+    cmd += ["--", sys.executable, "-m", "tests.test_browser_firefox", str(tmp_path)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    log_path = tmp_path / "scenario.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            rc = proc.wait(timeout=SCENARIO_TIMEOUT_S + 30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc = None
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-60:])
+    if rc is None:
+        pytest.fail(f"the Firefox scenario did not finish in {SCENARIO_TIMEOUT_S + 30:.0f} s:\n{tail}")
+    if rc != 0 and "unshare" in tail and "Operation not permitted" in tail:
+        pytest.fail(f"cannot create a network namespace (root or user namespaces needed):\n{tail}")
+    assert rc == 0, f"the Firefox scenario failed (exit {rc}), log {log_path}:\n{tail}"
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    print(json.dumps(report, indent=1))  # the figures, shown with pytest -s
+    assert report["interfaces"] == ["lo"]
+    assert report["browser"].startswith("firefox"), report["browser"]
+    assert report["caller_name_shown"] == "Maple Court Lobby"
+    assert report["preview"]["video_width"] > 0 and report["preview"]["frames"] > 0
+    assert report["preview"]["current_time_after"] > report["preview"]["current_time_before"]
+    assert report["preview"]["audio_packets_before_answer"] == 0  # nobody hears the door before answering
+    # door -> Firefox: the page's inbound RTP; Firefox -> door: the door's decoded frames
+    talk = report["talk"]
+    assert talk["audio_packets"] > 0 and talk["audio_bytes"] > 0, talk
+    assert talk["video_frames"] > 0 and talk["video_bytes"] > 0, talk
+    assert report["door_received"]["audio_frames"] > 0 and report["door_received"]["video_frames"] > 0
+    # the bridge's own count for the resident's peer: bytes both ways
+    resident = report["bridge_traffic"]["resident"]
+    assert resident["bytes_received"] > 0 and resident["bytes_sent"] > 0, resident
+    assert resident["audio_bytes_received"] > 0 and resident["video_bytes_received"] > 0, resident
+    assert report["open_door"]["result"] == "done" and "door opened" in report["open_door"]["text"]
+    assert report["ended"]["end_reason"] == "hangUpVoip"
+    assert report["page_candidates"] and all(_loopback(a) for a in report["page_candidates"])
+    assert report["bridge_udp"] and all(_loopback(a) for a in report["bridge_udp"])
+    assert report["firefox_udp"] and all(_loopback(a) for a in report["firefox_udp"])
+    events = report["history"]["events"]
+    assert [e for e in events if e in EXPECTED_EVENTS] == EXPECTED_EVENTS, events
+    assert report["history"]["end_reason"] == "hangUpVoip"
+    assert report["history"]["page_row_end_reason"] == "hangUpVoip"
+    assert not [m for m in report["console_errors"] if "Content Security Policy" in m], report[
+        "console_errors"
+    ]
+    assert (tmp_path / "page.png").stat().st_size > 0
+
+
+# ---------------------------------------------------------------- scenario (in the namespace)
+
+
+class FirefoxPage(Page):
+    """tests/test_browser.py's :class:`Page` (its ``card`` reader) on Firefox over BiDi."""
+
+    def __init__(self, firefox: Firefox) -> None:
+        super().__init__(firefox)
+        self.firefox = firefox
+
+    async def js(self, script: str, *args: Any) -> Any:
+        return await self.firefox.js(script, *args)
+
+    async def click(self, css: str) -> None:
+        await self.firefox.click(css)
+
+
+def firefox_udp_addresses(firefox: Firefox) -> set[str]:
+    """Local addresses of the UDP sockets of Firefox and its child processes (WebRTC's
+    sockets live in the socket process)."""
+    from media.network import udp_addresses
+
+    found: set[str] = set()
+    for pid in firefox.pids():
+        with contextlib.suppress(OSError):  # gone meanwhile
+            found |= udp_addresses(pid)
+    return found
+
+
+async def scenario(workdir: Path) -> dict[str, Any]:
+    """The whole story (module docstring); returns the figures of ``report.json``."""
+    from media.network import MediaNetwork, udp_addresses
+    from ringflow.client import Backend
+    from ringflow.contracts.common import Party, PartyKind
+    from ringflow.directory_load import load_building, read_building
+    from ringflow.stack.embedded import EmbeddedStack, isolated_settings
+    from store.db import create_pool
+
+    report: dict[str, Any] = {"interfaces": loopback_up()}
+    MediaNetwork().install()  # the door's aiortc peer gathers on 127.0.0.1 only
+    t0 = time.monotonic()
+    settings = isolated_settings(workdir / "data", media_enabled=True)
+    async with EmbeddedStack(settings, ui=False) as stack:
+        report["stack_start_s"] = round(time.monotonic() - t0, 2)
+        pool = await create_pool(stack.settings.database_url, min_size=1, max_size=2)
+        try:
+            await load_building(pool, read_building(BUILDING))
+        finally:
+            await pool.close()
+        backend = Backend(stack.api_url, stack.settings.api_key)
+        unit = (await backend.http.get("/v1/units/101")).raise_for_status().json()
+        resident = Party(kind=PartyKind.USER, id=unit["residents"][0])
+        door = Door(stack.api_url, await backend.token(Party(kind=PartyKind.DEVICE, id="LOBBY-1")))
+        resident_token = await backend.token(resident)
+        firefox = Firefox(workdir)
+        try:
+            await door.start()
+            await firefox.start()
+            page = FirefoxPage(firefox)
+            report["browser"] = f"{firefox.name} {firefox.version}".lower()
+            t = time.monotonic()
+            await firefox.get(f"{stack.api_url}/app?token={resident_token}")
+            await wait_until(
+                "push channel online",
+                lambda: page.js("return document.querySelector('#push-state').dataset.state === 'online'"),
+            )
+            report["sign_in_to_online_s"] = round(time.monotonic() - t, 2)
+            assert "token=" not in await page.js("return location.href"), "the token stays in the URL"
+            assert await page.js("return sessionStorage.getItem('ringflow.token')") == resident_token
+
+            # the door calls unit 101: the page rings with the name and the door's video
+            t = time.monotonic()
+            call_id = await door.call("101")
+            card = await wait_until("the page rings", lambda: page.card(call_id))
+            report["ring_shown_s"] = round(time.monotonic() - t, 2)
+            report["caller_name_shown"] = card["caller"]
+            assert card["state"] == "ringing" and card["timer"].startswith("Ringing"), card
+            card = await wait_until("early-media preview playing", lambda: page.card(call_id), _playing)
+            before = card["video"]["time"]
+            await asyncio.sleep(1.0)
+            card = await page.card(call_id)
+            assert card is not None
+            report["preview"] = {
+                "shown_after_s": round(time.monotonic() - t, 2),
+                "video_width": card["video"]["width"],
+                "video_height": card["video"]["height"],
+                "current_time_before": before,
+                "current_time_after": card["video"]["time"],
+                "frames": int(card["data"].get("videoFrames", "0")),
+                "audio_packets_before_answer": int(card["data"].get("audioPackets", "0")),
+            }
+
+            # answer: talk, two-way audio and video
+            t = time.monotonic()
+            await page.click(f'.call[data-call-id="{call_id}"] .answer')
+            card = await wait_until("talk with Open door", lambda: page.card(call_id), _open_door_shown)
+            base_audio = int(card["data"].get("audioPackets", "0"))
+            base_video = int(card["data"].get("videoFrames", "0"))
+            card = await wait_until(
+                "audio and video after the answer",
+                lambda: page.card(call_id),
+                lambda c: (
+                    int(c["data"].get("audioPackets", "0")) > base_audio + 25
+                    and int(c["data"].get("videoFrames", "0")) > base_video + 10
+                ),
+            )
+            await wait_until("the door hears and sees the resident", lambda: door.received("video") > 5)
+            report["talk"] = {
+                "media_after_answer_s": round(time.monotonic() - t, 2),
+                "audio_packets": int(card["data"]["audioPackets"]),
+                "audio_bytes": int(card["data"]["audioBytes"]),
+                "video_frames": int(card["data"]["videoFrames"]),
+                "video_bytes": int(card["data"]["videoBytes"]),
+                "pair": card["data"].get("pair"),
+            }
+            timer = await wait_until("keepTime running", lambda: page.card(call_id), _talked_2_s)
+            report["talk"]["timer"] = timer["timer"]
+            await wait_until("door audio", lambda: door.received("audio") > 25)
+            report["door_received"] = {
+                "audio_frames": door.received("audio"),
+                "video_frames": door.received("video"),
+            }
+
+            # loopback only: the page's candidates, Firefox's and the bridge's sockets
+            report["page_candidates"] = json.loads(card["data"].get("localCandidates", "[]"))
+            assert stack.media.pid is not None
+            report["bridge_udp"] = sorted(udp_addresses(stack.media.pid))
+            report["firefox_udp"] = sorted(firefox_udp_addresses(firefox))
+            await page.js("window.scrollTo(0, 0)")
+            await firefox.screenshot(workdir / "page-talk.png")  # the talk, for a person
+
+            # open the door from the call: the device acknowledges, the page shows it
+            t = time.monotonic()
+            await page.click(f'.call[data-call-id="{call_id}"] .open-door')
+            card = await wait_until(
+                "open door result",
+                lambda: page.card(call_id),
+                lambda c: c["action"]["result"] not in (None, "pending"),
+            )
+            report["open_door"] = {
+                "result": card["action"]["result"],
+                "text": card["action"]["text"].lower(),
+                "round_trip_s": round(time.monotonic() - t, 2),
+                "device_requests": len(door.actions),
+            }
+
+            # hang up: the end reason from call_ended, then the history
+            await page.click(f'.call[data-call-id="{call_id}"] .hang-up')
+            card = await wait_until("call ended", lambda: page.card(call_id), lambda c: c["state"] == "ended")
+            report["ended"] = {
+                "end_reason": card["data"].get("endReason"),
+                "keep_time_s": card["data"].get("keepTime"),
+                "status": card["status"],
+            }
+            row = await wait_until(
+                "the call in the page's history",
+                lambda: page.js(
+                    'const r = document.querySelector(`#history tr[data-call-id="${arguments[0]}"]`);'
+                    "return r && r.dataset.endReason"
+                    " ? {reason: r.dataset.endReason, text: r.innerText} : null",
+                    call_id,
+                ),
+            )
+            view = await wait_until(
+                "finishVoip in the history",
+                lambda: _events_when(backend, call_id, "finishVoip"),
+            )
+            report["history"] = {
+                "events": [e["name"] for e in view["events"]],
+                "end_reason": view.get("end_reason"),
+                "page_row_end_reason": row["reason"],
+                "page_row": row["text"],
+            }
+            report["bridge_traffic"] = bridge_traffic(view, resident_key=f"user:{resident.id}")
+            report["console_errors"] = firefox.console_errors()
+        finally:
+            with contextlib.suppress(Exception):  # what the page showed last, for a person
+                await firefox.screenshot(workdir / "page.png")
+            await firefox.quit()
+            await door.close()
+            await backend.aclose()
+    return report
+
+
+def bridge_traffic(view: dict[str, Any], resident_key: str) -> dict[str, Any]:
+    """The bridge's traffic per role from the call's ``callEnded`` event (docs/media.md:
+    ``{"traffic": [PartyTraffic...]}``): ``{"resident": {...}, "door": {...}}``."""
+    out: dict[str, Any] = {}
+    for event in view["events"]:
+        data = event.get("data") or {}
+        for t in data.get("traffic", []) if isinstance(data, dict) else []:
+            party = t.get("party") or {}
+            key = f"{party.get('kind')}:{party.get('id')}"
+            role = "resident" if key == resident_key else "door" if t.get("role") == "caller" else key
+            out[role] = {k: v for k, v in t.items() if k != "party"}
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.test_browser_firefox WORKDIR``: run the scenario, write
+    ``WORKDIR/report.json``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    workdir = Path(argv[1]).resolve()
+
+    async def run() -> dict[str, Any]:
+        async with asyncio.timeout(SCENARIO_TIMEOUT_S):
+            return await scenario(workdir)
+
+    report = asyncio.run(run())
+    (workdir / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
