@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import docs, problems
+from api import docs, metrics, problems
 from api.hub import hub_lifespan
 from api.problems import Problem, problem_response
 from api.routers import calls, directory, health, me, media, push, tokens, webapp
+from ringflow import tracing
 from ringflow.contracts.errors import ErrCode
 from ringflow.settings import Settings
 from ringflow.temporal import connect
 from store.db import create_pool
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 
 class BodyLimit:
@@ -62,19 +68,27 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
     """The API for ``settings``. Its lifespan opens the asyncpg pool and the Temporal
-    client (``app.state.pool`` / ``app.state.temporal``) and closes them on shutdown."""
+    client (``app.state.pool`` / ``app.state.temporal``) and closes them on shutdown.
+
+    Metrics: ``GET /metrics`` (``api/metrics.py``). Traces (``app.state.tracer_provider``):
+    ``tracer_provider``, else ``ringflow.tracing.tracer_provider(settings, API)`` (None when
+    ``otlp_endpoint`` is unset: no tracing), then flushed at shutdown."""
+    own_provider = tracer_provider is None
+    provider = tracing.tracer_provider(settings, tracing.API) if own_provider else tracer_provider
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
         try:
-            app.state.temporal = await connect(settings)
+            app.state.temporal = await connect(settings, tracer_provider=provider)
             async with hub_lifespan(app):
                 yield
         finally:
             await app.state.pool.close()
+            if own_provider and provider is not None:
+                await asyncio.to_thread(provider.shutdown)
 
     app = docs.docs_app(
         title="ringflow",
@@ -83,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tracer_provider = provider
     problems.install(app)
     docs.install(app)
     app.include_router(tokens.router)
@@ -95,4 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    metrics.install(app)  # outermost: it sees every answer
+    if provider is not None:
+        tracing.instrument_fastapi(app, provider)
     return app

@@ -13,6 +13,11 @@ sessions of that recipient, which then send their unacknowledged messages.
 - When the LISTEN connection is lost (PostgreSQL restart) the hub reconnects with
   backoff and then wakes every session (a notification may have been missed).
   A ping every :attr:`Hub.ping_s` seconds detects a half-open connection.
+
+Traces (``ringflow/tracing.py``): with a tracer, each message sent that carries the
+``traceparent`` of the activity that wrote it is sent inside a ``push <type>`` span (kind
+producer) that is a child of that context, so a call's trace runs from its POST to the
+pushes it caused; a message sent again (a reconnect) is another such span.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, WebSocket
+from opentelemetry.trace import SpanKind, Tracer
 
+from ringflow.tracing import context_of
 from store import outbox
 
 log = logging.getLogger(__name__)
@@ -70,7 +77,8 @@ class Session:
                 while True:
                     batch = await outbox.pending(self.hub.pool, self.recipient, exclude=self.sent)
                     for message in batch:
-                        await self.send(message.frame())
+                        with self.hub.delivery_span(message):
+                            await self.send(message.frame())
                         self.sent.add(message.id)
                     if len(batch) < outbox.MAX_BATCH:
                         break
@@ -85,13 +93,22 @@ class Hub:
 
     ``dsn``: the database the LISTEN connection opens; ``pool``: for outbox reads.
     ``ping_s``/``retry_s``: LISTEN health check and reconnect backoff, seconds.
+    ``tracer``: makes the delivery spans (None: tracing off).
     """
 
-    def __init__(self, dsn: str, pool: asyncpg.Pool, ping_s: float = 5.0, retry_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        ping_s: float = 5.0,
+        retry_s: float = 0.5,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.dsn = dsn
         self.pool = pool
         self.ping_s = ping_s
         self.retry_s = retry_s
+        self.tracer = tracer
         self.sessions: dict[str, set[Session]] = {}
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self._task: asyncio.Task[None] | None = None
@@ -125,6 +142,24 @@ class Hub:
                 peers.discard(s)
                 if not peers:
                     del self.sessions[recipient]
+
+    @contextmanager
+    def delivery_span(self, message: outbox.OutboxMessage) -> Iterator[None]:
+        """The span of one delivery of ``message``: ``push <type>``, child of the context
+        stored with it; nothing when tracing is off or the message has no context."""
+        parent = context_of(message.traceparent)
+        if self.tracer is None or parent is None:
+            yield
+            return
+        attributes = {
+            "ringflow.push.id": message.id,
+            "ringflow.push.type": message.type.value,
+            "ringflow.call_id": message.call_id,
+        }
+        with self.tracer.start_as_current_span(
+            f"push {message.type.value}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
+        ):
+            yield
 
     def wake_all(self) -> None:
         """Resync every session."""
@@ -167,8 +202,11 @@ class Hub:
 @asynccontextmanager
 async def hub_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the hub for ``app`` (``app.state.hub``, LISTEN on ``settings.database_url``,
-    reads through ``app.state.pool``) and stop it on exit."""
-    hub = Hub(app.state.settings.database_url, app.state.pool)
+    reads through ``app.state.pool``, delivery spans with ``app.state.tracer_provider`` when
+    set) and stop it on exit."""
+    provider = getattr(app.state, "tracer_provider", None)
+    tracer = provider.get_tracer("ringflow.push") if provider is not None else None
+    hub = Hub(app.state.settings.database_url, app.state.pool, tracer=tracer)
     app.state.hub = hub
     await hub.start()
     try:

@@ -15,27 +15,34 @@ workflows (``activities/media.py``). One room per building call, id = ``call_id`
   answers them again; 404 unknown): close a room now.
 - ``GET /rooms`` -> ``list[RoomInfo]``; ``GET /healthz`` (alive), ``GET /readyz`` (Temporal
   reachable; 503 ``not-ready`` otherwise).
+- ``GET /metrics``: Prometheus text format, no auth (``media/metrics.py``, docs/metrics.md).
+  With ``otlp_endpoint`` set, the control API and the bridge's Temporal signals are traced
+  (service ``ringflow-bridge``, ``ringflow/tracing.py``).
 
 Errors are problem+json (``api/problems.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api import problems
 from api.deps import BackendAuth
 from api.problems import Problem, not_found
 from api.routers.health import Check, check_temporal, readiness, run_checks
 from media.bridge import Bridge, InvalidSdp, Reporter
+from media.metrics import BridgeMetrics
 from media.models import PeerOffer, RoomInfo, SdpAnswer, TalkerUpdate
 from media.network import MediaNetwork
 from media.signals import TemporalReporter
+from ringflow import tracing
 from ringflow.contracts.common import Identifier
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.media import RoomStats
@@ -49,11 +56,16 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
     unless ``reporter`` is given, and closes every room on shutdown (``app.state.bridge``).
     Recordings go to ``settings.media_recordings_dir``."""
     network = MediaNetwork.from_settings(settings)
+    provider = tracing.tracer_provider(settings, tracing.BRIDGE)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         network.install()
-        rep = reporter if reporter is not None else TemporalReporter(await connect(settings))
+        rep = (
+            reporter
+            if reporter is not None
+            else TemporalReporter(await connect(settings, tracer_provider=provider))
+        )
         bridge = app.state.bridge = Bridge(
             network,
             rep,
@@ -65,6 +77,8 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
             yield
         finally:
             await bridge.close()
+            if provider is not None:
+                await asyncio.to_thread(provider.shutdown)
 
     app = FastAPI(title="ringflow media bridge", version="0.2.0", lifespan=lifespan)
     app.state.settings = settings
@@ -73,6 +87,13 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
     def bridge() -> Bridge:
         b: Bridge = app.state.bridge
         return b
+
+    metrics = app.state.metrics = BridgeMetrics(bridge)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition of the bridge's metrics (docs/metrics.md)."""
+        return Response(await metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/rooms/{call_id}/peers", dependencies=[BackendAuth])
     async def offer(call_id: Identifier, body: PeerOffer) -> SdpAnswer:
@@ -127,6 +148,8 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
             checks["temporal"] = lambda: check_temporal(rep.client)
         return readiness(await run_checks(checks))
 
+    if provider is not None:
+        tracing.instrument_fastapi(app, provider)
     return app
 
 

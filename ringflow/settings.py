@@ -136,6 +136,18 @@ class Settings(BaseSettings):
         "others during a burst; the rest wait on the server, before their workflow time starts",
     )
 
+    # Observability (docs/metrics.md; issue 12 items 2 and 3)
+    worker_metrics_address: str = Field(
+        "127.0.0.1:9464",
+        description="host:port of the worker's Prometheus endpoint (/metrics: the Temporal SDK's "
+        "metrics and the call metrics); empty: none",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP base URL of a trace collector (e.g. http://otel-collector:4318; spans "
+        "go to <url>/v1/traces); unset: no traces",
+    )
+
     # Embedded stack
     data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")
     postgres_port: int = Field(5433, description="Port of the embedded PostgreSQL")

@@ -4,6 +4,11 @@
 from ``RINGFLOW_*``; scale out by running more of them on the same task queue.
 SIGTERM or SIGINT stops polling, lets running activities finish for up to
 ``graceful_shutdown_s`` seconds and exits 0.
+
+Metrics: the SDK runtime's Prometheus endpoint on ``worker_metrics_address``
+(:func:`worker_runtime`; the SDK's ``temporal_*`` metrics and the call metrics of
+``workflows/metrics.py``, docs/metrics.md). Traces: with ``otlp_endpoint`` set, the
+worker's client carries Temporal's ``TracingInterceptor`` (``ringflow/tracing.py``).
 """
 
 from __future__ import annotations
@@ -12,13 +17,51 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from ringflow.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from temporalio.runtime import Runtime
 
 log = logging.getLogger("ringflow.worker")
 
 GRACEFUL_SHUTDOWN_S = 10.0
 """How long running activities get to finish after SIGTERM, seconds."""
+
+
+_RUNTIMES: dict[str, Runtime] = {}
+"""The worker runtimes made in this process, by metrics address: a runtime binds its address
+for the life of the process, so a second worker in the same process (tests) shares it."""
+
+
+def worker_runtime(settings: Settings) -> Runtime | None:
+    """The SDK runtime of the worker's client: its Prometheus endpoint serves ``/metrics`` on
+    ``settings.worker_metrics_address`` (host:port), durations in seconds, the call
+    histograms' buckets from ``workflows/metrics.py``. None (the SDK's default runtime, no
+    endpoint) when the address is empty, or when it cannot be bound: that is logged as an
+    error and the worker runs on, as calls matter more than their metrics."""
+    address = settings.worker_metrics_address.strip()
+    if not address:
+        return None
+    if address in _RUNTIMES:
+        return _RUNTIMES[address]
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    from workflows.metrics import HISTOGRAM_BUCKETS
+
+    config = PrometheusConfig(
+        bind_address=address, durations_as_seconds=True, histogram_bucket_overrides=HISTOGRAM_BUCKETS
+    )
+    try:
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=config))
+    except ValueError as e:  # "Failed starting Prometheus exporter: Address already in use"
+        log.error("worker metrics endpoint %s unavailable, running without it: %s", address, e)
+        return None
+    _RUNTIMES[address] = runtime
+    log.info("worker metrics on http://%s/metrics", address)
+    return runtime
 
 
 def workflow_classes() -> list[type]:
@@ -33,14 +76,18 @@ async def run_worker(
     settings: Settings,
     stop_event: asyncio.Event | None = None,
     graceful_shutdown_s: float = GRACEFUL_SHUTDOWN_S,
+    tracer_provider: TracerProvider | None = None,
 ) -> None:
     """Run the worker on ``settings.task_queue`` until ``stop_event`` is set.
 
     Without ``stop_event``, SIGTERM and SIGINT set one (the process's main loop
     only). Opens an asyncpg pool on ``settings.database_url`` and a Temporal
-    client on ``settings.temporal_address``; both are closed on return. Raises
-    what ``create_pool`` / ``connect`` raise when PostgreSQL or Temporal is
-    unreachable, and whatever makes the worker fail (e.g. an invalid workflow).
+    client on ``settings.temporal_address`` (runtime: :func:`worker_runtime`); both
+    are closed on return. ``tracer_provider``: where the workflows' and activities'
+    spans go; None: ``ringflow.tracing.tracer_provider(settings, WORKER)`` (None when
+    tracing is off), shut down (flushed) on return. Raises what ``create_pool`` /
+    ``connect`` raise when PostgreSQL or Temporal is unreachable, and whatever makes the
+    worker fail (e.g. an invalid workflow).
     """
     # Imported here so that `ringflow --help` stays fast and this module imports on its own.
     from temporalio.worker import Worker
@@ -48,6 +95,7 @@ async def run_worker(
     from activities.calls import CallActivities
     from activities.directory import DirectoryActivities
     from activities.media import MediaActivities
+    from ringflow import tracing
     from ringflow.sandbox import workflow_runner
     from ringflow.temporal import connect
     from store.db import create_pool
@@ -58,10 +106,12 @@ async def run_worker(
     if own_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+    own_provider = tracer_provider is None
+    provider = tracing.tracer_provider(settings, tracing.WORKER) if own_provider else tracer_provider
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     media = MediaActivities(settings) if settings.media_enabled else None  # docs/media.md
     try:
-        client = await connect(settings)
+        client = await connect(settings, runtime=worker_runtime(settings), tracer_provider=provider)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -100,6 +150,8 @@ async def run_worker(
         await pool.close()
         if media is not None:
             await media.aclose()
+        if own_provider and provider is not None:
+            await asyncio.to_thread(provider.shutdown)  # flushes: may wait on the collector
         if own_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

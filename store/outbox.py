@@ -10,6 +10,10 @@ wakes for a message it cannot read yet.
 
 JSON columns are passed as text and cast in SQL, so these functions work on any
 asyncpg connection whatever JSON codecs it has.
+
+Traces (``ringflow/tracing.py``): :func:`insert` stores the W3C ``traceparent`` of the span
+that writes the rows (the activity's, when tracing is on), and the hub makes each delivery
+a child span of it; :func:`backlog` is what the API's push backlog gauges show.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from ringflow.contracts.push import PushMessage, PushType
+from ringflow.tracing import current_traceparent
 
 CHANNEL = "ringflow_push"
 """LISTEN/NOTIFY channel; the payload is the recipient's party key (``"user:alice"``)."""
@@ -42,6 +47,7 @@ class OutboxMessage(BaseModel):
     room_id: str | None = None
     at: datetime
     payload: dict[str, Any]
+    traceparent: str | None = None  # the writer's trace context (not sent to the client)
 
     def frame(self) -> dict[str, Any]:
         """The WebSocket frame: ``{"id","type","call_id","room_id","at","payload"}`` (``at`` ISO 8601)."""
@@ -60,6 +66,7 @@ async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set
     ``NOTIFY`` each recipient of a new message. Returns the notified recipient keys.
 
     Call inside the caller's transaction: rows and notifications then appear at commit.
+    Each row keeps the current span's ``traceparent`` (None when not tracing).
     """
     if not pushes:
         return set()
@@ -68,8 +75,8 @@ async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set
     rows = await conn.fetch(
         """
         WITH new AS (
-            INSERT INTO outbox (id, recipient, type, call_id, room_id, at, payload)
-            SELECT id, recipient, type, call_id, room_id, at, payload::jsonb
+            INSERT INTO outbox (id, recipient, type, call_id, room_id, at, payload, traceparent)
+            SELECT id, recipient, type, call_id, room_id, at, payload::jsonb, $9::text
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                         $6::timestamptz[], $7::text[])
                  WITH ORDINALITY AS m(id, recipient, type, call_id, room_id, at, payload, n)
@@ -88,6 +95,7 @@ async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set
         [p.at for p in pushes],
         [json.dumps(p.payload, default=str) for p in pushes],
         CHANNEL,
+        current_traceparent(),
     )
     return {r["recipient"] for r in rows}
 
@@ -103,7 +111,7 @@ async def pending(
     id not in ``exclude`` (already sent on this connection), by ``seq``, at most ``limit``."""
     rows = await conn.fetch(
         """
-        SELECT id, seq, recipient, type, call_id, room_id, at, payload::text AS payload
+        SELECT id, seq, recipient, type, call_id, room_id, at, payload::text AS payload, traceparent
         FROM outbox
         WHERE recipient = $1 AND seq > $2 AND acked_at IS NULL AND id <> ALL($3::text[])
         ORDER BY seq
@@ -132,3 +140,17 @@ async def ack(conn: asyncpg.Connection | asyncpg.Pool, recipient: str, ids: Iter
         ids,
     )
     return int(result.split()[-1])
+
+
+async def backlog(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, float]:
+    """(messages not acknowledged yet, age of the oldest of them in seconds; 0.0 when none),
+    from the partial index ``outbox_unacked_at_idx`` (migration 0005). Age counts from the
+    message's ``at`` (the time of the event that caused it)."""
+    row = await conn.fetchrow(
+        """
+        SELECT count(*) AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(at)), 0)::float8 AS age_s
+        FROM outbox WHERE acked_at IS NULL
+        """
+    )
+    assert row is not None
+    return int(row["n"]), max(float(row["age_s"]), 0.0)

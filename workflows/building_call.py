@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.push import PushType
     from workflows.actions import InCallActions
     from workflows.events import ACTIVITY_TIMEOUT, MEDIA_RETRY, RECORD_TIMEOUT, RETRY, CallLog, record_local
+    from workflows.metrics import CallMetrics
     from workflows.plan import RingPlan, RingTarget, Stage
     from workflows.room import MEDIA_MESSAGES, AttemptState, Room, RoomMessage, RoomSpec
     from workflows.visibility import CallVisibility
@@ -119,7 +120,7 @@ class CallState:
 class BuildingCallWorkflow:
     """One building call: ``run(EscalationInput) -> EscalationResult``; see the module docstring."""
 
-    __slots__ = ("_acts", "_inp", "_log", "_s", "_vis")
+    __slots__ = ("_acts", "_inp", "_log", "_metrics", "_s", "_vis")
 
     @workflow.init
     def __init__(self, inp: EscalationInput) -> None:
@@ -127,6 +128,7 @@ class BuildingCallWorkflow:
         self._s = CallState(strategy=inp.policy.strategy if inp.policy else RingStrategy.SEQUENTIAL)
         self._log = CallLog(inp.call_id)
         self._vis = CallVisibility()
+        self._metrics = CallMetrics()  # docs/metrics.md
         self._acts: InCallActions | None = None  # set up by the first in-call action
 
     @property
@@ -287,6 +289,7 @@ class BuildingCallWorkflow:
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationResult:
         """Ring the plan, follow the answered room to its end, record the outcome."""
+        self._metrics.started()
         self._vis.started(inp.caller.key(), inp.unit_id, Phase.INITIATE)
         self._vis.flush()
         self._vis.details(self._header("resolving targets"))
@@ -424,7 +427,7 @@ class BuildingCallWorkflow:
             record_media=s.plan.record_media,
             lead_in=lead_in,
         )
-        room = s.rooms[room_id] = Room(spec, attempt, self._vis, s)
+        room = s.rooms[room_id] = Room(spec, attempt, self._vis, s, self._metrics)
         what = "fallback " if stage.fallback else ""
         self._vis.details(self._header(f"ringing {what}stage {n}/{total}, round {stage.round}"))
         # A bug in the room puts its exception in s.failure: it fails the workflow task, not the call.
@@ -526,6 +529,7 @@ class BuildingCallWorkflow:
         answered_by = talk.listener if talk else None
         keep = (talk.state.keep_time_s or 0) if talk else 0
         self._vis.end_reason(end_reason)
+        self._metrics.ended(end_reason)
         self._set_phase(Phase.ENDED)
         self._vis.details(self._header(f"ended: {end_reason}" + (f", keepTime {keep} s" if talk else "")))
         # In-call actions still waiting settle now that the talk is over: their

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         record_local,
         seconds,
     )
+    from workflows.metrics import CallMetrics
     from workflows.visibility import CallVisibility
 
 
@@ -185,7 +186,9 @@ class Room:
         "_listener_joined",
         "_listener_media",
         "_log",
+        "_metrics",
         "_rang",
+        "_rang_at",
         "_sink",
         "_visibility",
         "confirmed",
@@ -195,17 +198,24 @@ class Room:
     )
 
     def __init__(
-        self, spec: RoomSpec, state: AttemptState, visibility: CallVisibility, sink: FailureSink
+        self,
+        spec: RoomSpec,
+        state: AttemptState,
+        visibility: CallVisibility,
+        sink: FailureSink,
+        metrics: CallMetrics,
     ) -> None:
         self.spec = spec
         self.state = state
         self._visibility = visibility
+        self._metrics = metrics
         self._sink = sink
         self._log = CallLog(spec.call_id, spec.room_id)
         self._inbox: list[_Message] = []
         self._deadlines = Deadlines()
         self._end: _End | None = None
         self._rang = False  # the INCOMING_CALL push went out
+        self._rang_at: datetime | None = None  # when (workflow time after the ring committed)
         self._claimed = False  # this room holds the listener's line
         self._answered = False
         self._caller_joined = False
@@ -318,6 +328,8 @@ class Room:
                 self._end = _End(EventName.BUSY, self.spec.listener, f"in room {res.held_by}")
             return res.status
         self._rang = self._claimed = True
+        self._rang_at = workflow.now()
+        self._metrics.rang()
         # The ring window counts from the ring (the push went out in the activity that just
         # completed): a slow ring activity must not eat into the time to answer.
         self._deadlines.set("ring", spec.ring_timeout_s, f"ringing {spec.listener_name}")
@@ -415,6 +427,7 @@ class Room:
         spec = self.spec
         self._answered = True
         self._deadlines.clear("ring")
+        self._metrics.answered(self._rang_at or self.state.started_at or workflow.now())
         answered = self._log.event(EventName.ANSWERED, party=spec.listener, listener=spec.listener)
         pushes = [
             self._log.push(

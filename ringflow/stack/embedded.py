@@ -14,6 +14,7 @@ Everything is derived from one :class:`~ringflow.settings.Settings`:
 ``api_host``/``api_port``   the API (uvicorn)
 ``media_port``              the media bridge's control API (``media.server``),
                             started only with ``media_enabled``
+``worker_metrics_address``  the worker's Prometheus endpoint (docs/metrics.md)
 ==========================  =================================================
 
 The worker and the API get every setting as ``RINGFLOW_*`` environment
@@ -80,6 +81,7 @@ def isolated_settings(data_dir: Path, base: Settings | None = None, **overrides:
     }
     media_port = free_port()
     update.update(media_port=media_port, media_url=f"http://127.0.0.1:{media_port}")
+    update["worker_metrics_address"] = f"127.0.0.1:{free_port()}"
     update.update(overrides)
     return base.model_copy(update=update)
 
@@ -171,6 +173,9 @@ class EmbeddedStack:
                 f"  Temporal      {s.temporal_address}  namespace {s.temporal_namespace}, "
                 f"task queue {s.task_queue}",
                 f"  PostgreSQL    {s.database_url}",
+                f"  metrics       {self.api_url}/metrics (API), "
+                + (f"http://{s.worker_metrics_address}/metrics (worker)" if s.worker_metrics_address else "")
+                + (f", {s.media_url}/metrics (media bridge)" if self._want_media else ""),
                 f"  data dir      {s.data_dir}",
                 f"  logs          {s.data_dir / 'logs'}/{{worker,api}}.log, "
                 f"{s.data_dir / 'temporal.log'}, {self.postgres.data_dir / 'server.log'}",
@@ -217,6 +222,9 @@ class EmbeddedStack:
             wanted.append(("RINGFLOW_API_PORT", s.api_host, s.api_port))
         if self._want_media:
             wanted.append(("RINGFLOW_MEDIA_PORT", s.media_host, s.media_port))
+        if self._want_worker and s.worker_metrics_address:
+            metrics_host, _, metrics_port = s.worker_metrics_address.rpartition(":")
+            wanted.append(("RINGFLOW_WORKER_METRICS_ADDRESS", metrics_host, int(metrics_port)))
         taken = [f"{name} ({h}:{p})" for name, h, p in wanted if _port_in_use(h, p)]
         if taken:
             raise RuntimeError(
