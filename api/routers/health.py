@@ -29,7 +29,7 @@ from fastapi import APIRouter
 from temporalio.client import Client
 
 from api.deps import PoolDep, SettingsDep, TemporalDep
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 
 router = APIRouter(tags=["health"])
 
@@ -114,7 +114,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses=problem_responses(
+        descriptions={503: "Not ready (``not-ready``): ``checks`` has every check's result and error"}
+    ),
+)
 async def readyz(settings: SettingsDep, pool: PoolDep, temporal: TemporalDep) -> dict[str, Any]:
     """Readiness: PostgreSQL, Temporal and (``media_enabled``) the media bridge answer,
     each within ``CHECK_TIMEOUT_S`` seconds. 200 ``{"status": "ready", "checks": {...}}``;
