@@ -216,8 +216,9 @@ def render_timeline_svg(view: CallView, now: datetime) -> str:
         view.room_type.value,
         view.strategy.value,
         f"started {view.started_at.astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"phase {view.phase.value}",
     ]
+    if view.phase is not Phase.ENDED:
+        facts.append(f"phase {view.phase.value}")
     if view.end_reason:
         facts.append(f"end {view.end_reason}" + (f" (errCode {int(view.err_code)})" if view.err_code else ""))
     if view.answered_by:

@@ -155,6 +155,12 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     events = report["history"]["events"]
     assert [e for e in events if e in EXPECTED_EVENTS] == EXPECTED_EVENTS, events
     assert report["history"]["page_row_end_reason"] == "hangUpVoip"
+    detail = report["detail"]  # the history row's detail: the call's timeline picture
+    assert detail["call_id"] == detail["clicked"] and detail["svg_width"] > 300, detail
+    assert len(detail["lanes"]) == 1 and detail["lanes"][0].startswith("1. "), detail
+    assert detail["phases"][0][-2:] == ["talk", "finish"], detail
+    room_events = [e for e in EXPECTED_EVENTS if not e.startswith("customAction")]  # those: the call's row
+    assert [e for e in detail["events"][0] if e in EXPECTED_EVENTS] == room_events, detail
     assert not [m for m in report["console_errors"] if "Content Security Policy" in m], report[
         "console_errors"
     ]
@@ -528,6 +534,31 @@ async def scenario(workdir: Path) -> dict[str, Any]:
                 "page_row_end_reason": row["reason"],
                 "page_row": row["text"],
             }
+
+            # the history row opens the call's detail: its timeline picture (issue 12 item 7)
+            await page.click(f'#history tr[data-call-id="{call_id}"]')
+            report["detail"] = await wait_until(
+                "the call's timeline in the detail",
+                lambda: page.js(
+                    """
+                    const d = document.querySelector("#call-detail");
+                    if (d.hidden || d.dataset.state !== "shown") return null;
+                    const svg = d.querySelector(".timeline svg");
+                    const lanes = [...svg.querySelectorAll("g.lane")];
+                    return {
+                      call_id: d.dataset.callId,
+                      svg_width: svg.getBoundingClientRect().width,
+                      lanes: lanes.map((g) => g.querySelector(".lane-label").textContent),
+                      phases: lanes.map((g) => [...g.querySelectorAll("rect[data-phase]")].map(
+                        (r) => r.dataset.phase)),
+                      events: lanes.map((g) => [...g.querySelectorAll("g.event")].map(
+                        (m) => m.dataset.event)),
+                    };
+                    """
+                ),
+            )
+            report["detail"]["clicked"] = call_id
+            await asyncio.to_thread(driver.save_screenshot, str(workdir / "detail.png"))
             console = await asyncio.to_thread(driver.get_log, "browser")
             report["console_errors"] = [e["message"] for e in console if e.get("level") == "SEVERE"]
         finally:

@@ -15,7 +15,9 @@
 //   POST /v1/calls/{id}/actions {"action": "open_door"} -> CustomActionResult
 //   {result: done|failed|timeout, detail}; the push custom_action_result says the same;
 // - call_cancelled / call_ended {end_reason, keepTime (s)} end the call on the page;
-// - GET /v1/me/calls?limit=&cursor= -> {items, next_cursor} (the resident's history).
+// - GET /v1/me/calls?limit=&cursor= -> {items, next_cursor} (the resident's history);
+// - a history row clicked (or Enter on it): GET /v1/calls/{id}/timeline.svg (the call's
+//   timeline picture: rooms as lanes, phases coloured, events marked) in the call detail.
 //
 // Each call card shows its media statistics and carries them as data-* attributes
 // (data-audio-packets, data-video-frames, data-local-candidates, ...) for people
@@ -133,6 +135,7 @@
     calls.clear();
     $("#calls").replaceChildren();
     $("#history tbody").replaceChildren();
+    closeCallDetail();
     seen.clear();
     $("#sign-in").hidden = false;
     $("#session").hidden = true;
@@ -686,6 +689,9 @@
         const row = document.createElement("tr");
         row.dataset.callId = c.call_id;
         row.dataset.endReason = c.end_reason || "";
+        row.tabIndex = 0;
+        row.title = "Show this call's timeline";
+        if (c.call_id === detailCallId) row.setAttribute("aria-selected", "true");
         const cells = [
           new Date(c.started_at).toLocaleString(),
           c.caller_name || `${c.caller.kind}:${c.caller.id}`,
@@ -711,6 +717,73 @@
     }
   }
 
+  // ------------------------------------------------------------------ call detail
+
+  let detailCallId = null;
+
+  async function showCallDetail(callId) {
+    // the call's timeline picture (an SVG from the API, drawn inline so that its marks'
+    // tooltips work; the page's CSP runs no script or handler that it could carry)
+    const section = $("#call-detail");
+    detailCallId = callId;
+    section.hidden = false;
+    section.dataset.callId = callId;
+    section.dataset.state = "loading";
+    $(".call-id", section).textContent = callId;
+    $(".error", section).textContent = "";
+    for (const r of document.querySelectorAll("#history tbody tr")) {
+      if (r.dataset.callId === callId) r.setAttribute("aria-selected", "true");
+      else r.removeAttribute("aria-selected");
+    }
+    try {
+      const response = await fetch(`/v1/calls/${encodeURIComponent(callId)}/timeline.svg`, {
+        headers: { Authorization: `Bearer ${token}` },
+        cache: "no-store",
+      });
+      if (!response.ok) {
+        let doc = null;
+        try {
+          doc = await response.json();
+        } catch (_) {
+          doc = null;
+        }
+        const err = new ApiError(response.status, doc);
+        if (response.status === 401) signOut(`Signed out: ${err.message}`);
+        throw err;
+      }
+      const text = await response.text();
+      if (detailCallId !== callId) return; // another row was chosen meanwhile
+      const doc = new DOMParser().parseFromString(text, "image/svg+xml");
+      const svg = doc.documentElement;
+      if (svg.localName !== "svg" || doc.getElementsByTagName("parsererror").length) {
+        throw new Error("the answer is not an SVG picture");
+      }
+      $(".timeline", section).replaceChildren(document.importNode(svg, true));
+      section.dataset.state = "shown";
+      section.scrollIntoView({ block: "nearest" });
+    } catch (e) {
+      if (detailCallId !== callId) return;
+      section.dataset.state = "error";
+      $(".timeline", section).replaceChildren();
+      $(".error", section).textContent = `Could not load the call's timeline: ${e.message}`;
+    }
+  }
+
+  function closeCallDetail() {
+    detailCallId = null;
+    const section = $("#call-detail");
+    section.hidden = true;
+    delete section.dataset.callId;
+    delete section.dataset.state;
+    $(".timeline", section).replaceChildren();
+    for (const r of document.querySelectorAll("#history tbody tr[aria-selected]")) r.removeAttribute("aria-selected");
+  }
+
+  function rowCallId(ev) {
+    const row = ev.target.closest("#history tbody tr");
+    return row ? row.dataset.callId : null;
+  }
+
   // ------------------------------------------------------------------ start
 
   function start() {
@@ -723,6 +796,18 @@
     $("#sign-out").addEventListener("click", () => signOut(""));
     $("#history-refresh").addEventListener("click", () => loadHistory(false));
     $("#history-more").addEventListener("click", () => loadHistory(true));
+    $("#history tbody").addEventListener("click", (ev) => {
+      const callId = rowCallId(ev);
+      if (callId) showCallDetail(callId);
+    });
+    $("#history tbody").addEventListener("keydown", (ev) => {
+      const callId = rowCallId(ev);
+      if (callId && (ev.key === "Enter" || ev.key === " ")) {
+        ev.preventDefault();
+        showCallDetail(callId);
+      }
+    });
+    $("#call-detail-close").addEventListener("click", closeCallDetail);
     const t = tokenFromUrl() || sessionStorage.getItem(TOKEN_KEY);
     if (t) signIn(t);
     else signOut("");
