@@ -298,10 +298,22 @@ def render_timeline_svg(view: CallView, now: datetime) -> str:
                 x1=px,
                 y1=y - 3,
                 x2=px,
-                y2=y + BAR_H + 2 + LABEL_ROW_H * row,
+                y2=y + BAR_H + 2,
                 stroke="#111827",
                 stroke_width=1,
             )
+            if row:  # a light leader down to a label on a lower row, under the other labels' text
+                svg.add(
+                    mark,
+                    "line",
+                    x1=px,
+                    y1=y + BAR_H + 2,
+                    x2=px,
+                    y2=y + BAR_H + 2 + LABEL_ROW_H * row,
+                    stroke="#9ca3af",
+                    stroke_width=1,
+                    stroke_dasharray="2 2",
+                )
             svg.add(
                 mark,
                 "text",

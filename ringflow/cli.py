@@ -411,7 +411,7 @@ def _with_backend(ctx: typer.Context, work: Callable[[Backend], Awaitable[T]]) -
     """Run ``work(backend)`` with a :class:`~ringflow.client.Backend` on the calls group's API."""
     from ringflow.client import Backend
 
-    base_url, key = ctx.find_root().obj if ctx.obj is None else ctx.obj
+    base_url, key = ctx.obj  # set by calls_root
 
     async def run() -> T:
         backend = Backend(base_url, key, timeout_s=15.0)
