@@ -1,9 +1,11 @@
 """Documentation that works offline: the OpenAPI document's error responses, and the pages
 that problem ``type``s resolve to.
 
-- Swagger UI (``/docs``, with its OAuth2 redirect page) and ReDoc (``/redoc``) come from
-  ``fastapi-offline`` (:func:`docs_app`): the JavaScript and CSS are files of that package,
-  served under :data:`ASSETS_URL`; no page names a CDN.
+- Swagger UI (``/docs``, with its OAuth2 redirect page) and ReDoc (``/redoc``): FastAPI's
+  own pages, with the JavaScript and CSS files of the ``fastapi-offline`` package served
+  under :data:`ASSETS_URL`, and a Content-Security-Policy that lets them load nothing from
+  another origin (ReDoc's menu shows Redocly's logo from a CDN: the browser never asks;
+  Swagger UI's online validator badge is off).
 - :func:`install` replaces ``app.openapi`` so that every operation documents its error
   responses with the one problem schema (``#/components/schemas/Problem``,
   :class:`api.problems.ProblemDocument`) under ``application/problem+json``: 401 for every
@@ -29,11 +31,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, routing
+import fastapi_offline
+from fastapi import APIRouter, FastAPI, Request, routing
 from fastapi.dependencies.models import Dependant
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
-from fastapi_offline import FastAPIOffline
+from fastapi.staticfiles import StaticFiles
 from markdown_it import MarkdownIt
 from starlette.routing import BaseRoute
 
@@ -43,14 +47,79 @@ from ringflow.contracts.errors import PROBLEM_BASE
 ASSETS_URL = "/docs/assets"
 """Where the Swagger UI and ReDoc files of ``fastapi-offline`` are served."""
 
+ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
+"""``swagger-ui-bundle.js``, ``swagger-ui.css``, ``redoc.standalone.js``, ``favicon.png``."""
+
 ERRCODES_NAME = "errcodes.md"
+
+SWAGGER_UI_PARAMETERS: dict[str, Any] = {"validatorUrl": None}
+"""Swagger UI options beside FastAPI's defaults: no badge from the online validator."""
+
+DOCS_CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",  # FastAPI's pages start the UI with an inline script
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "worker-src 'self' blob:",  # ReDoc's search index
+        "connect-src 'self'",
+        "base-uri 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+"""Content-Security-Policy of the documentation pages: this origin only."""
 
 
 def docs_app(**kwargs: Any) -> FastAPI:
-    """``FastAPI(**kwargs)`` with Swagger UI at ``/docs`` (and ``/docs/oauth2-redirect``) and
-    ReDoc at ``/redoc`` served from the installed ``fastapi-offline`` package's files, under
-    :data:`ASSETS_URL`: the pages load nothing from another origin."""
-    return FastAPIOffline(static_url=ASSETS_URL, **kwargs)
+    """``FastAPI(**kwargs)`` without FastAPI's CDN-based documentation pages;
+    :func:`install` adds the offline ones."""
+    return FastAPI(docs_url=None, redoc_url=None, **kwargs)
+
+
+def _html(response: HTMLResponse) -> HTMLResponse:
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _add_doc_pages(app: FastAPI) -> None:
+    """``/docs``, ``/docs/oauth2-redirect``, ``/redoc`` and the assets under :data:`ASSETS_URL`."""
+    app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+    redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return _html(
+            get_swagger_ui_html(
+                openapi_url=root + openapi_url,
+                title=f"{app.title} - Swagger UI",
+                swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+                swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+                oauth2_redirect_url=root + redirect_url,
+                swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
+            )
+        )
+
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return _html(get_swagger_ui_oauth2_redirect_html())
+
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return _html(
+            get_redoc_html(
+                openapi_url=root + openapi_url,
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+                redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+                with_google_fonts=False,
+            )
+        )
+
+    app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
+    app.add_api_route(redirect_url, swagger_ui_redirect, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
 
 
 # ---------------------------------------------------------------- OpenAPI
@@ -142,7 +211,8 @@ def document_problems(schema: dict[str, Any], routes: list[BaseRoute]) -> dict[s
 
 def install(app: FastAPI) -> None:
     """Wrap ``app.openapi`` with :func:`document_problems` (once per document FastAPI
-    generates: it regenerates after a route change) and add the ``/problems`` pages. Call
+    generates: it regenerates after a route change), add the documentation pages (``app``
+    made by :func:`docs_app`) and the ``/problems`` pages. Call
     before or after the routers are included: the document is built on first request."""
     generate = app.openapi
     done: list[dict[str, Any]] = []  # the last document completed (FastAPI makes a new one per route change)
@@ -155,6 +225,7 @@ def install(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    _add_doc_pages(app)
     app.include_router(router)
 
 

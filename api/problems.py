@@ -13,6 +13,7 @@ statuses, and :func:`raises` declares those of a dependency once (``api/deps.py`
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -54,8 +55,7 @@ class ProblemDocument(BaseModel):
 
     type: str = Field(
         description="``/problems/<slug>``, resolved against this response's URL: "
-        "GET it for the problem's documentation",
-        examples=["/problems/not-found"],
+        "GET it for the problem's documentation"
     )
     title: str = Field(description="short summary, the same for every occurrence of the type")
     status: int = Field(description="the HTTP status code", ge=400, le=599)
@@ -72,8 +72,8 @@ _DESCRIPTIONS: dict[int, str] = {
     403: "Forbidden: not a party of the call (``not-a-party``, 1007) or the caller's VoIP token is "
     "invalid (``voip-token-invalid``, 13)",
     404: "Unknown resource (``not-found``, errCode 1008)",
-    409: "Conflict with the current state (an Idempotency-Key used with another body, a call not in "
-    "the phase for this action, an existing resource; the slug says which)",
+    409: "Conflict with the call's state (``call-not-active``, errCode 1006; ``answered-by-another``, "
+    "1005; ``action-settled``, 1015; ``action-rejected``)",
     413: "Request body over ``RINGFLOW_MAX_BODY_BYTES`` (``payload-too-large``, errCode 1013)",
     422: "Invalid request (``validation``, errCode 1010, with ``errors``; ``unknown-reference``, "
     "``unknown-action``, ``invalid-sdp``)",
@@ -104,15 +104,113 @@ _HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
+def _example(
+    slug: str, status: int, title: str, detail: str, instance: str | None, **extra: Any
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": problem_type(slug), "title": title, "status": status, "detail": detail}
+    if instance:
+        doc["instance"] = instance
+    return doc | extra
+
+
+_EXAMPLES: dict[str, dict[str, Any]] = {
+    "unauthenticated": _example(
+        "unauthenticated", 401, "Not authenticated", "missing or wrong X-API-Key", "/v1/devices", errCode=1011
+    ),
+    "not-a-party": _example(
+        "not-a-party",
+        403,
+        "Not a party of this call",
+        "user:dave is not in call 'press-0001'",
+        "/v1/calls/press-0001/answer",
+        errCode=1007,
+    ),
+    "not-found": _example(
+        "not-found",
+        404,
+        "Unknown call",
+        "no call 'press-0001'",
+        "/v1/calls/press-0001",
+        errCode=1008,
+        kind="call",
+    ),
+    "call-not-active": _example(
+        "call-not-active",
+        409,
+        "The call is not in a phase for this action",
+        "call 'press-0001' has ended",
+        "/v1/calls/press-0001/answer",
+        errCode=1006,
+    ),
+    "idempotency-conflict": _example(
+        "idempotency-conflict",
+        409,
+        "Idempotency-Key already used",
+        "call 'press-0001' was placed with another request body",
+        "/v1/calls",
+        errCode=1009,
+    ),
+    "device-exists": _example(
+        "device-exists", 409, "Device already exists", "device 'LOBBY-1' already exists", "/v1/devices"
+    ),
+    "payload-too-large": _example(
+        "payload-too-large", 413, "Request body too large", "at most 65536 bytes", None, errCode=1013
+    ),
+    "validation": _example(
+        "validation",
+        422,
+        "Invalid request",
+        "the request does not match the schema",
+        "/v1/calls",
+        errCode=1010,
+        errors=[{"loc": ["body", "caller", "id"], "msg": "Field required", "type": "missing"}],
+    ),
+    "overloaded": _example(
+        "overloaded",
+        429,
+        "Too many new calls",
+        "more new calls than this API admits; retry in 1 s",
+        "/v1/calls",
+        errCode=1012,
+    ),
+    "unavailable": _example(
+        "unavailable",
+        503,
+        "The call did not respond",
+        "no answer from call 'press-0001' within 30 s",
+        "/v1/calls/press-0001/answer",
+        errCode=1012,
+    ),
+    "not-ready": _example(
+        "not-ready",
+        503,
+        "Not ready",
+        "postgres: ConnectionRefusedError: [Errno 111] Connection refused",
+        "/readyz",
+        checks={
+            "postgres": {"ok": False, "seconds": 0.001, "error": "ConnectionRefusedError: ..."},
+            "temporal": {"ok": True, "seconds": 0.004},
+        },
+    ),
+}
+"""An example problem document per slug, shown by Swagger UI and ReDoc."""
+
+_SLUG_IN_TEXT = re.compile(r"``([a-z][a-z-]*)``")
+
+
 def openapi_problem(status: int, description: str | None = None) -> dict[str, Any]:
     """The OpenAPI response object of an error ``status`` (400-599): the shared problem
     schema under ``application/problem+json``, a description (``description`` or the
-    status's usual one) and the headers the API sends with it (``WWW-Authenticate`` on 401,
-    ``Retry-After`` on 429/503)."""
-    doc: dict[str, Any] = {
-        "description": description or _DESCRIPTIONS.get(status, "Error"),
-        "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
-    }
+    status's usual one), an example (of the first slug in the description that has one in
+    :data:`_EXAMPLES` and this status) and the headers the API sends with it
+    (``WWW-Authenticate`` on 401, ``Retry-After`` on 429/503)."""
+    text = description or _DESCRIPTIONS.get(status, "Error")
+    media: dict[str, Any] = {"schema": {"$ref": PROBLEM_SCHEMA_REF}}
+    for slug in _SLUG_IN_TEXT.findall(text):
+        if slug in _EXAMPLES and _EXAMPLES[slug]["status"] == status:
+            media["example"] = _EXAMPLES[slug]
+            break
+    doc: dict[str, Any] = {"description": text, "content": {PROBLEM_JSON: media}}
     if status in _HEADERS:
         doc["headers"] = _HEADERS[status]
     return doc

@@ -61,7 +61,8 @@ def _operations(openapi: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
 
 
 def _is_problem(response: dict[str, Any]) -> bool:
-    return response.get("content") == {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}}
+    content = response.get("content", {})
+    return list(content) == [PROBLEM_JSON] and content[PROBLEM_JSON]["schema"] == {"$ref": PROBLEM_REF}
 
 
 def test_every_v1_operation_has_security_and_problem_responses(openapi: dict[str, Any]) -> None:
@@ -128,6 +129,19 @@ def test_security_schemes(openapi: dict[str, Any]) -> None:
 
 def _validator(openapi: dict[str, Any]) -> Any:
     return jsonschema_rs.validator_for({"$ref": PROBLEM_REF, "components": openapi["components"]})
+
+
+def test_documented_examples_match_the_schema(openapi: dict[str, Any]) -> None:
+    validator = _validator(openapi)
+    seen = set()
+    for method, path, op in _operations(openapi):
+        for status, response in op["responses"].items():
+            example = response.get("content", {}).get(PROBLEM_JSON, {}).get("example")
+            if example is not None:
+                validator.validate(example)
+                assert str(example["status"]) == status, (method, path, status)
+                seen.add(example["type"])
+    assert {"/problems/idempotency-conflict", "/problems/device-exists", "/problems/not-ready"} <= seen
 
 
 def test_error_bodies_match_the_documented_schema(http: TestClient, openapi: dict[str, Any]) -> None:

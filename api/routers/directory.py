@@ -54,7 +54,13 @@ _CONFLICT_TITLES = {
 
 _NOT_FOUND = problem_responses(404)
 """A route that looks up the resource in its path."""
-_CONFLICT = problem_responses(409)
+_CONFLICT = problem_responses(
+    descriptions={
+        409: "Conflict with a stored resource (``device-exists``, ``group-exists``, ``user-exists``, "
+        "``unit-exists``, ``device-in-another-group``, ``user-in-use``) or with a concurrent write of "
+        "the same row (``conflict``)"
+    }
+)
 """A route that writes a resource: its own conflicts, or a concurrent write of the same row."""
 
 
@@ -222,7 +228,7 @@ async def delete_group(group_id: Identifier, pool: PoolDep) -> None:
         await store.delete_group(conn, group_id)
 
 
-@groups.post("/{group_id}/devices", responses=problem_responses(404, 409))
+@groups.post("/{group_id}/devices", responses={**_NOT_FOUND, **_CONFLICT})
 async def add_group_device(group_id: Identifier, body: GroupMembership, pool: PoolDep) -> DeviceGroup:
     """Add a device (reference ``addIotGroupDevice``). A device in another group: 409
     ``device-in-another-group`` unless ``force_add``, which moves it (reference 1(1)).
@@ -282,7 +288,7 @@ async def patch_user(user_id: Identifier, body: UserPatch, pool: PoolDep) -> Use
         return await store.patch_user(conn, user_id, body)
 
 
-@users.delete("/{user_id}", status_code=204, responses=problem_responses(404, 409))
+@users.delete("/{user_id}", status_code=204, responses={**_NOT_FOUND, **_CONFLICT})
 async def delete_user(user_id: Identifier, pool: PoolDep) -> None:
     """Delete the user, their authorizations and residencies. 404 if unknown; 409
     ``user-in-use`` while the user is a unit's fallback."""
