@@ -383,7 +383,10 @@ async def get_call(
 @router.get(
     "/{call_id}/timeline.svg",
     response_class=Response,
-    responses={200: {"content": {"image/svg+xml": {}}, "description": "The call's timeline picture"}},
+    responses={
+        200: {"content": {"image/svg+xml": {}}, "description": "The call's timeline picture"},
+        **problem_responses(403, 404),
+    },
 )
 async def get_call_timeline_svg(
     call_id: Identifier, auth: BackendOrParty, settings: SettingsDep, pool: PoolDep, client: TemporalDep
