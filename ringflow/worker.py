@@ -38,8 +38,8 @@ for the life of the process, so a second worker in the same process (tests) shar
 
 def worker_runtime(settings: Settings) -> Runtime | None:
     """The SDK runtime of the worker's client: its Prometheus endpoint serves ``/metrics`` on
-    ``settings.worker_metrics_address`` (host:port), durations in seconds, the call
-    histograms' buckets from ``workflows/metrics.py``. None (the SDK's default runtime, no
+    ``settings.worker_metrics_address`` (host:port), counters named ``*_total``, durations in
+    seconds named ``*_seconds``, the call histograms' buckets from ``workflows/metrics.py``. None (the SDK's default runtime, no
     endpoint) when the address is empty, or when it cannot be bound: that is logged as an
     error and the worker runs on, as calls matter more than their metrics."""
     address = settings.worker_metrics_address.strip()
@@ -52,7 +52,12 @@ def worker_runtime(settings: Settings) -> Runtime | None:
     from workflows.metrics import HISTOGRAM_BUCKETS
 
     config = PrometheusConfig(
-        bind_address=address, durations_as_seconds=True, histogram_bucket_overrides=HISTOGRAM_BUCKETS
+        bind_address=address,
+        # Prometheus naming: counters end in _total, durations are seconds named *_seconds
+        counters_total_suffix=True,
+        unit_suffix=True,
+        durations_as_seconds=True,
+        histogram_bucket_overrides=HISTOGRAM_BUCKETS,
     )
     try:
         runtime = Runtime(telemetry=TelemetryConfig(metrics=config))

@@ -16,26 +16,29 @@ that do not exist yet (``tenant``, ``site``: issue 9) go in :meth:`CallMetrics._
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import MetricMeter
 
-CALLS_STARTED = "ringflow_calls_started_total"
+# Names as the instruments are made: the worker's runtime (Prometheus conventions) appends
+# ``_total`` to counters and ``_seconds`` to durations, so they are scraped as
+# ``ringflow_calls_started_total``, ``ringflow_call_setup_seconds``, ... (docs/metrics.md).
+CALLS_STARTED = "ringflow_calls_started"
 """Counter: building calls started (the workflow's first task)."""
-CALLS_ANSWERED = "ringflow_calls_answered_total"
+CALLS_ANSWERED = "ringflow_calls_answered"
 """Counter: building calls answered (a listener's answer took effect; at most once per call)."""
-CALLS_MISSED = "ringflow_calls_missed_total"
+CALLS_MISSED = "ringflow_calls_missed"
 """Counter: calls nobody answered: ended with :data:`MISSED_REASONS`."""
-CALLS_ABORTED = "ringflow_calls_aborted_total"
+CALLS_ABORTED = "ringflow_calls_aborted"
 """Counter: calls that failed: ended with :data:`ABORTED_REASONS`."""
-CALLS_ENDED = "ringflow_calls_ended_total"
+CALLS_ENDED = "ringflow_calls_ended"
 """Counter, label ``end_reason``: every ended call, once (docs/events.md end reasons)."""
-CALL_SETUP = "ringflow_call_setup_seconds"
-"""Histogram, seconds: workflow start to the first listener rung (its ``incoming_call`` push
-committed to the outbox)."""
-RING_TO_ANSWER = "ringflow_ring_to_answer_seconds"
-"""Histogram, seconds: the answering room's ring (committed) to the answer taking effect."""
+CALL_SETUP = "ringflow_call_setup"
+"""Histogram of durations: workflow start to the first listener rung (its ``incoming_call``
+push committed to the outbox)."""
+RING_TO_ANSWER = "ringflow_ring_to_answer"
+"""Histogram of durations: the answering room's ring (committed) to the answer taking effect."""
 
 MISSED_REASONS = frozenset({"timeout", "busy", "rejectVoip"})
 """End reasons of a call nobody answered: every target timed out, was busy or declined
@@ -47,7 +50,8 @@ HISTOGRAM_BUCKETS: dict[str, list[float]] = {
     CALL_SETUP: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     RING_TO_ANSWER: [1, 2.5, 5, 10, 15, 20, 30, 45, 60, 90, 120],
 }
-"""Bucket bounds (seconds) of the call histograms, for the runtime's ``PrometheusConfig``:
+"""Bucket bounds (seconds) of the call histograms, for the runtime's ``PrometheusConfig``
+(keyed by the name as made):
 setup is milliseconds to seconds (the ring must not wait), ring-to-answer is seconds up to
 the reference's 60 s ring timeout and beyond."""
 
@@ -58,7 +62,7 @@ class CallMetrics:
     ``started()`` once at the start; ``rang(ring_started)`` when a room's ring is committed
     (the first one of the call is its setup time); ``answered(ring_started)`` when an answer
     takes effect; ``ended(end_reason)`` once with the call's end reason. Times are workflow
-    times (``workflow.now()``); durations are recorded in seconds.
+    times (``workflow.now()``); durations are exposed in seconds.
     """
 
     __slots__ = ("_answered", "_rang")
@@ -82,10 +86,10 @@ class CallMetrics:
         if self._rang:
             return
         self._rang = True
-        setup = (workflow.now() - workflow.info().start_time).total_seconds()
-        self._meter().create_histogram_float(
-            CALL_SETUP, "Workflow start to the first listener rung", "s"
-        ).record(max(setup, 0.0))
+        setup = workflow.now() - workflow.info().start_time
+        self._meter().create_histogram_timedelta(
+            CALL_SETUP, "Workflow start to the first listener rung"
+        ).record(max(setup, timedelta(0)))
 
     def answered(self, ring_started: datetime) -> None:
         """A listener's answer took effect; ``ring_started``: when its room's ring was
@@ -95,10 +99,10 @@ class CallMetrics:
         self._answered = True
         meter = self._meter()
         meter.create_counter(CALLS_ANSWERED, "Building calls answered").add(1)
-        ring_s = (workflow.now() - ring_started).total_seconds()
-        meter.create_histogram_float(
-            RING_TO_ANSWER, "Ring of the answering listener to the answer", "s"
-        ).record(max(ring_s, 0.0))
+        ringing = workflow.now() - ring_started
+        meter.create_histogram_timedelta(
+            RING_TO_ANSWER, "Ring of the answering listener to the answer"
+        ).record(max(ringing, timedelta(0)))
 
     def ended(self, end_reason: str) -> None:
         """The call ended with ``end_reason`` (docs/events.md): ``ended`` by reason, and
