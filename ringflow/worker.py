@@ -39,9 +39,10 @@ for the life of the process, so a second worker in the same process (tests) shar
 def worker_runtime(settings: Settings) -> Runtime | None:
     """The SDK runtime of the worker's client: its Prometheus endpoint serves ``/metrics`` on
     ``settings.worker_metrics_address`` (host:port), counters named ``*_total``, durations in
-    seconds named ``*_seconds``, the call histograms' buckets from ``workflows/metrics.py``. None (the SDK's default runtime, no
-    endpoint) when the address is empty, or when it cannot be bound: that is logged as an
-    error and the worker runs on, as calls matter more than their metrics."""
+    seconds named ``*_seconds``, the call histograms' buckets from ``workflows/metrics.py``.
+    None (the SDK's default runtime, no endpoint) when the address is empty, or when it
+    cannot be bound: that is logged as an error and the worker runs on, as calls matter more
+    than their metrics."""
     address = settings.worker_metrics_address.strip()
     if not address:
         return None

@@ -3,8 +3,9 @@
 
 - the API and the worker after real calls (the committed ``BuildingCallWorkflow`` and
   activities on the dev server, real PostgreSQL): one answered, one missed and one aborted
-  call (nobody could be rung), an idempotent replay and a rejected request; every counter moved by exactly its amount, the
-  histograms have their observations, the push backlog is the outbox's unacknowledged rows;
+  call (nobody could be rung), an idempotent replay and a rejected request; every counter
+  moved by exactly its amount, the histograms have their observations, the push backlog is
+  the outbox's unacknowledged rows;
 - the media bridge with two real aiortc peers talking through its control API;
 - ``docs/metrics.md`` (the contract the dashboard and alert rules use) names exactly the
   ``ringflow_*`` metrics each process exposes, with their types and labels, and the SDK's
