@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DERIVED_SETTINGS = ("database_url", "api_url")
@@ -152,27 +152,32 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")
     postgres_port: int = Field(5433, description="Port of the embedded PostgreSQL")
 
-    _derived: frozenset[str] = PrivateAttr(default_factory=frozenset)
+    def derived(self, name: str) -> str:
+        """The value setting ``name`` (one of :data:`DERIVED_SETTINGS`) has when not given:
+        ``database_url`` on the embedded PostgreSQL's port, ``api_url`` on the API's host
+        (a wildcard as loopback, :func:`client_host`) and port."""
+        if name == "database_url":
+            return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/ringflow"
+        if name == "api_url":
+            return f"http://{client_host(self.api_host)}:{self.api_port}"
+        raise KeyError(name)
 
     @model_validator(mode="after")
     def _derive(self) -> Self:
         """Fill the :data:`DERIVED_SETTINGS` that were not given (unset or empty)."""
-        self._derived = frozenset(name for name in DERIVED_SETTINGS if not getattr(self, name))
-        self._fill_derived()
+        for name in DERIVED_SETTINGS:
+            if not getattr(self, name):
+                setattr(self, name, self.derived(name))
         return self
 
-    def _fill_derived(self) -> None:
-        if "database_url" in self._derived:
-            self.database_url = f"postgresql://postgres@127.0.0.1:{self.postgres_port}/ringflow"
-        if "api_url" in self._derived:
-            self.api_url = f"http://{client_host(self.api_host)}:{self.api_port}"
-
     def model_copy(self, *, update: Any = None, deep: bool = False) -> Self:
-        """A copy with ``update`` applied (not validated, as pydantic's); derived settings
-        that were not given follow the copy's ports, unless ``update`` sets them."""
+        """A copy with ``update`` applied (not validated, as pydantic's). A derived setting
+        that ``update`` does not set and that has its derived value follows the copy's ports
+        (``isolated_settings`` moves ``postgres_port`` and ``api_port``)."""
         copy = super().model_copy(update=update, deep=deep)
-        copy._derived = self._derived - set(update or ())
-        copy._fill_derived()
+        for name in DERIVED_SETTINGS:
+            if name not in (update or {}) and getattr(self, name) == self.derived(name):
+                setattr(copy, name, copy.derived(name))
         return copy
 
     @property
