@@ -12,7 +12,9 @@ machine whose media must stay on 127.0.0.1 both are wrong, so, as mediasoup's
   an SDP answer to ``announced_ip`` (for a bridge behind NAT or in a container);
 - :meth:`MediaNetwork.filter_remote` drops remote candidates outside
   ``allowed_networks`` (and mDNS ``.local`` names, whose resolution would
-  multicast), so the bridge never sends a connectivity check elsewhere;
+  multicast), so the bridge never sends a connectivity check elsewhere on its
+  own (a client's authenticated checks still teach it the client's address:
+  peer-reflexive, how a browser hiding behind mDNS connects);
 - :meth:`MediaNetwork.rtc_configuration` passes ``iceServers`` from settings
   (default: none, never the public default).
 
@@ -141,10 +143,20 @@ class MediaNetwork:
         return any(ip in net for net in self.allowed_networks)
 
     def filter_remote(self, sdp: str) -> str:
-        """``sdp`` without the candidates whose address is not :meth:`allowed`."""
-        return _join(
-            line for line in sdp.splitlines() if (a := candidate_address(line)) is None or self.allowed(a)
-        )
+        """``sdp`` without the candidates whose address is not :meth:`allowed`.
+
+        When a candidate was dropped, ``a=end-of-candidates`` goes too: a browser without
+        camera/microphone permission (Firefox, Chromium) offers its host candidates as
+        mDNS ``.local`` names only, and with end-of-candidates and no candidate left,
+        aioice fails ICE at once, whereas its checks would reach the bridge and teach it
+        the client's address (peer-reflexive, RFC 8445 section 7.3.1.3); without it the
+        bridge waits for them, bounded by its connect timeout (tests/test_media_mdns.py).
+        """
+        lines = sdp.splitlines()
+        kept = [line for line in lines if (a := candidate_address(line)) is None or self.allowed(a)]
+        if len(kept) < len(lines):
+            kept = [line for line in kept if line != "a=end-of-candidates"]
+        return _join(kept)
 
     def announce(self, sdp: str) -> str:
         """``sdp`` with ``announced_ip`` in place of the gathered address in every host

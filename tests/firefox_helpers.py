@@ -83,6 +83,21 @@ FIREFOX_PREFS: dict[str, bool | int | str] = {
 }
 
 
+PRIVACY_PREFS = (
+    "media.peerconnection.ice.loopback",
+    "media.peerconnection.ice.obfuscate_host_addresses",
+    "permissions.default.camera",
+    "permissions.default.microphone",
+)
+
+FIREFOX_DEFAULT_PRIVACY: dict[str, bool | int | str] = {
+    k: v for k, v in FIREFOX_PREFS.items() if k not in PRIVACY_PREFS
+}
+""":data:`FIREFOX_PREFS` less the four above: Firefox as a resident has it, gathering on the
+default route's address only and hiding it behind an mDNS ``.local`` name (the fake media
+and the skipped prompt grant no permission)."""
+
+
 class BiDiError(RuntimeError):
     """An error answer of the remote end: ``error`` and ``message`` of the BiDi spec."""
 
@@ -107,8 +122,16 @@ class Firefox:
     ``start`` launches it and connects; ``quit`` ends the session and the process group.
     ``console`` collects the page's console entries (``log.entryAdded``)."""
 
-    def __init__(self, workdir: Path, binary: Path = FIREFOX, width: int = 1024, height: int = 900) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        prefs: dict[str, bool | int | str] | None = None,
+        binary: Path = FIREFOX,
+        width: int = 1024,
+        height: int = 900,
+    ) -> None:
         self.workdir = workdir
+        self.prefs = FIREFOX_PREFS if prefs is None else prefs
         self.binary = binary
         self.profile = workdir / "firefox-profile"
         self.size = (width, height)
@@ -151,7 +174,7 @@ class Firefox:
     def _launch(self, port: int) -> subprocess.Popen[bytes]:
         """Start headless Firefox on a fresh profile with BiDi on ``port``; its output goes
         to ``firefox.log`` in the workdir."""
-        write_profile(self.profile)
+        write_profile(self.profile, self.prefs)
         home = self.workdir / "firefox-home"
         home.mkdir(exist_ok=True)
         env = {

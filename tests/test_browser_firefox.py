@@ -9,16 +9,29 @@ both ways); "Open door" comes back as "door opened"; the resident hangs up: ``ha
 
 Firefox is Debian's ``firefox-esr`` (``./run test`` installs it as root), driven over
 WebDriver BiDi by tests/firefox_helpers.py (no geckodriver: none can be had offline here).
-It runs in its own network namespace (``unshare --net``, only ``lo``), as Chromium does.
-What blocked Firefox there: it gathers ICE candidates only on the default route's address
-unless the page holds a camera/microphone permission, and a namespace with only loopback
-has no default route, so it offered no candidate at all ("ICE failed, add a STUN
-server"). The test profile allows camera and microphone for every origin
-(``permissions.default.*``) and turns on loopback candidates with real addresses
-(``media.peerconnection.ice.loopback``, ``obfuscate_host_addresses`` off):
-tests/firefox_helpers.py:FIREFOX_PREFS. The test checks that every candidate the page
-gathered is loopback and that the UDP sockets of the bridge and of every Firefox process
-are bound to loopback only.
+Each scenario runs in its own network namespace (``unshare --net``), on one of two networks:
+
+- ``loopback`` (only ``lo``, as Chromium): what blocked Firefox there is that it gathers
+  ICE candidates on the default route's address only unless the page holds a
+  camera/microphone permission (the fake devices and the skipped prompt grant none), and
+  loopback alone has no default route, so it offered no candidate at all ("ICE failed, add
+  a STUN server"). The test profile allows camera and microphone for every origin
+  (``permissions.default.*``) and turns on loopback candidates with real addresses
+  (``media.peerconnection.ice.loopback``, ``obfuscate_host_addresses`` off):
+  tests/firefox_helpers.py:FIREFOX_PREFS. Every candidate the page gathered is loopback,
+  and the UDP sockets of the bridge and of every Firefox process are bound to loopback.
+- ``lan`` (a veth pair inside the namespace with the test address :data:`TEST_ADDRESS`
+  and the default route through it; the bridge listens there): Firefox with its own
+  privacy defaults offers one mDNS ``.local`` name and nothing else. The bridge drops such
+  names, and used to fail ICE at once (the offer said end-of-candidates and no candidate
+  was left); it now waits for Firefox's checks and learns its address from them
+  (``MediaNetwork.filter_remote``, tests/test_media_mdns.py).
+
+Run as a pytest test, each starts ``python -m tests.test_browser_firefox WORKDIR NETWORK``
+in the new namespace and checks the JSON report it writes (``WORKDIR/report.json``) and
+its screenshots (``page-talk.png`` during the talk, ``page.png`` at the end). When Firefox
+is missing the test fails with the command that installs it. It needs ``unshare --net``
+(root, or unprivileged user namespaces with ``--map-root-user``) and, for ``lan``, ``ip``.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,7 +52,7 @@ from typing import Any
 
 import pytest
 
-from tests.firefox_helpers import FIREFOX, Firefox
+from tests.firefox_helpers import FIREFOX, FIREFOX_DEFAULT_PRIVACY, FIREFOX_PREFS, Firefox
 from tests.test_browser import (
     BUILDING,
     EXPECTED_EVENTS,
@@ -58,11 +72,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_TIMEOUT_S = 240.0
 """The whole scenario (stack start included) must finish within this, seconds."""
 
+TEST_ADDRESS = "10.213.7.1"
+TEST_NETWORK = "10.213.7.0/24"
+"""The ``lan`` scenario's own address and network, on a veth pair inside its namespace."""
+
 
 # ---------------------------------------------------------------- pytest side
 
 
-def test_resident_web_app_in_headless_firefox(tmp_path: Path) -> None:
+def run_scenario(tmp_path: Path, network: str) -> dict[str, Any]:
+    """Run ``python -m tests.test_browser_firefox TMP_PATH NETWORK`` in a new network
+    namespace; returns its ``report.json``. Fails the test, saying why, when Firefox or
+    ``unshare`` is missing or the scenario fails."""
     if not os.access(FIREFOX, os.X_OK):
         pytest.fail(
             f"missing {FIREFOX}: install Debian's Firefox ESR "
@@ -74,7 +95,7 @@ def test_resident_web_app_in_headless_firefox(tmp_path: Path) -> None:
     cmd = [unshare, "--net"]
     if os.geteuid() != 0:
         cmd.append("--map-root-user")
-    cmd += ["--", sys.executable, "-m", "tests.test_browser_firefox", str(tmp_path)]
+    cmd += ["--", sys.executable, "-m", "tests.test_browser_firefox", str(tmp_path), network]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -96,10 +117,16 @@ def test_resident_web_app_in_headless_firefox(tmp_path: Path) -> None:
     if rc != 0 and "unshare" in tail and "Operation not permitted" in tail:
         pytest.fail(f"cannot create a network namespace (root or user namespaces needed):\n{tail}")
     assert rc == 0, f"the Firefox scenario failed (exit {rc}), log {log_path}:\n{tail}"
-
-    report = json.loads((tmp_path / "report.json").read_text())
+    report: dict[str, Any] = json.loads((tmp_path / "report.json").read_text())
     print(json.dumps(report, indent=1))  # the figures, shown with pytest -s
-    assert report["interfaces"] == ["lo"]
+    assert (tmp_path / "page.png").stat().st_size > 0
+    return report
+
+
+def assert_call(report: dict[str, Any]) -> None:
+    """What both networks must show: ring with early media, two-way audio and video (the
+    page's inbound RTP, the door's frames, the bridge's bytes for the resident both
+    ways), open door, hangUpVoip, the history."""
     assert report["browser"].startswith("firefox"), report["browser"]
     assert report["caller_name_shown"] == "Maple Court Lobby"
     assert report["preview"]["video_width"] > 0 and report["preview"]["frames"] > 0
@@ -116,9 +143,6 @@ def test_resident_web_app_in_headless_firefox(tmp_path: Path) -> None:
     assert resident["audio_bytes_received"] > 0 and resident["video_bytes_received"] > 0, resident
     assert report["open_door"]["result"] == "done" and "door opened" in report["open_door"]["text"]
     assert report["ended"]["end_reason"] == "hangUpVoip"
-    assert report["page_candidates"] and all(_loopback(a) for a in report["page_candidates"])
-    assert report["bridge_udp"] and all(_loopback(a) for a in report["bridge_udp"])
-    assert report["firefox_udp"] and all(_loopback(a) for a in report["firefox_udp"])
     events = report["history"]["events"]
     assert [e for e in events if e in EXPECTED_EVENTS] == EXPECTED_EVENTS, events
     assert report["history"]["end_reason"] == "hangUpVoip"
@@ -126,7 +150,26 @@ def test_resident_web_app_in_headless_firefox(tmp_path: Path) -> None:
     assert not [m for m in report["console_errors"] if "Content Security Policy" in m], report[
         "console_errors"
     ]
-    assert (tmp_path / "page.png").stat().st_size > 0
+
+
+def test_resident_web_app_in_headless_firefox(tmp_path: Path) -> None:
+    """Loopback only, as the Chromium test: Firefox's test profile lets it gather 127.0.0.1."""
+    report = run_scenario(tmp_path, "loopback")
+    assert report["interfaces"] == ["lo"]
+    assert_call(report)
+    assert report["page_candidates"] and all(_loopback(a) for a in report["page_candidates"])
+    assert report["bridge_udp"] and all(_loopback(a) for a in report["bridge_udp"])
+    assert report["firefox_udp"] and all(_loopback(a) for a in report["firefox_udp"])
+
+
+def test_firefox_privacy_defaults_on_a_test_address(tmp_path: Path) -> None:
+    """Firefox as a resident has it: its address hidden behind an mDNS ``.local`` name, the
+    default route's address only; the bridge on the namespace's own test address."""
+    report = run_scenario(tmp_path, "lan")
+    assert sorted(report["interfaces"]) == ["lo", "rf0", "rf1"]
+    assert_call(report)
+    assert report["page_candidates"] and all(a.endswith(".local") for a in report["page_candidates"])
+    assert report["bridge_udp"] == [TEST_ADDRESS]
 
 
 # ---------------------------------------------------------------- scenario (in the namespace)
@@ -158,8 +201,31 @@ def firefox_udp_addresses(firefox: Firefox) -> set[str]:
     return found
 
 
-async def scenario(workdir: Path) -> dict[str, Any]:
-    """The whole story (module docstring); returns the figures of ``report.json``."""
+def lan_up() -> list[str]:
+    """In this (new) network namespace: ``lo`` up, and a veth pair ``rf0``/``rf1`` (both
+    ends here) with :data:`TEST_ADDRESS` on ``rf0`` and the default route through it, so
+    Firefox has a default address, as on a LAN. Nothing can leave the namespace: what is
+    sent to another address ends at ``rf1``, which forwards nothing. Returns the interface
+    names."""
+    ip = shutil.which("ip")
+    if ip is None:
+        raise RuntimeError("`ip` (iproute2) is missing: the lan scenario sets up its own interface with it")
+    for args in [
+        ["link", "set", "lo", "up"],
+        ["link", "add", "rf0", "type", "veth", "peer", "name", "rf1"],
+        ["addr", "add", f"{TEST_ADDRESS}/24", "dev", "rf0"],
+        ["link", "set", "rf1", "up"],
+        ["link", "set", "rf0", "up"],
+        ["route", "add", "default", "dev", "rf0"],
+    ]:
+        subprocess.run([ip, *args], check=True)
+    return [name for _, name in socket.if_nameindex()]
+
+
+async def scenario(workdir: Path, network: str = "loopback") -> dict[str, Any]:
+    """The whole story (module docstring) on ``network``: ``loopback`` (only ``lo``, the
+    test profile's prefs) or ``lan`` (:func:`lan_up`, Firefox's own privacy defaults, the
+    bridge on :data:`TEST_ADDRESS`); returns the figures of ``report.json``."""
     from media.network import MediaNetwork, udp_addresses
     from ringflow.client import Backend
     from ringflow.contracts.common import Party, PartyKind
@@ -167,10 +233,22 @@ async def scenario(workdir: Path) -> dict[str, Any]:
     from ringflow.stack.embedded import EmbeddedStack, isolated_settings
     from store.db import create_pool
 
-    report: dict[str, Any] = {"interfaces": loopback_up()}
-    MediaNetwork().install()  # the door's aiortc peer gathers on 127.0.0.1 only
+    if network == "lan":
+        report: dict[str, Any] = {"interfaces": lan_up()}
+        media: dict[str, Any] = {
+            "media_listen_ips": [TEST_ADDRESS],
+            "media_allowed_networks": [TEST_NETWORK],
+        }
+        prefs = FIREFOX_DEFAULT_PRIVACY
+    else:
+        report = {"interfaces": loopback_up()}
+        media = {}
+        prefs = FIREFOX_PREFS
+    report["network"] = network
+    # the door's aiortc peer gathers where the bridge listens
+    MediaNetwork(listen_ips=tuple(media.get("media_listen_ips", ["127.0.0.1"]))).install()
     t0 = time.monotonic()
-    settings = isolated_settings(workdir / "data", media_enabled=True)
+    settings = isolated_settings(workdir / "data", media_enabled=True, **media)
     async with EmbeddedStack(settings, ui=False) as stack:
         report["stack_start_s"] = round(time.monotonic() - t0, 2)
         pool = await create_pool(stack.settings.database_url, min_size=1, max_size=2)
@@ -183,7 +261,7 @@ async def scenario(workdir: Path) -> dict[str, Any]:
         resident = Party(kind=PartyKind.USER, id=unit["residents"][0])
         door = Door(stack.api_url, await backend.token(Party(kind=PartyKind.DEVICE, id="LOBBY-1")))
         resident_token = await backend.token(resident)
-        firefox = Firefox(workdir)
+        firefox = Firefox(workdir, prefs)
         try:
             await door.start()
             await firefox.start()
@@ -328,14 +406,15 @@ def bridge_traffic(view: dict[str, Any], resident_key: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m tests.test_browser_firefox WORKDIR``: run the scenario, write
-    ``WORKDIR/report.json``."""
+    """``python -m tests.test_browser_firefox WORKDIR [loopback|lan]``: run the scenario,
+    write ``WORKDIR/report.json``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     workdir = Path(argv[1]).resolve()
+    network = argv[2] if len(argv) > 2 else "loopback"
 
     async def run() -> dict[str, Any]:
         async with asyncio.timeout(SCENARIO_TIMEOUT_S):
-            return await scenario(workdir)
+            return await scenario(workdir, network)
 
     report = asyncio.run(run())
     (workdir / "report.json").write_text(json.dumps(report, indent=1))
