@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +96,7 @@ class BridgeCollector(Collector):
     this collector is registered). ``clock``: seconds, monotonic (tests may inject one).
     """
 
-    def __init__(self, bridge: Any, clock: Any = None) -> None:
+    def __init__(self, bridge: Callable[[], Bridge], clock: Callable[[], float] | None = None) -> None:
         self._bridge = bridge
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._live: dict[str, tuple[int, int]] = {}  # by call id: a live room's traffic now
@@ -112,7 +112,7 @@ class BridgeCollector(Collector):
     async def refresh(self) -> None:
         """Read the bridge's rooms, their traffic and their peers' RTC stats (awaits each
         peer's ``getStats``)."""
-        bridge: Bridge = self._bridge()
+        bridge = self._bridge()
         live: dict[str, tuple[int, int]] = {}
         peers: dict[Peer, _PeerSample] = {}
         for call_id, room in list(bridge.rooms.items()):
@@ -197,7 +197,7 @@ class BridgeMetrics:
     """The bridge process's registry: :class:`BridgeCollector` for ``bridge`` (a callable
     returning the bridge), in its own ``CollectorRegistry``."""
 
-    def __init__(self, bridge: Any) -> None:
+    def __init__(self, bridge: Callable[[], Bridge]) -> None:
         self.registry = CollectorRegistry()
         self.collector = BridgeCollector(bridge)
         self.registry.register(self.collector)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
@@ -371,3 +374,22 @@ def test_docs_table_is_the_contract() -> None:
     text = DOC.read_text()
     assert "ringflow_webhook_backlog" in text and "issue 9" in text
     assert "ringflow_webhook_backlog" not in docs
+
+
+def test_worker_runtime_shared_in_a_process_and_never_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    """One runtime per metrics address and process (a second worker in the same process
+    shares it); an address that cannot be bound is logged and the worker runs without it;
+    an empty address means none."""
+    from ringflow.worker import worker_runtime
+
+    address = f"127.0.0.1:{free_port()}"
+    first = worker_runtime(Settings(worker_metrics_address=address))
+    assert first is not None and worker_runtime(Settings(worker_metrics_address=address)) is first
+    assert worker_runtime(Settings(worker_metrics_address="")) is None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        with caplog.at_level(logging.ERROR, logger="ringflow.worker"):
+            assert worker_runtime(Settings(worker_metrics_address=busy)) is None
+    assert any("unavailable" in r.getMessage() for r in caplog.records)
