@@ -56,7 +56,6 @@ CONTRACT_METRICS = {
     "ringflow_call_setup_seconds",
     "ringflow_ring_to_answer_seconds",
     "temporal_workflow_task_schedule_to_start_latency_seconds",
-    "temporal_activity_schedule_to_start_latency_seconds",
     # bridge
     "ringflow_media_rooms",
     "ringflow_media_peers",
