@@ -10,6 +10,7 @@ each. The backlog gauges are read from PostgreSQL when ``/metrics`` is scraped
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -110,7 +111,7 @@ class ApiMetrics:
     async def refresh_backlog(self, pool: asyncpg.Pool) -> None:
         """Set the push backlog gauges from PostgreSQL; NaN (and a warning) when it fails."""
         try:
-            count, oldest_s = await _backlog(pool)
+            count, oldest_s = await asyncio.wait_for(_backlog(pool), BACKLOG_TIMEOUT_S)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             log.warning("metrics: push backlog unavailable (%s)", e)
             self.push_backlog.set(float("nan"))
@@ -125,7 +126,7 @@ class ApiMetrics:
 
 
 async def _backlog(pool: asyncpg.Pool) -> tuple[int, float]:
-    async with pool.acquire(timeout=BACKLOG_TIMEOUT_S) as conn:
+    async with pool.acquire() as conn:
         return await outbox.backlog(conn)
 
 

@@ -393,3 +393,21 @@ def test_worker_runtime_shared_in_a_process_and_never_fatal(caplog: pytest.LogCa
         with caplog.at_level(logging.ERROR, logger="ringflow.worker"):
             assert worker_runtime(Settings(worker_metrics_address=busy)) is None
     assert any("unavailable" in r.getMessage() for r in caplog.records)
+
+
+async def test_push_backlog_is_nan_when_the_database_does_not_answer() -> None:
+    """A scrape still answers when PostgreSQL is down: the backlog gauges say NaN, not a
+    stale number (an alert on them then neither fires nor clears on old data)."""
+    import math
+
+    from api.metrics import ApiMetrics
+
+    class DownPool:
+        def acquire(self) -> Any:
+            raise OSError("connection refused")
+
+    metrics = ApiMetrics()
+    await metrics.refresh_backlog(DownPool())  # type: ignore[arg-type]
+    m = parse(metrics.exposition().decode())
+    assert math.isnan(m.value("ringflow_push_backlog"))
+    assert math.isnan(m.value("ringflow_push_oldest_unacked_seconds"))
