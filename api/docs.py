@@ -5,7 +5,9 @@ that problem ``type``s resolve to.
   own pages, with the JavaScript and CSS files of the ``fastapi-offline`` package served
   under :data:`ASSETS_URL`, and a Content-Security-Policy that lets them load nothing from
   another origin (ReDoc's menu shows Redocly's logo from a CDN: the browser never asks;
-  Swagger UI's online validator badge is off).
+  Swagger UI's online validator badge is off). The package's own ``FastAPIOffline()``
+  serves the same files, but its pages cannot carry that header: hence these three small
+  routes.
 - :func:`install` replaces ``app.openapi`` so that every operation documents its error
   responses with the one problem schema (``#/components/schemas/Problem``,
   :class:`api.problems.ProblemDocument`) under ``application/problem+json``: 401 for every
