@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import httpx
 import websockets
 
 from ringflow.contracts.common import Party
+from ringflow.contracts.errors import problem_slug
 
 
 @dataclass
@@ -44,14 +44,13 @@ class Received:
 
 class ApiError(Exception):
     """A 4xx/5xx answer of the API: ``status``, the problem ``type`` slug (``not-a-party``,
-    ``call-not-active``, ...: the part after ``urn:ringflow:problem:``), ``detail``,
+    ``call-not-active``, ...: :func:`~ringflow.contracts.errors.problem_slug`), ``detail``,
     ``err_code`` and the whole problem document ``doc`` (RFC 9457; ``{}`` if not JSON)."""
 
     def __init__(self, status: int, doc: dict[str, Any], what: str) -> None:
         self.status = status
         self.doc = doc
-        # the slug is the type's last part, whether a URN (urn:ringflow:problem:x) or a URL (...#x)
-        self.type = re.split(r"[:/#]", str(doc.get("type", "")))[-1]
+        self.type = problem_slug(str(doc.get("type", "")))
         self.detail = doc.get("detail")
         self.err_code: int | None = doc.get("errCode")
         super().__init__(f"{what}: {status} {self.type or ''} {self.detail or ''}".strip())

@@ -164,8 +164,7 @@ async def test_command_door_runs_the_command(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "exactly one of --token and --api-key"),
-        (["--token", "t", "--api-key", "k"], "exactly one of --token and --api-key"),
+        (["--token", "t", "--api-key", "k"], "give --token or --api-key, not both"),
         (["--token", "t", "--room-type", "hologram"], "not video or voice"),
         (["--token", "t", "--once"], "--once needs --call"),
         (["--token", "t", "--call", "101", "--callee", "user:bob"], "not both"),

@@ -77,7 +77,9 @@ async def test_old_shape_calls_finish_on_the_new_worker(dev_env: WorkflowEnviron
     async with running(dev_env, task_queue, fake):
         # the old call escalates on the new worker: alice timed out, bob rings (a new child)
         await until(lambda: "ringing" in fake.names(f"{ringing.id}.2"), timeout=20)
-        for _ in range(100):  # the legacy parent hears of its child's ring by a signal
+        # The legacy parent hears of its child's ring by a signal; its next task may first wait
+        # out the old worker's sticky queue (the SDK's 10 s schedule-to-start timeout).
+        for _ in range(400):
             if (await _status(ringing)).ringing == [BOB]:
                 break
             await asyncio.sleep(0.05)
