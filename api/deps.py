@@ -11,6 +11,8 @@ own 401 ``unauthenticated`` problem, never FastAPI's 403.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
@@ -22,6 +24,7 @@ from api import tokens
 from api.problems import Problem, raises
 from ringflow.contracts.common import Party
 from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.tenancy import ALL_SCOPES, DEFAULT_TENANT, Scope
 from ringflow.settings import Settings
 
 
@@ -118,3 +121,57 @@ PartyDep = Annotated[Party, Depends(_party)]
 
 BackendOrParty = Annotated[Party | None, Depends(backend_or_party)]
 """Routes open to the backend (None) and to a party (its :class:`Party`): either scheme."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who calls a backend route: the API key's tenant and scopes (issue 9).
+
+    ``tenant_id``: every query of the request is filtered by it; ``scopes``: what the key may
+    do; ``key_id``: the stored key's id, None for the bootstrap key ``RINGFLOW_API_KEY``
+    (tenant :data:`~ringflow.contracts.tenancy.DEFAULT_TENANT`, every scope).
+    """
+
+    tenant_id: str
+    scopes: frozenset[Scope]
+    key_id: str | None = None
+
+    @property
+    def platform_admin(self) -> bool:
+        """May manage tenants (scope ``tenants:admin``)."""
+        return Scope.TENANTS_ADMIN in self.scopes
+
+
+@raises(401)
+def principal(
+    settings: SettingsDep, x_api_key: Annotated[str | None, Depends(api_key_header)] = None
+) -> Principal:
+    """The :class:`Principal` of ``X-API-Key``; 401 ``unauthenticated`` (errCode 1011) when the
+    key is missing or unknown. Today only the bootstrap key exists."""
+    require_api_key(settings, x_api_key)
+    return Principal(tenant_id=DEFAULT_TENANT, scopes=ALL_SCOPES)
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+"""The backend's :class:`Principal`, from its ``X-API-Key``."""
+
+
+def require_scopes(*scopes: Scope) -> Callable[..., Principal]:
+    """A dependency: the :class:`Principal`, or 403 ``forbidden`` (errCode 1016) when its key lacks one of
+    ``scopes``. Use as ``who: Annotated[Principal, Depends(require_scopes(Scope.CALLS_WRITE))]``."""
+
+    @raises(401, 403)
+    def dependency(who: PrincipalDep) -> Principal:
+        missing = [s.value for s in scopes if s not in who.scopes]
+        if missing:
+            raise Problem(
+                403,
+                "forbidden",
+                "Missing scope",
+                f"this API key lacks the scope(s) {', '.join(missing)}",
+                ErrCode.FORBIDDEN,
+                missing_scopes=missing,
+            )
+        return who
+
+    return dependency

@@ -32,6 +32,7 @@ class ErrCode(IntEnum):
     PAYLOAD_TOO_LARGE = 1013
     UNKNOWN_ACTION = 1014  # the calling device does not offer this in-call action
     ACTION_SETTLED = 1015  # the in-call action was already acknowledged or timed out
+    FORBIDDEN = 1016  # the API key lacks a scope the route needs (issue 9)
 
 
 PROBLEM_BASE = "/problems/"
@@ -47,6 +48,7 @@ PROBLEM_SLUGS: frozenset[str] = frozenset(
         # any route
         "validation",
         "unauthenticated",
+        "forbidden",
         "not-found",
         "method-not-allowed",
         "payload-too-large",
