@@ -476,7 +476,14 @@ async def serve(args: argparse.Namespace) -> None:
         _precompile([PROBE_MODULE, *reimports])
         probe = importlib.import_module(PROBE_MODULE)
         wf_classes, activities, wf_type = [getattr(probe, PROBE_WORKFLOW)], [], PROBE_WORKFLOW
-    client = await Client.connect(args.address, data_converter=DATA_CONVERTER)
+    runtime = None
+    if args.metrics:  # as `ringflow worker` runs by default: the SDK runtime's Prometheus endpoint
+        from ringflow.settings import Settings
+        from ringflow.stack.ports import free_port
+        from ringflow.worker import worker_runtime
+
+        runtime = worker_runtime(Settings(worker_metrics_address=f"127.0.0.1:{free_port()}"))
+    client = await Client.connect(args.address, data_converter=DATA_CONVERTER, runtime=runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -736,7 +743,7 @@ async def measure(
     cmd = [sys.executable, "-m", "bench.workflow_memory", "--serve", runner, "--address", addr]
     cmd += ["--task-queue", tag, "--max-cached", str(args.workflows + args.warmup + 100)]
     cmd += ["--reimport", ",".join(reimports), "--workload", workload]
-    cmd += ["--tracemalloc", str(args.tracemalloc)]
+    cmd += ["--tracemalloc", str(args.tracemalloc)] + (["--metrics"] if args.metrics else [])
     for p in paths:
         cmd += ["--path", p]
     worker = await _Worker.start(cmd)
@@ -932,6 +939,12 @@ def cli() -> argparse.ArgumentParser:
     p.add_argument("--workflows-dir", type=Path, help="take the workflows package from DIR/workflows")
     p.add_argument("--concurrency", type=int, default=32, help="workflow starts at once")
     p.add_argument("--json-out", type=Path, help="also append the JSON result to this file")
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="the worker runs the SDK runtime with its Prometheus endpoint, as `ringflow worker` "
+        "does by default (RINGFLOW_WORKER_METRICS_ADDRESS): the call metrics' per-workflow meter",
+    )
     # The worker subprocess.
     p.add_argument("--serve", help=argparse.SUPPRESS)
     p.add_argument("--address", help=argparse.SUPPRESS)

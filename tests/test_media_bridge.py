@@ -312,7 +312,9 @@ async def test_room_closes_when_its_building_call_ends(bridge: Bridge) -> None:
     caller = ClientPeer([ToneTrack()])
     try:
         await join(bridge, caller, LOBBY, Role.CALLER)
-        await until(lambda: caller.pc.connectionState == "connected")
+        # joined on the bridge's side too: the client may see "connected" before the bridge
+        # does (DTLS), and a room closed before then has nothing to report
+        await until(lambda: caller.pc.connectionState == "connected" and recorder(bridge).of(LOBBY))
         pc = bridge.rooms[CALL].peers[LOBBY.key()].pc
         recorder(bridge).ended.setdefault(CALL, asyncio.Event()).set()
         # (the caller learns it from DTLS close_notify, best effort over UDP, or ICE consent)
