@@ -55,9 +55,13 @@ class InCallActions:
             raise rejection(Rejection.ACTION_SETTLED, f"action {inp.action_id!r} already {res.result.value}")
         return res
 
-    async def request(self, room: Room, by: Party, action: str) -> CustomActionResult:
+    async def request(
+        self, room: Room, by: Party, action: str, while_ringing: bool = False
+    ) -> CustomActionResult:
         """Record ``customAction`` and push it to the caller, wait for the ack up to the ack
-        timeout or the end of ``room``'s talk, and return the settled result."""
+        timeout or the end of ``room`` (its talk, or its ringing when ``while_ringing``: the
+        listener asked from the incoming-call screen, policy ``open_while_ringing``; the event's
+        and the push's data then say ``while_ringing: true``), and return the settled result."""
         action_id = f"{self._call_id}.action-{len(self._actions) + 1}"
         res = self._actions[action_id] = CustomActionResult(
             call_id=self._call_id,
@@ -68,17 +72,17 @@ class InCallActions:
             requested_at=workflow.now(),
         )
         by_name = room.spec.listener_name
-        ev = self._log.event(
-            EventName.CUSTOM_ACTION,
-            party=by,
-            data={"action_id": action_id, "action": action, "room_id": res.room_id},
-        )
+        data: dict[str, object] = {"action_id": action_id, "action": action, "room_id": res.room_id}
+        if while_ringing:  # only then: stored histories' events stay as they were
+            data["while_ringing"] = True
+        ev = self._log.event(EventName.CUSTOM_ACTION, party=by, data=data)
         payload = {
             "action_id": action_id,
             "action": action,
             "by": by.key(),
             "by_name": by_name,
             "room_id": res.room_id,
+            **({"while_ringing": True} if while_ringing else {}),
         }
         push = self._log.push(ev, self._caller, PushType.CUSTOM_ACTION, payload)
         await record_local(

@@ -265,10 +265,13 @@ class BuildingCallWorkflow:
     async def custom_action(self, inp: CustomActionInput) -> CustomActionResult:
         """The listener in talk asks the calling device for ``inp.action`` (reference FAQ 1.2,
         ``setCustomBtnText``: "open door"); returns the settled result (``InCallActions``).
-        Rejections: ``NotAParty``, ``CallNotActive`` (not in talk), ``UnknownAction`` (the
-        device does not offer it)."""
+        With the policy's ``open_while_ringing`` a listener being rung may ask too, before
+        anyone answered (issue 11 item 3). Rejections: ``NotAParty``, ``CallNotActive`` (not
+        in talk, nor ringing where allowed), ``UnknownAction`` (the device does not offer it)."""
         room = self._talk_room_for_action(inp)
-        return await self._actions.request(room, inp.party, inp.action)
+        return await self._actions.request(
+            room, inp.party, inp.action, while_ringing=room.phase != Phase.TALK
+        )
 
     @custom_action.validator
     def _validate_custom_action(self, inp: CustomActionInput) -> None:
@@ -426,6 +429,7 @@ class BuildingCallWorkflow:
             listener_auto_answer=target.auto_answer,
             record_media=s.plan.record_media,
             lead_in=lead_in,
+            ringing_actions=tuple(s.plan.caller_actions) if s.plan.open_while_ringing else (),
         )
         room = s.rooms[room_id] = Room(spec, attempt, self._vis, s, self._metrics)
         what = "fallback " if stage.fallback else ""
@@ -670,6 +674,8 @@ class BuildingCallWorkflow:
             raise rejection(Rejection.NOT_A_PARTY, f"{inp.party.key()} is not a listener of this call")
         room = self._talk_room()
         if room is None or self._s.answered_by != inp.party or room.phase != Phase.TALK:
+            room = self._ringing_room_for_action(inp.party)
+        if room is None:
             raise rejection(Rejection.CALL_NOT_ACTIVE, f"{inp.party.key()} is not talking in this call")
         offered = self._s.plan.caller_actions if self._s.plan else []
         if inp.action not in offered:
@@ -678,6 +684,19 @@ class BuildingCallWorkflow:
                 f"the calling device does not offer {inp.action!r} (it offers {offered or 'nothing'})",
             )
         return room
+
+    def _ringing_room_for_action(self, party: Party) -> Room | None:
+        """The room ringing ``party`` (phase wait) when the plan's policy allows in-call
+        actions while ringing (``open_while_ringing``) and nobody answered; else None."""
+        s = self._s
+        if s.plan is None or not s.plan.open_while_ringing or s.answered_by is not None:
+            return None
+        if s.phase in (Phase.FINISH, Phase.ENDED) or s.stop is not None:
+            return None
+        for room in s.rooms.values():
+            if room.listener == party and room.phase == Phase.WAIT:
+                return room
+        return None
 
     def _set_phase(self, phase: Phase) -> None:
         """The building call's phase and its search attribute (one upsert with whatever else

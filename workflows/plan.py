@@ -56,12 +56,14 @@ class Stage:
 class RingPlan:
     """The stages of one building call and how far it got (``next()``), and what else the
     building call needs of the resolved plan: the caller's name and in-call actions, the
-    unit's name, the strategy, ``record_media``, every party it may ring."""
+    unit's name, the strategy, ``record_media``, ``open_while_ringing``, every party it may
+    ring."""
 
     __slots__ = (
         "callees",
         "caller_actions",
         "caller_name",
+        "open_while_ringing",
         "position",
         "record_media",
         "stages",
@@ -90,6 +92,7 @@ class RingPlan:
         self.unit_name = resolved.unit_name
         self.strategy = policy.strategy
         self.record_media = policy.record_media
+        self.open_while_ringing = policy.open_while_ringing  # in-call actions while ringing (issue 11)
         self.callees = resolved.callees()  # every party the plan may ring: targets, then fallback
         self.caller_actions = resolved.caller_actions  # the caller device's in-call actions
 

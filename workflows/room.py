@@ -105,6 +105,7 @@ class RoomSpec:
     listener_auto_answer: bool = False  # the listener device answers by itself (phone-calls-device)
     record_media: bool = False  # unit policy record_media: the bridge records the talk
     lead_in: tuple[CallEvent, ...] = ()  # the building call's events written with the ring (escalated)
+    ringing_actions: tuple[str, ...] = ()  # in-call actions offered while ringing (open_while_ringing)
 
 
 @dataclass(slots=True)
@@ -295,6 +296,8 @@ class Room:
                     "call_id": spec.call_id,
                     "room_id": spec.room_id,
                     "auto_answer": spec.listener_auto_answer,
+                    # only when offered: older calls' pushes (stored histories) stay as they were
+                    **({"ringing_actions": list(spec.ringing_actions)} if spec.ringing_actions else {}),
                 },
             )
         ]

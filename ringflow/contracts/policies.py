@@ -33,6 +33,10 @@ class EscalationPolicy(Contract):
     - ``fallback_user_id``: rung once when nobody answered (the concierge), with
       ``fallback_ring_timeout_s`` (None = ``ring_timeout_s``).
     - ``record_media``: record the call's media (issue: media bridge).
+    - ``open_while_ringing``: a rung listener may ask the calling device for its in-call
+      actions ("open door") from the incoming-call screen, before answering (issue 11 item
+      3; ButterflyMX/2N-style one-tap open). Audited as the in-call action (``customAction``
+      with ``while_ringing``). Off by default: the reference allows actions in talk only.
     """
 
     strategy: RingStrategy = RingStrategy.SEQUENTIAL
@@ -41,3 +45,4 @@ class EscalationPolicy(Contract):
     fallback_user_id: Identifier | None = None
     fallback_ring_timeout_s: float | None = Field(None, gt=0, le=3600)
     record_media: bool = False
+    open_while_ringing: bool = False
