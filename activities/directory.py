@@ -23,6 +23,7 @@ from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.directory import Device, User
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+from store import availability
 from store import directory as store
 from store.directory import Conn
 
@@ -105,7 +106,10 @@ async def precall_checks(conn: Conn, inp: PrecallInput) -> PrecallResult:
        a device has no user and no authorization rule;
     3. the device of the pair (the caller, else the listener) has quota left
        (``talk_quota_s`` not 0), else errCode 1001 (reference section 1, licence/traffic);
-    4. the listener user is not on do-not-disturb, else errCode 1003.
+    4. the listener user is not on do-not-disturb, else errCode 1003 with a reason
+       starting ``dnd:``: neither the property manager's ``User.do_not_disturb`` nor the
+       resident's own switch (``user_availability``, ``PUT /v1/me/do-not-disturb``, issue 11
+       item 5; expired = off).
 
     A party that no longer exists (deleted since ``resolve_targets``) fails with
     errCode 1008 (the target is skipped, the call goes on). Raises nothing else.
@@ -129,7 +133,10 @@ async def precall_checks(conn: Conn, inp: PrecallInput) -> PrecallResult:
     if device is not None and device.talk_quota_s == 0:
         return _fail(ErrCode.QUOTA_EXCEEDED, f"device {device.sn!r} has no talk quota left")
     if isinstance(listener, User) and listener.do_not_disturb:
-        return _fail(ErrCode.DO_NOT_DISTURB, f"user {listener.id!r} is on do-not-disturb")
+        return _fail(ErrCode.DO_NOT_DISTURB, f"dnd: user {listener.id!r} is on do-not-disturb")
+    if isinstance(listener, User) and (own := await availability.own_dnd(conn, listener.id)).active:
+        until = f" until {own.until.isoformat()}" if own.until else ""
+        return _fail(ErrCode.DO_NOT_DISTURB, f"dnd: user {listener.id!r} switched do-not-disturb on{until}")
     return PrecallResult(ok=True)
 
 
