@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -65,6 +66,8 @@ STEP_TIMEOUT_S = 30.0
 """Longest wait for one thing the page or the call should do, seconds."""
 
 EXPECTED_EVENTS = [
+    "customAction",  # "Open door" from the ringing screen (policy open_while_ringing)
+    "customActionResult",
     "answered",
     "calling",
     "customAction",
@@ -164,6 +167,49 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     assert not [m for m in report["console_errors"] if "Content Security Policy" in m], report[
         "console_errors"
     ]
+    # issue 11 item 2: calls over before the sign-in are history, never a card, no error
+    stale = report["stale"]
+    assert stale["missed"]["missed"] == "true" and stale["elsewhere"]["missed"] == "false", stale
+    assert stale["elsewhere"]["answeredBy"].startswith("user:"), stale
+    assert stale["cards"] == 0 and stale["errors"] == "" and stale["shown"] == [], stale
+    assert [m for m in report["console_errors"] if "No microphone" in m] == []
+    # item 1: first-run step, service worker, installable, notification and ring in the
+    # background, both stopped when the neighbour answered
+    assert report["setup"]["before"]["shown"] and "background" in report["setup"]["before"]["text"]
+    assert report["setup"]["permission"] == "granted" and report["setup"]["sw"] == "ready", report["setup"]
+    assert report["installability_errors"] == [], report["installability_errors"]
+    assert report["manifest"]["display"] == "standalone" and report["manifest"]["start_url"] == "/app"
+    bg = report["background"]
+    assert bg["notification"]["title"].startswith("Maple Court Lobby") and bg["notified"] == "true", bg
+    assert bg["ring_beeps"] >= 2 and bg["ring_beeps_later"] == bg["ring_beeps"], bg
+    assert bg["closed_after_answer_s"] < 5 and "Answered by" in bg["card_status"], bg
+    # item 3: the ringing screen; open door while ringing, audited as the in-call action
+    ringing = report["ringing_screen"]
+    assert ringing == {**ringing, "self_view_shown": False, "details_open": False, "stats_shown": False}
+    assert ringing["open_door_while_ringing"] and ringing["place"] == "Unit 101" and ringing["error"] == ""
+    assert report["talk"]["self_view_shown"] is True
+    assert report["open_while_ringing"] == {
+        **report["open_while_ringing"],
+        "result": "done",
+        "state": "ringing",
+    }
+    assert [a.get("while_ringing") for a in report["history"]["custom_actions"]] == [True, None]
+    # item 4: the call log
+    row = report["history"]["page_row_data"]
+    assert row["doorOpened"] == "true" and row["missed"] == "false", row
+    assert "You answered" in report["history"]["page_row"] and "Talk" in report["history"]["page_row"]
+    for width, o in report["overflow"].items():
+        assert o["scroll"] <= o["inner"], (width, o)
+    assert report["overflow_ringing_390"]["scroll"] <= report["overflow_ringing_390"]["inner"]
+    # item 6: Simplified Chinese
+    assert report["ringing_zh_answer"] == "接听"
+    assert report["history_zh"]["lang"] == "zh-CN" and "通话记录" in report["history_zh"]["title"]
+    # item 7: axe-core, no serious or critical violation anywhere it ran
+    for where, violations in report["axe"].items():
+        bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert not bad, (where, bad)
+    for name, path in report["screenshots"].items():
+        assert Path(path).stat().st_size > 10_000, name
 
 
 def test_app_files_headers_and_csp() -> None:
@@ -187,8 +233,10 @@ def test_app_files_headers_and_csp() -> None:
         assert csp["frame-ancestors"] == "'none'" and page.headers["x-content-type-options"] == "nosniff"
         for name, kind in [
             ("app.js", "text/javascript"),
+            ("i18n.js", "text/javascript"),
             ("app.css", "text/css"),
             ("icon.svg", "image/svg+xml"),
+            ("manifest.webmanifest", "application/manifest+json"),
         ]:
             r = http.get(f"/app/{name}")
             assert r.status_code == 200 and r.headers["content-type"].startswith(kind), (name, r.headers)
@@ -196,6 +244,12 @@ def test_app_files_headers_and_csp() -> None:
             again = http.get(f"/app/{name}", headers={"If-None-Match": r.headers["etag"]})
             assert again.status_code == 304 and again.content == b""
         assert "<script>" not in page.text and " on" + "click=" not in page.text  # CSP: no inline code
+        assert csp["manifest-src"] == "'self'" and csp["worker-src"] == "'self'"
+        # the service worker: scope /app (the page, above /app/), allowed by its header
+        worker = http.get("/app/sw.js")
+        assert worker.status_code == 200 and worker.headers["content-type"].startswith("text/javascript")
+        assert worker.headers["service-worker-allowed"] == "/app"
+        assert "service-worker-allowed" not in page.headers
         for bad in ["/app/../app.py", "/app/webapp.py", "/app/index.htm", "/app/%2e%2e%2fapp.py"]:
             r = http.get(bad)
             assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", bad
@@ -256,6 +310,7 @@ class Door:
     token: str
     actions: list[dict[str, Any]] = field(default_factory=list)
     peer: Any = None
+    peers: list[Any] = field(default_factory=list)
     push: Any = None
     http: httpx.AsyncClient | None = None
 
@@ -283,26 +338,44 @@ class Door:
         )
         logging.info("door: ack %s -> %s %s", payload["action_id"], r.status_code, r.text[:200])
 
-    async def call(self, unit_id: str) -> str:
-        """Place a video call to ``unit_id`` with the device token and join its media room
-        as the caller (complete ICE); returns the call id."""
+    async def place(self, target: dict[str, Any], policy: dict[str, Any] | None = None) -> str:
+        """``POST /v1/calls`` (video) to ``target`` (``{"unit_id": ...}`` or ``{"callees":
+        [...]}``) with the device token and ``policy`` (None: the unit's); returns the call id."""
+        assert self.http is not None
+        body: dict[str, Any] = {"caller": {"kind": "device", "id": "LOBBY-1"}, "room_type": "video", **target}
+        if policy is not None:
+            body["policy"] = policy
+        r = await self.http.post(
+            "/v1/calls", json=body, headers={"Idempotency-Key": f"browser-{uuid.uuid4().hex[:12]}"}
+        )
+        assert r.status_code in (200, 201, 202), r.text
+        return str(r.json()["call_id"])
+
+    async def join(self, call_id: str) -> None:
+        """Join the call's media room as the caller (a tone and a test pattern, complete
+        ICE); :attr:`peer` is this call's peer from now on."""
         from aiortc import VideoStreamTrack
 
         from media.peer import ClientPeer, ToneTrack
 
         assert self.http is not None
-        r = await self.http.post(
-            "/v1/calls",
-            json={"caller": {"kind": "device", "id": "LOBBY-1"}, "unit_id": unit_id, "room_type": "video"},
-            headers={"Idempotency-Key": f"browser-{uuid.uuid4().hex[:12]}"},
-        )
-        assert r.status_code in (200, 201, 202), r.text
-        call_id = str(r.json()["call_id"])
         self.peer = ClientPeer([ToneTrack(440), VideoStreamTrack()])
+        self.peers.append(self.peer)
         offer = await self.peer.offer()
         r = await self.http.post(f"/v1/calls/{call_id}/media", json={"sdp": offer, "type": "offer"})
         assert r.status_code == 200, r.text
         await self.peer.accept(r.json()["sdp"])
+
+    async def call_to(self, callees: list[dict[str, str]], policy: dict[str, Any]) -> str:
+        """Place a video call to ``callees`` with ``policy`` and join its media room."""
+        call_id = await self.place({"callees": callees}, policy)
+        await self.join(call_id)
+        return call_id
+
+    async def call(self, unit_id: str, policy: dict[str, Any] | None = None) -> str:
+        """Place a video call to ``unit_id`` and join its media room; returns the call id."""
+        call_id = await self.place({"unit_id": unit_id}, policy)
+        await self.join(call_id)
         return call_id
 
     def received(self, kind: str) -> int:
@@ -310,12 +383,90 @@ class Door:
         return sum(r.frames for r in self.peer.received if r.kind == kind) if self.peer else 0
 
     async def close(self) -> None:
-        if self.peer is not None:
-            await self.peer.close()
+        for peer in self.peers:
+            with contextlib.suppress(Exception):
+                await peer.close()
         if self.push is not None:
             await self.push.close()
         if self.http is not None:
             await self.http.aclose()
+
+
+@dataclass
+class Resident:
+    """Another resident (an agent over REST and an aiortc peer): answers a call that rings
+    them too and talks (a 660 Hz tone), then hangs up."""
+
+    api_url: str
+    token: str
+    user_id: str
+    peers: list[Any] = field(default_factory=list)
+    http: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=self.api_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30.0
+        )
+
+    async def rung(self, call_id: str) -> bool:
+        """This resident's room of ``call_id`` is ringing (phase wait)."""
+        assert self.http is not None
+        r = await self.http.get(f"/v1/calls/{call_id}")
+        if r.status_code != 200:
+            return False
+        return any(
+            a["listener"]["id"] == self.user_id and a["phase"] == "wait" for a in r.json().get("attempts", [])
+        )
+
+    async def answer_and_talk(self, call_id: str) -> None:
+        """Answer ``call_id`` and join its media room (the call goes to talk)."""
+        from media.peer import ClientPeer, ToneTrack
+
+        assert self.http is not None
+        r = await self.http.post(f"/v1/calls/{call_id}/answer")
+        assert r.status_code == 200, r.text
+        peer = ClientPeer([ToneTrack(660)])
+        self.peers.append(peer)
+        r = await self.http.post(
+            f"/v1/calls/{call_id}/media", json={"sdp": await peer.offer(), "type": "offer"}
+        )
+        assert r.status_code == 200, r.text
+        await peer.accept(r.json()["sdp"])
+
+    async def hang_up(self, call_id: str) -> None:
+        assert self.http is not None
+        r = await self.http.post(f"/v1/calls/{call_id}/hang-up")
+        assert r.status_code == 200, r.text
+
+    async def close(self) -> None:
+        for peer in self.peers:
+            with contextlib.suppress(Exception):
+                await peer.close()
+        if self.http is not None:
+            await self.http.aclose()
+
+
+AXE_JS = Path(importlib.util.find_spec("axe_core_python").submodule_search_locations[0]) / "axe.min.js"  # type: ignore[union-attr,index]
+"""axe-core, vendored at install time by the ``test`` extra (PyPI ``axe-core-python``: its
+``axe.min.js``, MIT); never downloaded by the test."""
+
+SHOWN_CALLS_JS = """
+window.__shownCalls = [];
+new MutationObserver(() => {
+  for (const c of document.querySelectorAll(".call")) {
+    const id = c.dataset.callId;
+    if (!c.hidden && !window.__shownCalls.includes(id)) window.__shownCalls.push(id);
+  }
+}).observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ["hidden"]});
+"""
+"""Run in the page before its own scripts (CDP): every call id whose card was ever shown."""
+
+NOTIFICATIONS_JS = """
+return navigator.serviceWorker.getRegistration("/app").then(
+  (reg) => reg ? reg.getNotifications() : []).then(
+  (ns) => ns.map((n) => ({title: n.title, body: n.body, tag: n.tag})));
+"""
+"""The notifications the app's service worker registration shows (any page of the origin)."""
 
 
 class Page:
@@ -337,6 +488,51 @@ class Page:
 
         await asyncio.to_thread(click)
 
+    async def shot(self, workdir: Path, name: str) -> str:
+        """Save a screenshot ``WORKDIR/<name>.png`` for a person to look at; returns its path."""
+        path = workdir / f"{name}.png"
+        await asyncio.to_thread(self.driver.save_screenshot, str(path))
+        return str(path)
+
+    async def width(self, px: int, height: int = 900) -> None:
+        """The window ``px`` CSS pixels wide (the layout's viewport)."""
+        await asyncio.to_thread(self.driver.set_window_size, px, height)
+        await wait_until(
+            f"viewport {px} px", lambda: self.js("return innerWidth"), lambda w: abs(w - px) <= 20
+        )
+
+    async def overflow(self) -> dict[str, int]:
+        """``scrollWidth`` of the document and ``innerWidth``: no sideways scroll when <=."""
+        return dict(await self.js("return {scroll: document.documentElement.scrollWidth, inner: innerWidth}"))
+
+    async def language(self, code: str) -> None:
+        """Choose ``code`` in the language switch, as a person would."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.select import Select
+
+        def choose() -> None:
+            Select(self.driver.find_element(By.CSS_SELECTOR, "#lang")).select_by_value(code)
+
+        await asyncio.to_thread(choose)
+        await wait_until(
+            f"language {code}", lambda: self.js("return document.documentElement.lang"), lambda v: v == code
+        )
+
+    async def axe(self) -> list[dict[str, Any]]:
+        """axe-core's violations on the page as it is now (impact, rule, first targets)."""
+        if not await self.js("return typeof window.axe === 'object'"):
+            await self.js(AXE_JS.read_text())
+        return list(
+            await self.js(
+                """
+                return axe.run(document, {resultTypes: ["violations"]}).then((r) => r.violations.map((v) => ({
+                  id: v.id, impact: v.impact, help: v.help,
+                  nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")),
+                })));
+                """
+            )
+        )
+
     async def card(self, call_id: str) -> dict[str, Any] | None:
         """What the call's card shows: state, texts, data-* figures, the remote video."""
         return await self.js(
@@ -352,8 +548,14 @@ class Page:
               action: {
                 result: q(".action-result").dataset.result || null,
                 text: q(".action-result").textContent,
+                action_id: q(".action-result").dataset.actionId || null,
               },
               openDoorVisible: !q(".open-door").hidden,
+              hidden: card.hidden,
+              selfViewShown: !q("video.local").hidden && q("video.local").getBoundingClientRect().width > 0,
+              detailsOpen: q(".details").open,
+              statsShown: q(".stats").checkVisibility(),
+              answerText: q(".answer").textContent,
               video: {width: v.videoWidth, height: v.videoHeight, time: v.currentTime, paused: v.paused},
             };
             """,
@@ -401,7 +603,7 @@ async def scenario(workdir: Path) -> dict[str, Any]:
     from ringflow.stack.embedded import EmbeddedStack, isolated_settings
     from store.db import create_pool
 
-    report: dict[str, Any] = {"interfaces": loopback_up()}
+    report: dict[str, Any] = {"interfaces": loopback_up(), "screenshots": {}, "axe": {}}
     MediaNetwork().install()  # the door's aiortc peer gathers on 127.0.0.1 only
     t0 = time.monotonic()
     settings = isolated_settings(workdir / "data", media_enabled=True)
@@ -415,13 +617,48 @@ async def scenario(workdir: Path) -> dict[str, Any]:
         backend = Backend(stack.api_url, stack.settings.api_key)
         unit = (await backend.http.get("/v1/units/101")).raise_for_status().json()
         resident = Party(kind=PartyKind.USER, id=unit["residents"][0])
+        neighbour_id = unit["residents"][1]  # the other resident of unit 101 (an agent)
         door = Door(stack.api_url, await backend.token(Party(kind=PartyKind.DEVICE, id="LOBBY-1")))
+        neighbour = Resident(
+            stack.api_url, await backend.token(Party(kind=PartyKind.USER, id=neighbour_id)), neighbour_id
+        )
         resident_token = await backend.token(resident)
+        both = [{"kind": "user", "id": resident.id}, {"kind": "user", "id": neighbour_id}]
+        together = {"strategy": "simultaneous", "ring_timeout_s": 60}
         driver = None
+        shots = report["screenshots"]
         try:
             await door.start()
+            await neighbour.start()
+
+            # calls that end before the resident signs in: their pushes wait unacknowledged
+            # (issue 11 item 2): one the door gave up on (missed), one the neighbour answered
+            missed_id = await door.place({"callees": both[:1]}, {"ring_timeout_s": 60})
+            await wait_until(
+                "the resident rung (missed call)", lambda: _rung(backend, missed_id, resident.id)
+            )
+            (await door.http.post(f"/v1/calls/{missed_id}/hang-up")).raise_for_status()  # type: ignore[union-attr]
+            elsewhere_id = await door.call_to(both, together)
+            await wait_until("the neighbour rung", lambda: neighbour.rung(elsewhere_id))
+            await neighbour.answer_and_talk(elsewhere_id)
+            await wait_until("talk (answered elsewhere)", lambda: _phase_is(backend, elsewhere_id, "talk"))
+            await neighbour.hang_up(elsewhere_id)
+            await wait_until("ended (answered elsewhere)", lambda: _phase_is(backend, elsewhere_id, "ended"))
+            await wait_until("ended (missed)", lambda: _phase_is(backend, missed_id, "ended"))
+
             driver = await asyncio.to_thread(start_chromium, workdir)
             page = Page(driver)
+            await asyncio.to_thread(
+                driver.execute_cdp_cmd, "Page.addScriptToEvaluateOnNewDocument", {"source": SHOWN_CALLS_JS}
+            )
+            await asyncio.to_thread(
+                driver.execute_cdp_cmd,
+                "Browser.grantPermissions",
+                # (it denies what it does not name: camera and microphone are named, so the
+                # page keeps the media permission Chromium gathers loopback candidates for)
+                {"origin": stack.api_url, "permissions": ["notifications", "audioCapture", "videoCapture"]},
+            )
+            await page.width(390, 844)
             t = time.monotonic()
             await asyncio.to_thread(driver.get, f"{stack.api_url}/app?token={resident_token}")
             await wait_until(
@@ -432,10 +669,58 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             assert "token=" not in await page.js("return location.href"), "the token stays in the URL"
             assert await page.js("return sessionStorage.getItem('ringflow.token')") == resident_token
 
-            # the door calls unit 101: the page rings with the name and the door's video
+            # stale pushes: history entries, never an incoming-call card, no media error
+            stale = await wait_until(
+                "the ended calls in the history",
+                lambda: page.js(
+                    """
+                    const e = (id) => document.querySelector(`#history .entry[data-call-id="${id}"]`);
+                    const [m, a] = [e(arguments[0]), e(arguments[1])];
+                    return m && a && a.dataset.answeredBy && a.innerText.includes(arguments[2]) ? {
+                      missed: {...m.dataset, text: m.innerText}, elsewhere: {...a.dataset, text: a.innerText},
+                      shown: window.__shownCalls, cards: document.querySelectorAll(".call").length,
+                      errors: [...document.querySelectorAll(".error")].map((x) => x.textContent).join(""),
+                    } : null;
+                    """,
+                    missed_id,
+                    elsewhere_id,
+                    "Bob Moreau" if neighbour_id == "bob" else neighbour_id,
+                ),
+            )
+            report["stale"] = stale
+            shots["first_run_390"] = await page.shot(workdir, "first-run-en-390")
+
+            # the first-run step: why, then sound and notifications allowed (a real click)
+            setup = await page.js(
+                "const s = document.querySelector('#setup');"
+                "return {shown: !s.hidden, text: s.innerText, sw: document.body.dataset.serviceWorker};"
+            )
+            await page.click("#setup-enable")
+            report["setup"] = await wait_until(
+                "ringing enabled",
+                lambda: page.js(
+                    "return document.querySelector('#setup').hidden && document.body.dataset.sound === 'on'"
+                    " ? {notice: document.querySelector('#notice').textContent,"
+                    " permission: Notification.permission, sw: document.body.dataset.serviceWorker} : null"
+                ),
+            )
+            report["setup"]["before"] = setup
+            installability = await asyncio.to_thread(
+                driver.execute_cdp_cmd, "Page.getInstallabilityErrors", {}
+            )
+            report["installability_errors"] = installability.get("installabilityErrors", [])
+            report["manifest"] = await page.js(
+                "return fetch('app/manifest.webmanifest').then((r) => r.json())"
+                ".then((m) => ({name: m.name, start_url: m.start_url, display: m.display}))"
+            )
+            await page.width(1280)
+            report["axe"]["idle_en"] = await page.axe()
+
+            # the door calls unit 101 (open while ringing allowed): the page rings with the
+            # name, the place and the door's video, no self-view, statistics folded away
             t = time.monotonic()
-            call_id = await door.call("101")
-            card = await wait_until("the page rings", lambda: page.card(call_id))
+            call_id = await door.call("101", {"ring_timeout_s": 90, "open_while_ringing": True})
+            card = await wait_until("the page rings", lambda: page.card(call_id), lambda c: not c["hidden"])
             report["ring_shown_s"] = round(time.monotonic() - t, 2)
             report["caller_name_shown"] = card["caller"]
             assert card["state"] == "ringing" and card["timer"].startswith("Ringing"), card
@@ -453,9 +738,46 @@ async def scenario(workdir: Path) -> dict[str, Any]:
                 "frames": int(card["data"].get("videoFrames", "0")),
                 "audio_packets_before_answer": int(card["data"].get("audioPackets", "0")),
             }
+            report["ringing_screen"] = {
+                "self_view_shown": card["selfViewShown"],
+                "details_open": card["detailsOpen"],
+                "stats_shown": card["statsShown"],
+                "open_door_while_ringing": card["openDoorVisible"],
+                "error": card["error"],
+                "place": await page.js(
+                    "return document.querySelector(`.call[data-call-id='${arguments[0]}'] .place`)"
+                    ".textContent",
+                    call_id,
+                ),
+            }
             report["door_audio_before_answer"] = door.received("audio")
+            report["axe"]["ringing_en"] = await page.axe()
+            shots["ringing_en_1280"] = await page.shot(workdir, "ringing-en-1280")
+            await page.width(390, 844)
+            shots["ringing_en_390"] = await page.shot(workdir, "ringing-en-390")
+            report["overflow_ringing_390"] = await page.overflow()
+            await page.language("zh-CN")
+            report["ringing_zh_answer"] = (await page.card(call_id) or {}).get("answerText")
+            shots["ringing_zh_390"] = await page.shot(workdir, "ringing-zh-390")
+            await page.width(1280)
+            shots["ringing_zh_1280"] = await page.shot(workdir, "ringing-zh-1280")
+            report["axe"]["ringing_zh"] = await page.axe()
+            await page.language("en")
 
-            # answer: talk, two-way audio and video
+            # open the door from the ringing screen: audited like the in-call action
+            await page.click(f'.call[data-call-id="{call_id}"] .open-door')
+            card = await wait_until(
+                "open door result (ringing)",
+                lambda: page.card(call_id),
+                lambda c: c["action"]["result"] not in (None, "pending"),
+            )
+            report["open_while_ringing"] = {
+                "result": card["action"]["result"],
+                "state": card["state"],
+                "action_id": card["action"]["action_id"],
+            }
+
+            # answer: talk, two-way audio and video, the self-view once video is sent
             t = time.monotonic()
             await page.click(f'.call[data-call-id="{call_id}"] .answer')
             card = await wait_until("talk with Open door", lambda: page.card(call_id), _open_door_shown)
@@ -477,6 +799,7 @@ async def scenario(workdir: Path) -> dict[str, Any]:
                 "video_frames": int(card["data"]["videoFrames"]),
                 "video_bytes": int(card["data"]["videoBytes"]),
                 "pair": card["data"].get("pair"),
+                "self_view_shown": card["selfViewShown"],
             }
             timer = await wait_until("keepTime running", lambda: page.card(call_id), _talked_2_s)
             report["talk"]["timer"] = timer["timer"]
@@ -498,7 +821,10 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             card = await wait_until(
                 "open door result",
                 lambda: page.card(call_id),
-                lambda c: c["action"]["result"] not in (None, "pending"),
+                lambda c: (
+                    c["action"]["result"] not in (None, "pending")
+                    and c["action"]["action_id"] != report["open_while_ringing"]["action_id"]
+                ),
             )
             report["open_door"] = {
                 "result": card["action"]["result"],
@@ -518,9 +844,9 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             row = await wait_until(
                 "the call in the page's history",
                 lambda: page.js(
-                    'const r = document.querySelector(`#history tr[data-call-id="${arguments[0]}"]`);'
-                    "return r && r.dataset.endReason"
-                    " ? {reason: r.dataset.endReason, text: r.innerText} : null",
+                    'const r = document.querySelector(`#history .entry[data-call-id="${arguments[0]}"]`);'
+                    "return r && r.dataset.endReason && r.dataset.doorOpened === 'true'"
+                    " ? {reason: r.dataset.endReason, text: r.innerText, data: {...r.dataset}} : null",
                     call_id,
                 ),
             )
@@ -530,13 +856,96 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             )
             report["history"] = {
                 "events": [e["name"] for e in view["events"]],
+                "custom_actions": [e.get("data") for e in view["events"] if e["name"] == "customAction"],
                 "end_reason": view.get("end_reason"),
                 "page_row_end_reason": row["reason"],
                 "page_row": row["text"],
+                "page_row_data": row["data"],
             }
 
-            # the history row opens the call's detail: its timeline picture (issue 12 item 7)
-            await page.click(f'#history tr[data-call-id="{call_id}"]')
+            # a call that rings the resident and the neighbour while the app's tab is in the
+            # background: the ring sounds and a system notification shows; the neighbour
+            # answers: the ring and the notification stop at once
+            app_tab = driver.current_window_handle
+            await asyncio.to_thread(driver.switch_to.new_window, "tab")
+            await asyncio.to_thread(driver.get, f"{stack.api_url}/healthz")
+            beeps_before = None
+            background_id = await door.call_to(both, together)
+            notes = await wait_until(
+                "the notification of the call (background tab)",
+                lambda: page.js(NOTIFICATIONS_JS),
+                lambda ns: any(n["tag"] == background_id for n in ns),
+            )
+            await wait_until("the neighbour rung too", lambda: neighbour.rung(background_id))
+            await asyncio.sleep(2.5)  # the ring sounds a while in the background
+            await neighbour.answer_and_talk(background_id)
+            t = time.monotonic()
+            await wait_until(
+                "the notification closed once the neighbour answered",
+                lambda: page.js(NOTIFICATIONS_JS),
+                lambda ns: not any(n["tag"] == background_id for n in ns),
+            )
+            closed_after_s = round(time.monotonic() - t, 2)
+            await asyncio.to_thread(driver.close)
+            await asyncio.to_thread(driver.switch_to.window, app_tab)
+            bg = await wait_until(
+                "the ring stopped on the page",
+                lambda: page.card(background_id),
+                lambda c: c["state"] == "ended" and c["data"].get("answeredElsewhere") == "true",
+            )
+            beeps_before = int(await page.js("return Number(document.body.dataset.ringBeeps || 0)"))
+            await asyncio.sleep(2.5)
+            report["background"] = {
+                "notification": next(n for n in notes if n["tag"] == background_id),
+                "notified": bg["data"].get("notified"),
+                "closed_after_answer_s": closed_after_s,
+                "card_status": bg["status"],
+                "ring_beeps": beeps_before,
+                "ring_beeps_later": int(await page.js("return Number(document.body.dataset.ringBeeps || 0)")),
+                "audio": await page.js("return document.body.dataset.sound"),
+            }
+            await neighbour.hang_up(background_id)
+            await wait_until("ended (background)", lambda: _phase_is(backend, background_id, "ended"))
+
+            # the call log: names, answered by whom, door opened, missed highlighted, talk
+            # time; no sideways scroll at 390 and 360 px; both languages
+            await page.click("#history-refresh")
+            await wait_until(
+                "the log complete",
+                lambda: page.js(
+                    "const e = document.querySelector(`#history .entry[data-call-id='${arguments[0]}']`);"
+                    "return e && e.dataset.answeredBy ? true : null",
+                    background_id,
+                ),
+            )
+            await asyncio.sleep(1.0)
+            await page.js("document.querySelector('#history-section').scrollIntoView()")
+            shots["history_en_1280"] = await page.shot(workdir, "history-en-1280")
+            report["axe"]["history_en"] = await page.axe()
+            report["overflow"] = {}
+            for px in (390, 360):
+                await page.width(px, 844)
+                report["overflow"][str(px)] = await page.overflow()
+            await page.width(390, 844)
+            await page.js("document.querySelector('#history-section').scrollIntoView()")
+            shots["history_en_390"] = await page.shot(workdir, "history-en-390")
+            await page.language("zh-CN")
+            await page.js("document.querySelector('#history-section').scrollIntoView()")
+            shots["history_zh_390"] = await page.shot(workdir, "history-zh-390")
+            report["overflow"]["390_zh"] = await page.overflow()
+            report["history_zh"] = await page.js(
+                "return {lang: document.documentElement.lang,"
+                " title: document.querySelector('#history-title').innerText,"
+                " first: document.querySelector('#history .entry').innerText}"
+            )
+            await page.width(1280)
+            await page.js("document.querySelector('#history-section').scrollIntoView()")
+            shots["history_zh_1280"] = await page.shot(workdir, "history-zh-1280")
+            report["axe"]["history_zh"] = await page.axe()
+            await page.language("en")
+
+            # the history entry opens the call's detail: its timeline picture (issue 12 item 7)
+            await page.click(f'#history .entry[data-call-id="{call_id}"] .open')
             report["detail"] = await wait_until(
                 "the call's timeline in the detail",
                 lambda: page.js(
@@ -559,6 +968,7 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             )
             report["detail"]["clicked"] = call_id
             await asyncio.to_thread(driver.save_screenshot, str(workdir / "detail.png"))
+            report["shown_calls"] = await page.js("return window.__shownCalls")
             console = await asyncio.to_thread(driver.get_log, "browser")
             report["console_errors"] = [e["message"] for e in console if e.get("level") == "SEVERE"]
         finally:
@@ -568,8 +978,19 @@ async def scenario(workdir: Path) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(driver.quit)
             await door.close()
+            await neighbour.close()
             await backend.aclose()
     return report
+
+
+async def _rung(backend: Any, call_id: str, user_id: str) -> bool:
+    view: dict[str, Any] = await backend.call(call_id)
+    return any(a["listener"]["id"] == user_id and a["phase"] == "wait" for a in view.get("attempts", []))
+
+
+async def _phase_is(backend: Any, call_id: str, phase: str) -> bool:
+    view: dict[str, Any] = await backend.call(call_id)
+    return bool(view.get("phase") == phase)
 
 
 def _playing(card: dict[str, Any]) -> bool:

@@ -364,7 +364,7 @@ async def scenario(workdir: Path, network: str = "loopback") -> dict[str, Any]:
             row = await wait_until(
                 "the call in the page's history",
                 lambda: page.js(
-                    'const r = document.querySelector(`#history tr[data-call-id="${arguments[0]}"]`);'
+                    'const r = document.querySelector(`#history .entry[data-call-id="${arguments[0]}"]`);'
                     "return r && r.dataset.endReason"
                     " ? {reason: r.dataset.endReason, text: r.innerText} : null",
                     call_id,

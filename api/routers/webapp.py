@@ -1,9 +1,11 @@
 """``GET /app``: the resident web app (plain HTML/JS/CSS from ``api/static/app/``, no build step).
 
-The page signs in with a resident's party token, listens on the push WebSocket, rings,
-shows the door's early-media preview, answers, talks, opens the door and lists the
-resident's calls, all through the public API (``docs/media.md``); it holds no secret of
-its own, so serving it needs no authentication.
+The page signs in with a resident's party token, listens on the push WebSocket, rings
+(sound, and a system notification through its service worker ``sw.js`` while in the
+background), shows the door's early-media preview, answers, talks, opens the door, switches
+do-not-disturb and lists the resident's calls, in English or Simplified Chinese
+(``i18n.js``), all through the public API (``docs/media.md``); it holds no secret of its
+own, so serving it needs no authentication. ``manifest.webmanifest`` makes it installable.
 
 Files are served from a fixed table (name -> media type), never from a path taken from
 the URL, with a strict Content-Security-Policy: scripts, styles and fetches from this
@@ -35,10 +37,17 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "app"
 FILES: dict[str, str] = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "i18n.js": "text/javascript; charset=utf-8",
+    "sw.js": "text/javascript; charset=utf-8",
+    "manifest.webmanifest": "application/manifest+json",
     "app.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
 """Every file the app serves, by name, with its media type."""
+
+SERVICE_WORKER = "sw.js"
+"""The service worker (issue 11 item 1: installable, notifications while in the background);
+registered with scope ``/app``, allowed by its ``Service-Worker-Allowed`` header."""
 
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
@@ -58,6 +67,8 @@ def content_security_policy(host: str | None) -> str:
             "style-src 'self'",
             "img-src 'self' data:",
             "media-src 'self' blob: mediastream:",
+            "manifest-src 'self'",
+            "worker-src 'self'",
             f"connect-src {connect}",
             "base-uri 'none'",
             "form-action 'self'",
@@ -92,6 +103,8 @@ def _serve(name: str, request: Request) -> Response:
         "Cache-Control": "no-cache",
         "ETag": asset.etag,
     }
+    if name == SERVICE_WORKER:
+        headers["Service-Worker-Allowed"] = "/app"  # its scope is the page /app, above /app/
     if request.headers.get("if-none-match") == asset.etag:
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=asset.media_type, headers=headers)
