@@ -66,8 +66,6 @@ STEP_TIMEOUT_S = 30.0
 """Longest wait for one thing the page or the call should do, seconds."""
 
 EXPECTED_EVENTS = [
-    "customAction",  # "Open door" from the ringing screen (policy open_while_ringing)
-    "customActionResult",
     "answered",
     "calling",
     "customAction",
@@ -77,6 +75,10 @@ EXPECTED_EVENTS = [
     "finishVoip",
 ]
 """Events of the call's history, in this order (docs/events.md, docs/media.md)."""
+
+RINGING_OPEN_EVENTS = ["customAction", "customActionResult", *EXPECTED_EVENTS]
+"""The Chromium scenario's call: "Open door" from the ringing screen first (policy
+``open_while_ringing``), then :data:`EXPECTED_EVENTS`."""
 
 CHROMIUM_FLAGS = [
     "--headless=new",
@@ -156,7 +158,7 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     assert report["bridge_udp"] and all(_loopback(a) for a in report["bridge_udp"])
     assert report["chromium_udp"] and all(_loopback(a) for a in report["chromium_udp"])
     events = report["history"]["events"]
-    assert [e for e in events if e in EXPECTED_EVENTS] == EXPECTED_EVENTS, events
+    assert [e for e in events if e in RINGING_OPEN_EVENTS] == RINGING_OPEN_EVENTS, events
     assert report["history"]["page_row_end_reason"] == "hangUpVoip"
     detail = report["detail"]  # the history row's detail: the call's timeline picture
     assert detail["call_id"] == detail["clicked"] and detail["svg_width"] > 300, detail
@@ -183,6 +185,10 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     assert bg["notification"]["title"].startswith("Maple Court Lobby") and bg["notified"] == "true", bg
     assert bg["ring_beeps"] >= 2 and bg["ring_beeps_later"] == bg["ring_beeps"], bg
     assert bg["closed_after_answer_s"] < 5 and "Answered by" in bg["card_status"], bg
+    # item 5: the do-not-disturb switch
+    dnd = report["dnd"]
+    assert dnd["on"]["shown"] and dnd["on"]["state"].startswith("Do not disturb until"), dnd
+    assert dnd["off"]["state"] == "Calls ring this device." and dnd["manager_flag"] is False, dnd
     # item 3: the ringing screen; open door while ringing, audited as the in-call action
     ringing = report["ringing_screen"]
     assert ringing == {**ringing, "self_view_shown": False, "details_open": False, "stats_shown": False}
@@ -715,6 +721,26 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             )
             await page.width(1280)
             report["axe"]["idle_en"] = await page.axe()
+
+            # do-not-disturb for an hour, then off again (PUT/DELETE /v1/me/do-not-disturb)
+            dnd_js = (
+                "const d = document.querySelector('#dnd');"
+                "return {shown: !d.hidden,"
+                " pressed: d.querySelector('#dnd-toggle').getAttribute('aria-pressed'),"
+                " state: d.querySelector('#dnd-state').textContent};"
+            )
+            await page.click("#dnd-toggle")
+            on = await wait_until(
+                "do-not-disturb on", lambda: page.js(dnd_js), lambda d: d["pressed"] == "true"
+            )
+            dnd_api = (
+                await backend.http.get(f"/v1/users/{resident.id}")
+            ).json()  # the manager's flag stays off
+            await page.click("#dnd-toggle")
+            off = await wait_until(
+                "do-not-disturb off", lambda: page.js(dnd_js), lambda d: d["pressed"] == "false"
+            )
+            report["dnd"] = {"on": on, "off": off, "manager_flag": dnd_api.get("do_not_disturb")}
 
             # the door calls unit 101 (open while ringing allowed): the page rings with the
             # name, the place and the door's video, no self-view, statistics folded away
