@@ -16,7 +16,8 @@ machine whose media must stay on 127.0.0.1 both are wrong, so, as mediasoup's
   own (a client's authenticated checks still teach it the client's address:
   peer-reflexive, how a browser hiding behind mDNS connects);
 - :meth:`MediaNetwork.rtc_configuration` passes ``iceServers`` from settings
-  (default: none, never the public default).
+  (default: none, never the public default): STUN URLs and TURN URLs with ephemeral
+  credentials of the bridge's own (``ringflow/ice.py``, the TURN REST API scheme).
 
 Source of the rules: docs/design.md#media (aiortc's examples/server) and issue 3.
 """
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 
+from ringflow.ice import BRIDGE_PARTY_KEY, IcePolicy
 from ringflow.settings import Settings
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -99,8 +101,9 @@ class MediaNetwork:
 
     ``listen_ips``: addresses the bridge gathers/binds; ``announced_ip``: address written
     into the host candidates of its answers (None: the gathered one);
-    ``allowed_networks``: remote candidates outside these are dropped; ``ice_servers``:
-    STUN/TURN server URLs from settings, none by default.
+    ``allowed_networks``: remote candidates outside these are dropped; ``ice``: STUN/TURN
+    servers and the TURN secret from settings (:class:`~ringflow.ice.IcePolicy`), none by
+    default.
     """
 
     listen_ips: tuple[str, ...] = ("127.0.0.1",)
@@ -108,7 +111,7 @@ class MediaNetwork:
     allowed_networks: tuple[IpNetwork, ...] = field(
         default_factory=lambda: (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
     )
-    ice_servers: tuple[str, ...] = ()
+    ice: IcePolicy = field(default_factory=IcePolicy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaNetwork:
@@ -121,17 +124,19 @@ class MediaNetwork:
                 else None
             ),
             allowed_networks=tuple(ipaddress.ip_network(n) for n in settings.media_allowed_networks),
-            ice_servers=tuple(settings.media_ice_servers),
+            ice=IcePolicy.from_settings(settings),
         )
 
     def install(self) -> None:
         """Apply ``listen_ips`` to aioice in this process (:func:`use_listen_ips`)."""
         use_listen_ips(self.listen_ips)
 
-    def rtc_configuration(self) -> RTCConfiguration:
-        """``RTCConfiguration`` with exactly ``ice_servers`` (an empty list, never None:
-        aiortc would then add a public STUN server)."""
-        return RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in self.ice_servers])
+    def rtc_configuration(self, party_key: str = BRIDGE_PARTY_KEY) -> RTCConfiguration:
+        """``RTCConfiguration`` with exactly the servers of ``ice`` (an empty list, never
+        None: aiortc would then add a public STUN server), TURN with a fresh credential of
+        ``party_key`` (:meth:`IcePolicy.servers <ringflow.ice.IcePolicy.servers>`; call it
+        per peer connection: the credential expires)."""
+        return RTCConfiguration(iceServers=rtc_ice_servers(self.ice, party_key))
 
     def allowed(self, address: str) -> bool:
         """Whether ``address`` (an IP literal) is inside ``allowed_networks``; hostnames
@@ -176,6 +181,16 @@ class MediaNetwork:
                     line = f"c=IN {'IP6' if ':' in self.announced_ip else 'IP4'} {self.announced_ip}"
             out.append(line)
         return _join(out)
+
+
+def rtc_ice_servers(policy: IcePolicy, party_key: str, now: float | None = None) -> list[RTCIceServer]:
+    """aiortc's ``RTCIceServer`` list of :meth:`IcePolicy.servers
+    <ringflow.ice.IcePolicy.servers>` (``username``/``credential`` on the TURN entry); empty
+    when nothing is configured."""
+    return [
+        RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+        for s in policy.servers(party_key, now).ice_servers
+    ]
 
 
 def _join(lines: Iterable[str]) -> str:

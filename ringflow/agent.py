@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import httpx
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 from media.peer import ClientPeer, FileTrack, PeerStats, TestPatternTrack, ToneTrack
 from ringflow.client import ApiError, Backend, PartyClient, Received, checked
@@ -52,6 +52,16 @@ Role = Literal["caller", "listener"]
 
 
 # ---------------------------------------------------------------- media
+
+
+def to_rtc_ice_servers(servers: list[dict[str, Any]]) -> list[RTCIceServer]:
+    """aiortc's ``RTCIceServer`` list of the API's ``RTCIceServer[]`` JSON (``GET
+    /v1/media/ice-servers``: ``urls``, and ``username``/``credential`` for TURN). An empty
+    list stays empty: aiortc adds a public STUN server only for None."""
+    return [
+        RTCIceServer(urls=list(s["urls"]), username=s.get("username"), credential=s.get("credential"))
+        for s in servers
+    ]
 
 
 @dataclass(frozen=True)
@@ -274,8 +284,10 @@ class Agent:
 
     async def join(self, session: CallSession, spec: MediaSpec | None = None, retry_s: float = 3.0) -> None:
         """Join ``session``'s media room: a new peer with ``spec``'s tracks (default: the
-        agent's), a complete SDP offer to ``POST /v1/calls/{id}/media``, the bridge's answer
-        applied. A second join replaces the first peer (reconnect).
+        agent's) and the ICE servers of ``GET /v1/media/ice-servers`` (STUN, TURN with a
+        fresh ephemeral credential; none configured: host candidates only), a complete SDP
+        offer to ``POST /v1/calls/{id}/media``, the bridge's answer applied. A second join
+        replaces the first peer (reconnect).
 
         An offer refused with 403/404/409 is sent again every 0.2 s for ``retry_s`` seconds:
         a listener's ``incoming_call`` can arrive before the building call counts its
@@ -285,7 +297,14 @@ class Agent:
         old, session.peer = session.peer, None
         if old is not None:
             await old.close()
-        peer = ClientPeer(spec.tracks(), receive=spec.receive)
+        try:
+            ice = await self.client.ice_servers()
+        except ApiError as e:
+            if e.status != 404:  # 404: an API from before the route: host candidates only
+                raise
+            ice = []
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=to_rtc_ice_servers(ice)))
+        peer = ClientPeer(spec.tracks(), pc=pc, receive=spec.receive)
         deadline = time.monotonic() + retry_s
         try:
             offer = await peer.offer()

@@ -128,7 +128,7 @@ calls_app = typer.Typer(
 )
 app.add_typer(calls_app, name="calls")
 
-SECRET_SETTINGS = {"api_key", "token_secret"}
+SECRET_SETTINGS = {"api_key", "token_secret", "turn_secret"}
 """Settings that ``ringflow settings`` masks unless ``--show-secrets``."""
 
 

@@ -185,6 +185,13 @@ class PartyClient:
         r = await self.http.post(f"/v1/calls/{call_id}/media", json={"sdp": sdp, "type": "offer"})
         return str(checked(r, f"media offer {call_id}")["sdp"])
 
+    async def ice_servers(self) -> list[dict[str, Any]]:
+        """``GET /v1/media/ice-servers``: this party's ``RTCIceServer[]`` (``[{"urls": [...],
+        "username"?, "credential"?}]``, TURN with an ephemeral credential; ringflow/ice.py),
+        empty when the deployment has no STUN/TURN server. Raises :class:`ApiError`."""
+        r = await self.http.get("/v1/media/ice-servers")
+        return list(checked(r, "ICE servers")["ice_servers"])
+
     async def custom_action(self, call_id: str, action: str) -> httpx.Response:
         """``POST /v1/calls/{call_id}/actions`` ``{"action"}`` (e.g. ``open_door``) as the talking
         listener; 200 ``CustomActionResult`` once the device acknowledged or after the ack

@@ -93,7 +93,26 @@ class Settings(BaseSettings):
         description="Remote ICE candidates outside these networks are ignored",
     )
     media_ice_servers: list[str] = Field(
-        default_factory=list, description="STUN/TURN URLs for the bridge (none: host candidates only)"
+        default_factory=list,
+        description="STUN/TURN URLs without credentials, for the bridge and the parties "
+        "(none: host candidates only)",
+    )
+    # TURN with ephemeral credentials (ringflow/ice.py; draft-uberti-behave-turn-rest, coturn
+    # use-auth-secret). The TTL must outlive the longest call: coturn checks the credential on
+    # every Refresh/CreatePermission of an allocation, so an expired one ends the relay mid-call;
+    # 86400 is the draft's recommended lifetime, and parties fetch a fresh one per connection.
+    turn_urls: list[str] = Field(
+        default_factory=list,
+        description="TURN URLs given with ephemeral credentials to the parties and the bridge, e.g. "
+        "turn:turn.example.com:3478?transport=udp (none: no TURN)",
+    )
+    turn_secret: str = Field(
+        "", description="Shared secret of the TURN server (coturn static-auth-secret); empty: no credentials"
+    )
+    turn_ttl_s: float = Field(
+        86400.0,
+        ge=60,
+        description="Lifetime of a TURN credential, seconds; longer than the longest call (time_limit_s)",
     )
     media_connect_timeout_s: float = Field(
         10.0, gt=0, description="Time a peer has to reach 'connected' after its offer, seconds"

@@ -228,6 +228,20 @@ async def device_agent(world: World, agents: list[Any], sn: str, media: MediaSpe
     return agent
 
 
+def spy_ice_servers(agent: Any) -> list[list[dict[str, Any]]]:
+    """Every answer of ``GET /v1/media/ice-servers`` the agent asks for from now on."""
+    asked: list[list[dict[str, Any]]] = []
+    real = agent.client.ice_servers
+
+    async def ice_servers() -> list[dict[str, Any]]:
+        servers: list[dict[str, Any]] = await real()
+        asked.append(servers)
+        return servers
+
+    agent.client.ice_servers = ice_servers
+    return asked
+
+
 async def test_door_calls_resident_audio_both_ways_and_opens_door(world: World, agents: list[Any]) -> None:
     resident = await resident_agent(
         world,
@@ -236,10 +250,14 @@ async def test_door_calls_resident_audio_both_ways_and_opens_door(world: World, 
         "open",
     )
     door = await device_agent(world, agents, LOBBY.id, MediaSpec(tone_hz=440, **SMALL))
+    door_ice, resident_ice = spy_ice_servers(door), spy_ice_servers(resident)
     session = await door.place_call(callees=[resident.party], policy={"ring_timeout_s": 20})
     call_id = session.call_id
     ended = await door.wait_ended(call_id, 40)
     mine = await resident.wait_ended(call_id, 10)
+    # each peer connection asked the API for its ICE servers first (ringflow/ice.py); this stack
+    # has none, so both stayed on host candidates (127.0.0.1), as before TURN existed
+    assert door_ice and resident_ice and all(s == [] for s in door_ice + resident_ice)
 
     assert ended.answered_by == resident.party.key() and ended.end_reason == "hangUpVoip"
     # early media: the door's test pattern reached the resident while it rang

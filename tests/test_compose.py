@@ -200,7 +200,7 @@ def test_optional_profiles_refuse_to_start_without_their_secrets(services: dict[
     """compose 1.29 interpolates every service whatever the profile, so a ``${X:?}`` there
     would make X required for everyone: these check at container start instead."""
     coturn = " ".join(services["coturn"]["entrypoint"] + services["coturn"]["command"])
-    for var in ("TURN_USERNAME", "TURN_PASSWORD", "TURN_EXTERNAL_IP"):
+    for var in ("TURN_SECRET", "TURN_EXTERNAL_IP"):
         assert f'test -n "$${var}"' in coturn
     assert "exit 2" in coturn and "exec turnserver" in coturn
     assert _env(services["coturn"])["TURN_EXTERNAL_IP"] == SECRETS["RINGFLOW_MEDIA_ANNOUNCED_IP"]
@@ -280,7 +280,6 @@ def test_ringflow_services_share_one_image_and_valid_settings(services: dict[str
         "RINGFLOW_MEDIA_LISTEN_IPS",
         "RINGFLOW_MEDIA_ANNOUNCED_IP",
         "RINGFLOW_MEDIA_ALLOWED_NETWORKS",
-        "RINGFLOW_MEDIA_ICE_SERVERS",
         "RINGFLOW_MEDIA_RECORDINGS_DIR",
     }
     settings = _settings(services["ringflow-api"])
@@ -310,6 +309,37 @@ def test_media_bridge_service(services: dict[str, Any]) -> None:
     published = [p for p in bridge["ports"] if p["protocol"] == "udp"]
     assert sorted((p["published"], p["target"]) for p in published) == [(p, p) for p in range(low, high + 1)]
     assert not [p for p in bridge["ports"] if p.get("protocol", "tcp") == "tcp"]  # control API internal
+
+
+def test_turn_ephemeral_credentials() -> None:
+    """coturn and the ringflow services share TURN_SECRET (coturn ``use-auth-secret`` +
+    ``static-auth-secret``, the TURN REST API scheme of ringflow/ice.py): no static user
+    anywhere; without the variables, no TURN (host candidates, as the embedded stack)."""
+    env = {
+        **SECRETS,
+        "TURN_SECRET": "turn-secret-0123456789",
+        "RINGFLOW_TURN_URLS": '["turn:turn.example.com:3478?transport=udp"]',
+        "RINGFLOW_MEDIA_ICE_SERVERS": '["stun:turn.example.com:3478"]',
+    }
+    services = _config(env, "turn")["services"]
+    for name in OURS:  # the API gives them to the parties, the bridge uses them itself
+        settings = _settings(services[name])
+        assert settings.turn_urls == ["turn:turn.example.com:3478?transport=udp"], name
+        assert settings.turn_secret == env["TURN_SECRET"] and settings.turn_ttl_s == 86400, name
+        assert settings.media_ice_servers == ["stun:turn.example.com:3478"], name
+    coturn = services["coturn"]
+    assert _env(coturn)["TURN_SECRET"] == env["TURN_SECRET"]
+    command = " ".join(coturn["entrypoint"] + coturn["command"])
+    assert '--static-auth-secret="$$TURN_SECRET"' in command and "--user" not in command
+    conf = [
+        line.strip()
+        for line in (DEPLOY / "coturn" / "turnserver.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert "use-auth-secret" in conf and "lt-cred-mech" not in conf
+    assert not [line for line in conf if line.startswith(("user=", "static-auth-secret"))]  # no secret in git
+    none = _settings(_config(SECRETS)["services"]["ringflow-api"])
+    assert (none.turn_urls, none.turn_secret, none.media_ice_servers) == ([], "", [])
 
 
 def test_api_replicas_behind_the_proxy(services: dict[str, Any]) -> None:

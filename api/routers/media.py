@@ -12,13 +12,18 @@ its first offer and reports the connection to the workflow.
 Problems: 404 unknown call, 403 ``not-a-party``, 409 ``call-not-active`` (call
 over, or the listener's attempts are), 422 ``validation`` / ``invalid-sdp``, 503
 ``media-unavailable`` (bridge down or failing) / ``temporal-unavailable``.
+
+``GET /v1/media/ice-servers`` (party bearer token; ``ice_router``) -> ``IceServers``
+``{ice_servers: RTCIceServer[], expires_at}``: the STUN/TURN servers a party puts in its
+``RTCPeerConnection``, TURN with an ephemeral credential of that party (``ringflow/ice.py``,
+the TURN REST API scheme). Problems: 401 only.
 """
 
 from __future__ import annotations
 
 import asyncpg
 import httpx
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -32,9 +37,11 @@ from ringflow.contracts.common import Identifier, Party
 from ringflow.contracts.errors import ErrCode, problem_slug
 from ringflow.contracts.messages import Query
 from ringflow.contracts.search import CALL_CALLER
+from ringflow.ice import IceServers, ice_servers
 from store import calls as calls_store
 
 router = APIRouter(prefix="/v1/calls", tags=["media"])
+ice_router = APIRouter(prefix="/v1/media", tags=["media"])
 
 
 def _unavailable(what: str, detail: str) -> Problem:
@@ -125,3 +132,17 @@ async def media_offer(
     return await forward_offer(
         settings.media_url, settings.api_key, settings.media_request_timeout_s, call_id, offer
     )
+
+
+@ice_router.get("/ice-servers")
+async def media_ice_servers(party: PartyDep, settings: SettingsDep, response: Response) -> IceServers:
+    """The ICE servers for the party's next peer connection: ``{"ice_servers": [{"urls":
+    [...], "username": ..., "credential": ...}], "expires_at": ...}``, the WebRTC
+    ``RTCIceServer[]`` shape (W3C WebRTC section 4.2.1). TURN URLs (``RINGFLOW_TURN_URLS``)
+    carry an ephemeral credential of this party, username ``<expiry>:<party key>``, valid
+    ``RINGFLOW_TURN_TTL_S`` seconds (draft-uberti-behave-turn-rest-00 section 2.2, coturn
+    ``use-auth-secret``); STUN URLs (``RINGFLOW_MEDIA_ICE_SERVERS``) none. Empty list when
+    the deployment has neither: host candidates only. Ask again before every new peer
+    connection; never cached (``Cache-Control: no-store``)."""
+    response.headers["Cache-Control"] = "no-store"
+    return ice_servers(settings, party.key())
