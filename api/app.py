@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import docs, metrics, problems
 from api.hub import hub_lifespan
 from api.problems import Problem, problem_response
-from api.routers import availability, calls, directory, health, me, media, push, tokens, webapp
+from api.routers import availability, calls, directory, health, me, media, push, snapshots, tokens, webapp
 from ringflow import tracing
 from ringflow.contracts.errors import ErrCode
 from ringflow.settings import Settings
@@ -105,9 +105,9 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     app.include_router(calls.router)
     app.include_router(push.router)
     app.include_router(media.router)
-    app.include_router(media.ice_router)
     app.include_router(me.router)
     app.include_router(availability.router)
+    app.include_router(snapshots.router)
     app.include_router(webapp.router)
     app.include_router(health.router)
 

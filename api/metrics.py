@@ -31,7 +31,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from store import outbox
+from store import outbox, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,11 @@ class ApiMetrics:
             "Age of the oldest push message not acknowledged yet, seconds (0: none)",
             registry=self.registry,
         )
+        self.webhook_backlog = Gauge(
+            "ringflow_webhook_backlog",
+            "Webhook deliveries not delivered yet, every tenant (NaN: the database did not answer)",
+            registry=self.registry,
+        )
 
     def observe(self, method: str, route: str, status: int, duration_s: float) -> None:
         """One HTTP request answered."""
@@ -109,25 +114,28 @@ class ApiMetrics:
             self.call_requests.labels(call_request_result(status)).inc()
 
     async def refresh_backlog(self, pool: asyncpg.Pool) -> None:
-        """Set the push backlog gauges from PostgreSQL; NaN (and a warning) when it fails."""
+        """Set the push and webhook backlog gauges from PostgreSQL; NaN (and a warning) when it fails."""
         try:
-            count, oldest_s = await asyncio.wait_for(_backlog(pool), BACKLOG_TIMEOUT_S)
+            count, oldest_s, webhooks = await asyncio.wait_for(_backlog(pool), BACKLOG_TIMEOUT_S)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             log.warning("metrics: push backlog unavailable (%s)", e)
             self.push_backlog.set(float("nan"))
             self.push_oldest.set(float("nan"))
+            self.webhook_backlog.set(float("nan"))
             return
         self.push_backlog.set(count)
         self.push_oldest.set(oldest_s)
+        self.webhook_backlog.set(webhooks)
 
     def exposition(self) -> bytes:
         """Every metric in the text format (``CONTENT_TYPE_LATEST``)."""
         return generate_latest(self.registry)
 
 
-async def _backlog(pool: asyncpg.Pool) -> tuple[int, float]:
+async def _backlog(pool: asyncpg.Pool) -> tuple[int, float, int]:
     async with pool.acquire() as conn:
-        return await outbox.backlog(conn)
+        count, oldest_s = await outbox.backlog(conn)
+        return count, oldest_s, await webhooks.backlog(conn)
 
 
 class HttpMetrics:

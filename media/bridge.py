@@ -69,6 +69,7 @@ from av.packet import Packet
 from media.forward import ForwardingRelay, Mode, RelayedTrack, enable_forwarding
 from media.models import PeerInfo, PeerOffer, Role, RoomInfo, SdpAnswer, TalkerUpdate
 from media.network import MediaNetwork
+from media.snapshot import SnapshotStore, take_snapshot
 from ringflow.contracts.calls import JoinInput
 from ringflow.contracts.common import Party
 from ringflow.contracts.media import PartyTraffic, RoomStats
@@ -343,7 +344,9 @@ class Bridge:
     ``network``: address policy (``MediaNetwork.install`` must have run in this process);
     ``reporter``: where media facts go; ``connect_timeout_s``: time from offer to
     ``connected``; ``disconnect_grace_s``: time a joined peer that sent media may send none;
-    ``recordings_dir``: where recordings go (created when the first one starts).
+    ``recordings_dir``: where recordings go (created when the first one starts), and the
+    visitor snapshots (``snapshots/<call_id>.jpg``, ``media/snapshot.py``: the first picture
+    of the caller's video in each room, the one place the bridge decodes video).
     aiortc has no ``disconnected`` state and notices a vanished peer only when ICE consent
     fails (RFC 7675: 6 x 5 s in aioice), so silence is the bridge's early sign of loss.
     """
@@ -361,6 +364,7 @@ class Bridge:
         self.connect_timeout_s = connect_timeout_s
         self.disconnect_grace_s = disconnect_grace_s
         self.recordings_dir = recordings_dir
+        self.snapshots = SnapshotStore(recordings_dir / "snapshots")  # the visitor's picture per call
         self.rooms: dict[str, Room] = {}
         self.closed: OrderedDict[str, RoomStats] = OrderedDict()  # final stats, newest last
         self._tasks: set[asyncio.Task[None]] = set()
@@ -550,6 +554,9 @@ class Bridge:
             # Consume at once: with nobody relaying yet, frames would pile up in the receiver.
             self._spawn(self._drain(peer, room.subscribe(track, mode="encoded")))
             room.set_source(peer.party, track.kind, track)
+            if peer.role == Role.CALLER and track.kind == "video" and not self.snapshots.exists(room.call_id):
+                decoded = room.subscribe(track, mode="decoded")  # decodes only until the first picture
+                self._spawn(self._snapshot(room, decoded))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -565,6 +572,10 @@ class Bridge:
                     await self._report(room, peer, Signal.JOINED, None)
             elif state in ("failed", "closed"):
                 await self._end(room, peer, f"peer connection {state}")
+
+    async def _snapshot(self, room: Room, decoded: MediaStreamTrack) -> None:
+        """The visitor snapshot of ``room`` from ``decoded`` (``media/snapshot.py``)."""
+        await take_snapshot(self.snapshots, room.call_id, decoded)
 
     @staticmethod
     async def _drain(peer: Peer, proxy: MediaStreamTrack) -> None:

@@ -11,6 +11,8 @@ workflows (``activities/media.py``). One room per building call, id = ``call_id`
   bool}``) -> ``RoomInfo``; creates the room when no offer came yet; 503
   ``recording-unavailable`` when the recording file cannot be created.
 - ``GET /rooms/{call_id}/stats`` -> ``RoomStats`` (404 unknown).
+- ``GET /rooms/{call_id}/snapshot`` -> ``image/jpeg``: the visitor snapshot, the first
+  picture of the caller's video (``media/snapshot.py``); 404 when there is none.
 - ``DELETE /rooms/{call_id}`` -> 200 ``RoomStats``, the final stats (a room closed lately
   answers them again; 404 unknown): close a room now.
 - ``GET /rooms`` -> ``list[RoomInfo]``; ``GET /healthz`` (alive), ``GET /readyz`` (Temporal
@@ -102,6 +104,15 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
             return await bridge().offer(call_id, body)
         except InvalidSdp as e:
             raise Problem(422, "invalid-sdp", "Invalid SDP offer", str(e), ErrCode.VALIDATION) from e
+
+    @app.get("/rooms/{call_id}/snapshot", dependencies=[BackendAuth])
+    async def snapshot(call_id: Identifier) -> Response:
+        """The visitor snapshot of room ``call_id`` (``image/jpeg``, ``media/snapshot.py``),
+        also after the room closed; 404 ``not-found`` when it has none."""
+        data = await asyncio.to_thread(bridge().snapshots.load, call_id)
+        if data is None:
+            raise not_found("snapshot", call_id)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     @app.put("/rooms/{call_id}/talker", dependencies=[BackendAuth])
     async def talker(call_id: Identifier, body: TalkerUpdate) -> RoomInfo:

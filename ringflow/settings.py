@@ -167,6 +167,42 @@ class Settings(BaseSettings):
         "go to <url>/v1/traces); unset: no traces",
     )
 
+    # Webhooks (issue 9; docs/webhooks.md): the dispatcher in every worker process
+    webhook_dispatcher: bool = Field(True, description="Run the webhook dispatcher in the worker")
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=60, description="Total time a webhook endpoint has to answer one delivery, seconds"
+    )
+    webhook_max_in_flight: int = Field(
+        4, ge=1, le=64, description="Deliveries in flight at once per endpoint, per worker process"
+    )
+    webhook_poll_s: float = Field(
+        1.0, gt=0, description="How often the dispatcher looks for due retries (NOTIFY: sooner), seconds"
+    )
+    webhook_retry_base_s: float = Field(
+        5.0, gt=0, description="Backoff after a first failed attempt (doubling, jittered), seconds"
+    )
+    webhook_retry_max_s: float = Field(3600.0, gt=0, description="Longest backoff between attempts, seconds")
+    webhook_retry_window_s: float = Field(
+        86400.0, gt=0, description="How long a delivery is retried before it fails for good, seconds"
+    )
+    webhook_disable_after_s: float = Field(
+        86400.0,
+        ge=0,
+        description="An endpoint failing this long (no success) with at least webhook_disable_min_failures "
+        "consecutive failed attempts is disabled, seconds",
+    )
+    webhook_disable_min_failures: int = Field(
+        10, ge=1, description="Consecutive failed attempts before an endpoint may be disabled"
+    )
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Where webhook URLs may point (checked on registration and on every delivery); "
+        "host names are accepted only when a network here is public (e.g. 0.0.0.0/0)",
+    )
+    webhook_secret_overlap_s: float = Field(
+        86400.0, ge=0, description="How long a rotated-out webhook secret still signs too, seconds"
+    )
+
     # Embedded stack
     data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")
     postgres_port: int = Field(5433, description="Port of the embedded PostgreSQL")

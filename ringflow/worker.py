@@ -2,7 +2,8 @@
 
 ``python -m ringflow.worker`` (or ``ringflow worker``) runs it with the settings
 from ``RINGFLOW_*``; scale out by running more of them on the same task queue.
-SIGTERM or SIGINT stops polling, lets running activities finish for up to
+The webhook dispatcher (docs/webhooks.md) runs beside the worker, in the same
+process. SIGTERM or SIGINT stops polling, lets running activities finish for up to
 ``graceful_shutdown_s`` seconds and exits 0.
 
 Metrics: the SDK runtime's Prometheus endpoint on ``worker_metrics_address``
@@ -17,7 +18,7 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ringflow.settings import Settings, get_settings
 
@@ -68,6 +69,20 @@ def worker_runtime(settings: Settings) -> Runtime | None:
     _RUNTIMES[address] = runtime
     log.info("worker metrics on http://%s/metrics", address)
     return runtime
+
+
+def _start_webhook_dispatcher(settings: Settings, pool: Any) -> tuple[Any, asyncio.Task[None] | None]:
+    """The webhook dispatcher (``ringflow/webhook_dispatcher.py``, docs/webhooks.md) running in a
+    task of this process, counting into the worker runtime's meter; (None, None) when
+    ``webhook_dispatcher`` is off."""
+    if not settings.webhook_dispatcher:
+        return None, None
+    from ringflow.webhook_dispatcher import Dispatcher, DispatcherConfig
+
+    runtime = worker_runtime(settings)
+    meter = runtime.metric_meter if runtime is not None else None
+    dispatcher = Dispatcher(pool, DispatcherConfig.from_settings(settings), meter=meter)
+    return dispatcher, asyncio.create_task(dispatcher.run(), name="webhook-dispatcher")
 
 
 def workflow_classes() -> list[type]:
@@ -144,6 +159,7 @@ async def run_worker(
         )
         running = asyncio.create_task(worker.run())
         stopping = asyncio.create_task(stop.wait())
+        dispatcher, dispatching = _start_webhook_dispatcher(settings, pool)
         log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
         # Either a stop request, or the worker failing on its own (fatal poll error).
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -151,6 +167,9 @@ async def run_worker(
         if not running.done():
             log.info("worker stopping (graceful for up to %s s)", graceful_shutdown_s)
             await worker.shutdown()
+        if dispatcher is not None and dispatching is not None:
+            dispatcher.stop()
+            await dispatching
         await running  # re-raises a worker failure
     finally:
         await pool.close()

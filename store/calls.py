@@ -25,7 +25,7 @@ from ringflow.contracts.activities import Billing, CallRecord, RecordInput
 from ringflow.contracts.calls import Attempt, CallView, Phase
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.events import CallEvent
-from store import outbox
+from store import feed, outbox
 
 
 def call_id_of_room(room_id: str) -> str:
@@ -52,7 +52,8 @@ async def record(conn: asyncpg.Connection, inp: RecordInput) -> None:
     (None fields leave the stored value unchanged), upsert attempts, insert events
     and push messages (skipped when their id is already stored), insert billing
     once per room and, on that first insert only, take the billed seconds off the
-    caller device's ``talk_quota_s`` (when it is not NULL = unlimited; never below 0).
+    caller device's ``talk_quota_s`` (when it is not NULL = unlimited; never below 0),
+    and the domain events of the call events with their webhook deliveries (``store.feed.write``).
     ``release``: the listener's line claimed by that room is released (another room's
     claim stays). Push recipients are NOTIFY'd at commit. Writing the same input twice
     changes nothing.
@@ -73,6 +74,9 @@ async def record(conn: asyncpg.Connection, inp: RecordInput) -> None:
         await outbox.insert(conn, inp.pushes)
         if inp.release is not None:
             await release_line(conn, inp.release.party, inp.release.room_id)
+        # domain events and their webhook deliveries (docs/webhooks.md): last, as its sequence
+        # lock is the last lock the transaction takes
+        await feed.write(conn, inp)
 
 
 async def _upsert_call(conn: asyncpg.Connection, c: CallRecord) -> None:

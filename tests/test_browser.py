@@ -207,6 +207,10 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     for width, o in report["overflow"].items():
         assert o["scroll"] <= o["inner"], (width, o)
     assert report["overflow_ringing_390"]["scroll"] <= report["overflow_ringing_390"]["inner"]
+    # the visitor snapshot (the bridge's JPEG of the door's early media); none for the call
+    # whose door never sent video
+    snaps = report["snapshots"]
+    assert snaps[report["detail"]["call_id"]] > 0 and snaps[stale["missed"]["callId"]] == 0, snaps
     # item 6: Simplified Chinese
     assert report["ringing_zh_answer"] == "接听"
     assert report["history_zh"]["lang"] == "zh-CN" and "通话记录" in report["history_zh"]["title"]
@@ -943,6 +947,20 @@ async def scenario(workdir: Path) -> dict[str, Any]:
                     "return e && e.dataset.answeredBy ? true : null",
                     background_id,
                 ),
+            )
+            report["snapshots"] = await wait_until(
+                "the visitor snapshots in the log",
+                lambda: page.js(
+                    """
+                    const out = {};
+                    for (const e of document.querySelectorAll("#history .entry")) {
+                      const img = e.querySelector(".snap img");
+                      out[e.dataset.callId] = img && img.complete ? img.naturalWidth : 0;
+                    }
+                    return out;
+                    """
+                ),
+                lambda m: m.get(call_id, 0) > 0 and m.get(background_id, 0) > 0,
             )
             await asyncio.sleep(1.0)
             await page.js("document.querySelector('#history-section').scrollIntoView()")

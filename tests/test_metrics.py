@@ -42,6 +42,7 @@ from media.server import create_bridge_app
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.settings import Settings
 from ringflow.stack.ports import free_port
+from ringflow.webhook_receiver import Receiver
 from store import outbox
 from tests.fakes import until
 from tests.media_helpers import Recorder, door_camera, serve
@@ -209,6 +210,11 @@ async def test_api_and_worker_metrics_after_calls(
     stack: tuple[httpx.AsyncClient, Settings], db_pool: asyncpg.Pool
 ) -> None:
     api, settings = stack
+    # a backend's webhook receives every call's events (the worker's dispatcher delivers them)
+    receiver = await Receiver().start()
+    hook = await api.post("/v1/webhooks", json={"url": receiver.url})
+    assert hook.status_code == 201, hook.text
+    receiver.secret = hook.json()["secret"]
     # one answered call: alice answers, talks, hangs up
     answered_id = f"m-{uuid.uuid4().hex[:10]}"
     r = await place(api, ALICE, 30, answered_id)
@@ -235,6 +241,13 @@ async def test_api_and_worker_metrics_after_calls(
     unknown = {"caller": {"kind": "device", "id": "NOPE"}, "callees": [ALICE.model_dump(mode="json")]}
     assert (await api.post("/v1/calls", json=unknown, headers={"Idempotency-Key": "m-x"})).status_code == 404
 
+    # created, ringing, answered, ended; created, ringing, missed, ended; created, missed, ended
+    try:
+        await receiver.wait_for(lambda r: len(r.unique()) == 11, timeout=30)
+    finally:
+        await receiver.stop()
+    assert all(r.verified for r in receiver.received)
+
     # ---- the API
     r = await api.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -257,6 +270,12 @@ async def test_api_and_worker_metrics_after_calls(
     assert unacked >= 6  # incoming_call, call_answered, talk_started x2, call_ended ... per call
     assert m.value("ringflow_push_backlog") == unacked
     assert m.value("ringflow_push_oldest_unacked_seconds") > 0
+    for _ in range(50):  # the last delivery's settlement commits just after its answer
+        if m.value("ringflow_webhook_backlog") == 0:
+            break
+        await asyncio.sleep(0.1)
+        m = parse((await api.get("/metrics")).text)
+    assert m.value("ringflow_webhook_backlog") == 0
     assert "/metrics" not in (await api.get("/openapi.json")).json()["paths"]
     check_documented(m, "api")
     # alice acknowledges hers: the backlog shrinks by as many
@@ -275,6 +294,7 @@ async def test_api_and_worker_metrics_after_calls(
         "ringflow_call_setup_seconds_count": 2,
         "ringflow_ring_to_answer_seconds_count": 1,
     }
+    delivered = {"result": "delivered"}
 
     async def settled() -> Scrape:
         for _ in range(100):
@@ -295,6 +315,7 @@ async def test_api_and_worker_metrics_after_calls(
     assert w.value("ringflow_ring_to_answer_seconds_sum", **q) > 0
     # the SDK's own metrics, durations in seconds
     assert w.value("temporal_workflow_task_schedule_to_start_latency_seconds_count", **q) > 0
+    assert w.value("ringflow_webhook_deliveries_total", **delivered) == len(receiver.received) == 11
     check_documented(w, "worker")
 
 
@@ -365,15 +386,14 @@ async def test_bridge_metrics_with_two_peers(tmp_path: Path) -> None:
 
 
 def test_docs_table_is_the_contract() -> None:
-    """docs/metrics.md lists each name once, with a known type and process, and says that
-    the webhook backlog comes with issue 9."""
+    """docs/metrics.md lists each name once, with a known type and process, the webhook
+    metrics of issue 9 among them."""
     docs = documented()
     assert docs
     assert {d.process for d in docs.values()} == {"api", "worker", "bridge"}
     assert {d.type for d in docs.values()} <= {"counter", "gauge", "histogram"}
-    text = DOC.read_text()
-    assert "ringflow_webhook_backlog" in text and "issue 9" in text
-    assert "ringflow_webhook_backlog" not in docs
+    assert docs["ringflow_webhook_backlog"].process == "api"
+    assert docs["ringflow_webhook_deliveries_total"].labels == {"result"}
 
 
 def test_worker_runtime_shared_in_a_process_and_never_fatal(caplog: pytest.LogCaptureFixture) -> None:

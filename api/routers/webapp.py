@@ -65,7 +65,7 @@ def content_security_policy(host: str | None) -> str:
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
-            "img-src 'self' data:",
+            "img-src 'self' data: blob:",  # blob: the visitor snapshots, fetched with the token
             "media-src 'self' blob: mediastream:",
             "manifest-src 'self'",
             "worker-src 'self'",

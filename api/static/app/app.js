@@ -26,7 +26,9 @@
 //   the ring and close the notification; other tabs of this browser are told through a
 //   BroadcastChannel when this one answers or declines;
 // - GET /v1/me/calls?limit=&cursor= -> {items, next_cursor} (the resident's history), each
-//   call completed from GET /v1/calls/{id} (who answered, by name; whether the door opened);
+//   call completed from GET /v1/calls/{id} (who answered, by name; whether the door opened)
+//   and GET /v1/me/calls/{id}/snapshot.jpg (the visitor's picture from the door's early
+//   media, when the bridge took one);
 // - a history entry clicked (or Enter on it): GET /v1/calls/{id}/timeline.svg (the call's
 //   timeline picture: rooms as lanes, phases coloured, events marked) in the call detail;
 // - GET/PUT/DELETE /v1/me/do-not-disturb: the resident's own do-not-disturb.
@@ -66,6 +68,7 @@
   let historyCursor = null;
   let historyItems = [];
   const views = new Map(); // call_id -> CallView of an ended call (it no longer changes)
+  const snapshots = new Map(); // call_id -> blob: URL of its visitor snapshot, or null (none)
   const staleCalls = new Set(); // incoming_call pushes of calls already over
 
   class ApiError extends Error {
@@ -660,11 +663,7 @@
         }
         if (this.state === "ended") return this.stopLocal();
       }
-      // STUN/TURN for this party, TURN with a fresh ephemeral credential (GET
-      // /v1/media/ice-servers, ringflow/ice.py); none configured: [], host candidates only
-      const { doc: ice } = await api("GET", "/v1/media/ice-servers");
-      if (this.state === "ended") return this.stopLocal();
-      const pc = new RTCPeerConnection({ iceServers: ice.ice_servers });
+      const pc = new RTCPeerConnection({ iceServers: [] });
       this.pc = pc;
       for (const kind of wantVideo ? ["audio", "video"] : ["audio"]) {
         const track = this.local && this.local.getTracks().find((tr) => tr.kind === kind);
@@ -1021,8 +1020,19 @@
     open.title = t("history.open");
     if (c.call_id === detailCallId) open.setAttribute("aria-current", "true");
     const snap = $(".snap", node);
-    snap.setAttribute("aria-label", t("history.noPicture"));
-    $(".initials", node).textContent = initials(name);
+    const picture = snapshots.get(c.call_id);
+    if (picture) {
+      // the visitor snapshot the bridge took from the door's early media
+      const img = document.createElement("img");
+      img.src = picture;
+      img.alt = t("history.snapshot", { name });
+      snap.removeAttribute("role");
+      snap.replaceChildren(img);
+      node.dataset.snapshot = "true";
+    } else {
+      snap.setAttribute("aria-label", t("history.noPicture"));
+      $(".initials", node).textContent = initials(name);
+    }
     $(".who", node).textContent = name;
     $(".outcome", node).textContent = outcome;
     const time = document.createElement("time");
@@ -1054,6 +1064,9 @@
           const { doc } = await api("GET", `/v1/calls/${encodeURIComponent(c.call_id)}`);
           if (!doc) continue;
           views.set(c.call_id, doc);
+          if (!snapshots.has(c.call_id) && c.room_type === "video" && c.caller && c.caller.kind === "device") {
+            snapshots.set(c.call_id, await fetchSnapshot(c.call_id));
+          }
           const i = historyItems.findIndex((x) => x.call_id === c.call_id);
           const old = $(`#history .entry[data-call-id="${CSS.escape(c.call_id)}"]`);
           if (i >= 0 && old) old.replaceWith(entryNode(historyItems[i]));
@@ -1063,6 +1076,19 @@
       }
     };
     await Promise.all(Array.from({ length: VIEW_FETCHES }, one));
+  }
+
+  async function fetchSnapshot(callId) {
+    // GET /v1/me/calls/{id}/snapshot.jpg -> a blob: URL, or null when the call has none
+    try {
+      const response = await fetch(`/v1/me/calls/${encodeURIComponent(callId)}/snapshot.jpg`, {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      if (!response.ok) return null;
+      return URL.createObjectURL(await response.blob());
+    } catch (_) {
+      return null;
+    }
   }
 
   async function loadHistory(more) {

@@ -1,0 +1,80 @@
+"""``GET /v1/me/calls/{call_id}/snapshot.jpg``: the visitor snapshot of one of the party's
+calls (issue 11 item 4: the call log's faces), for the resident app (party token).
+
+The media bridge keeps one JPEG per call, the first picture of the door's early-media
+video (``media/snapshot.py``); this route checks that the token's party is the caller or a
+rung listener of the call (``store.calls.get_call``), then fetches the picture from the
+bridge's control API (``GET /rooms/{call_id}/snapshot``, settings ``media_url``, the API
+key). The answer is ``image/jpeg``, ``Cache-Control: private, max-age=86400`` (a snapshot
+never changes).
+
+Problems: 401 (no/bad token, 1011), 403 ``not-a-party`` (1007: not a party of the call),
+404 ``not-found`` (1008: unknown call, or the call has no snapshot: a voice call, no media
+bridge, or no picture in time), 503 ``media-unavailable`` (the bridge cannot be reached).
+"""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import APIRouter, Response
+
+from api.deps import PartyDep, PoolDep, SettingsDep
+from api.problems import Problem, not_found, problem_responses
+from ringflow.contracts.common import Identifier
+from ringflow.contracts.errors import ErrCode
+from store import calls as store
+
+router = APIRouter(prefix="/v1/me", tags=["me"])
+
+
+@router.get(
+    "/calls/{call_id}/snapshot.jpg",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The visitor snapshot (JPEG)"},
+        **problem_responses(
+            403,
+            404,
+            503,
+            descriptions={
+                404: "`not-found` (errCode 1008): unknown call, or it has no snapshot",
+                503: "`media-unavailable`: the media bridge cannot be reached",
+            },
+        ),
+    },
+)
+async def my_call_snapshot(
+    call_id: Identifier, party: PartyDep, pool: PoolDep, settings: SettingsDep
+) -> Response:
+    """The visitor snapshot of call ``call_id`` (``image/jpeg``) when the token's party is its
+    caller or one of its rung listeners; the problems in the module docstring."""
+    view = await store.get_call(pool, call_id)
+    if view is None:
+        raise not_found("call", call_id)
+    if party != view.caller and all(a.listener != party for a in view.attempts):
+        raise Problem(
+            403,
+            "not-a-party",
+            "Not a party of this call",
+            f"{party.key()} is not a party of this call",
+            ErrCode.NOT_A_PARTY,
+        )
+    try:
+        async with httpx.AsyncClient(
+            base_url=settings.media_url, timeout=settings.media_request_timeout_s
+        ) as http:
+            r = await http.get(f"/rooms/{call_id}/snapshot", headers={"X-API-Key": settings.api_key})
+    except httpx.HTTPError as e:
+        raise Problem(
+            503,
+            "media-unavailable",
+            "The media is unavailable",
+            f"media bridge at {settings.media_url}: {e!r}",
+        ) from e
+    if r.status_code == 404:
+        raise not_found("snapshot", call_id)
+    if r.status_code != 200 or r.headers.get("content-type") != "image/jpeg":
+        raise Problem(
+            503, "media-unavailable", "The media is unavailable", f"media bridge answered {r.status_code}"
+        )
+    return Response(r.content, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
