@@ -105,6 +105,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     app.include_router(calls.router)
     app.include_router(push.router)
     app.include_router(media.router)
+    app.include_router(media.ice_router)
     app.include_router(me.router)
     app.include_router(availability.router)
     app.include_router(snapshots.router)

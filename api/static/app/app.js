@@ -663,7 +663,11 @@
         }
         if (this.state === "ended") return this.stopLocal();
       }
-      const pc = new RTCPeerConnection({ iceServers: [] });
+      // STUN/TURN for this party, TURN with a fresh ephemeral credential (GET
+      // /v1/media/ice-servers, ringflow/ice.py); none configured: [], host candidates only
+      const { doc: ice } = await api("GET", "/v1/media/ice-servers");
+      if (this.state === "ended") return this.stopLocal();
+      const pc = new RTCPeerConnection({ iceServers: ice.ice_servers });
       this.pc = pc;
       for (const kind of wantVideo ? ["audio", "video"] : ["audio"]) {
         const track = this.local && this.local.getTracks().find((tr) => tr.kind === kind);
