@@ -1,4 +1,4 @@
--- depends: 0006.tenants
+-- depends: 0008.webhooks
 -- Issue 11 item 5: a resident's own availability, set from the resident app (party token,
 -- PUT/DELETE /v1/me/do-not-disturb), beside the property manager's users.do_not_disturb.
 -- One row per user; issue 10 (quiet hours, away/available presence) adds its columns here.
