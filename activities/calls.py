@@ -26,6 +26,7 @@ from ringflow.contracts.activities import (
     StartCallResult,
 )
 from ringflow.contracts.calls import Phase
+from ringflow.contracts.tenancy import tenant_of
 from store import calls
 
 
@@ -67,10 +68,13 @@ class CallActivities:
         ``busy``; then nothing is claimed or written. Idempotent: when this room already
         holds the line (a retry after the commit), the checks are not run again and the
         idempotent ``record`` is rewritten."""
+        tenant = tenant_of(inp.call_id)  # the call id carries its tenant (tenancy.qualify)
         async with self.pool.acquire() as conn, conn.transaction():
             await calls.record(conn, inp.before)
-            if await calls.line_holder(conn, inp.listener) != inp.room_id:
-                check = await precall_checks(conn, PrecallInput(caller=inp.caller, listener=inp.listener))
+            if await calls.line_holder(conn, inp.listener, tenant) != inp.room_id:
+                check = await precall_checks(
+                    conn, PrecallInput(caller=inp.caller, listener=inp.listener, tenant_id=tenant)
+                )
                 if not check.ok:
                     return RingResult(status=RingStatus.SKIPPED, err_code=check.err_code, reason=check.reason)
                 holder = await calls.claim_line(conn, inp.listener, inp.call_id, inp.room_id)
@@ -105,6 +109,7 @@ class CallActivities:
                             strategy=plan.policy.strategy,
                             phase=Phase.WAIT,
                             callees=callees,
+                            site_id=plan.site_id,
                         )
                     ),
                 )

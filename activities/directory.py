@@ -23,6 +23,7 @@ from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.directory import Device, User
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+from ringflow.contracts.tenancy import DEFAULT_SITE, qualify
 from store import availability
 from store import directory as store
 from store.directory import Conn
@@ -33,14 +34,14 @@ def _unknown(party: Party) -> ApplicationError:
     return ApplicationError(f"no {party.kind.value} {party.id!r}", type=kind, non_retryable=True)
 
 
-async def _lookup(conn: Conn, party: Party) -> Device | User | None:
+async def _lookup(conn: Conn, party: Party, tenant: str) -> Device | User | None:
     if party.kind is PartyKind.DEVICE:
-        return await store.find_device(conn, party.id)
-    return await store.find_user(conn, party.id)
+        return await store.find_device(conn, party.id, tenant=tenant)
+    return await store.find_user(conn, party.id, tenant=tenant)
 
 
-async def _target(conn: Conn, party: Party) -> Target:
-    found = await _lookup(conn, party)
+async def _target(conn: Conn, party: Party, tenant: str) -> Target:
+    found = await _lookup(conn, party, tenant)
     if found is None:
         raise _unknown(party)
     return Target(party=party, name=found.name, auto_answer=isinstance(found, Device) and found.auto_answer)
@@ -61,31 +62,42 @@ def _fail(code: ErrCode, reason: str) -> PrecallResult:
 
 async def resolve_plan(conn: Conn, inp: ResolveInput) -> ResolvedPlan:
     """``resolve_targets`` reading through ``conn`` in the caller's transaction
-    (``resolve_targets``, ``start_call``); raises as ``resolve_targets``."""
+    (``resolve_targets``, ``start_call``); raises as ``resolve_targets``. Everything is read in
+    tenant ``inp.tenant_id``; the unit in site ``inp.site_id``, else the caller device's site,
+    else the default site (issue 9)."""
     if (inp.unit_id is None) == (inp.callees is None):
         raise ApplicationError(
             "give exactly one of unit_id and callees", type="InvalidInput", non_retryable=True
         )
-    caller = await _target(conn, inp.caller)
+    tenant = inp.tenant_id
+    caller = await _target(conn, inp.caller, tenant)
+    device = (
+        await store.find_device(conn, inp.caller.id, tenant=tenant)
+        if inp.caller.kind is PartyKind.DEVICE
+        else None
+    )
     unit_name = None
+    site_id = None
     if inp.unit_id is not None:
-        unit = await store.find_unit(conn, inp.unit_id)
+        site_id = inp.site_id or (device.site_id if device else DEFAULT_SITE)
+        unit = await store.find_unit(conn, inp.unit_id, tenant=tenant, site=site_id)
         if unit is None:
             raise ApplicationError(f"no unit {inp.unit_id!r}", type="UnknownUnit", non_retryable=True)
         unit_name = unit.name
         policy = inp.policy or unit.policy
         residents = unit.residents
         if policy.strategy is RingStrategy.ROUND_ROBIN:
-            residents = rotate_after(residents, await store.last_answered(conn, unit.id))
+            residents = rotate_after(
+                residents, await store.last_answered(conn, unit.id, tenant=tenant, site=site_id)
+            )
         parties = [Party(kind=PartyKind.USER, id=uid) for uid in residents]
     else:
         policy = inp.policy or EscalationPolicy()
         parties = list(inp.callees or [])
-    targets = [await _target(conn, p) for p in parties]
+    targets = [await _target(conn, p, tenant) for p in parties]
     fallback = None
     if policy.fallback_user_id is not None:
-        fallback = await _target(conn, Party(kind=PartyKind.USER, id=policy.fallback_user_id))
-    device = await store.find_device(conn, inp.caller.id) if inp.caller.kind is PartyKind.DEVICE else None
+        fallback = await _target(conn, Party(kind=PartyKind.USER, id=policy.fallback_user_id), tenant)
     return ResolvedPlan(
         caller_name=caller.name,
         unit_name=unit_name,
@@ -93,6 +105,7 @@ async def resolve_plan(conn: Conn, inp: ResolveInput) -> ResolvedPlan:
         targets=targets,
         fallback=fallback,
         caller_actions=list(device.actions) if device else [],
+        site_id=site_id,
     )
 
 
@@ -114,10 +127,11 @@ async def precall_checks(conn: Conn, inp: PrecallInput) -> PrecallResult:
     A party that no longer exists (deleted since ``resolve_targets``) fails with
     errCode 1008 (the target is skipped, the call goes on). Raises nothing else.
 
-    Reads through ``conn`` in the caller's transaction (``precall_check``, ``ring``).
+    Reads through ``conn`` in the caller's transaction (``precall_check``, ``ring``), in tenant
+    ``inp.tenant_id``.
     """
-    caller = await _lookup(conn, inp.caller)
-    listener = await _lookup(conn, inp.listener)
+    caller = await _lookup(conn, inp.caller, inp.tenant_id)
+    listener = await _lookup(conn, inp.listener, inp.tenant_id)
     for party, found in ((inp.caller, caller), (inp.listener, listener)):
         if found is None:
             return _fail(ErrCode.UNKNOWN_RESOURCE, f"no {party.kind.value} {party.id!r}")
@@ -125,7 +139,11 @@ async def precall_checks(conn: Conn, inp: PrecallInput) -> PrecallResult:
         return _fail(ErrCode.VOIP_TOKEN_INVALID, problem)
     device = next((p for p in (caller, listener) if isinstance(p, Device)), None)
     user = next((p for p in (caller, listener) if isinstance(p, User)), None)
-    if device is not None and user is not None and not await store.is_authorized(conn, user.id, device.sn):
+    if (
+        device is not None
+        and user is not None
+        and not await store.is_authorized(conn, user.id, device.sn, tenant=inp.tenant_id)
+    ):
         return _fail(
             ErrCode.DEVICE_NOT_AUTHORIZED,
             f"user {user.id!r} has not authorized device {device.sn!r} or its device group",
@@ -134,7 +152,10 @@ async def precall_checks(conn: Conn, inp: PrecallInput) -> PrecallResult:
         return _fail(ErrCode.QUOTA_EXCEEDED, f"device {device.sn!r} has no talk quota left")
     if isinstance(listener, User) and listener.do_not_disturb:
         return _fail(ErrCode.DO_NOT_DISTURB, f"dnd: user {listener.id!r} is on do-not-disturb")
-    if isinstance(listener, User) and (own := await availability.own_dnd(conn, listener.id)).active:
+    if (
+        isinstance(listener, User)
+        and (own := await availability.own_dnd(conn, qualify(inp.tenant_id, listener.id))).active
+    ):
         until = f" until {own.until.isoformat()}" if own.until else ""
         return _fail(ErrCode.DO_NOT_DISTURB, f"dnd: user {listener.id!r} switched do-not-disturb on{until}")
     return PrecallResult(ok=True)
@@ -178,7 +199,9 @@ class DirectoryActivities:
         if inp.party.kind is not PartyKind.USER:
             return
         async with self.pool.acquire() as conn:
-            await store.remember_answer(conn, inp.unit_id, inp.party.id)
+            await store.remember_answer(
+                conn, inp.unit_id, inp.party.id, tenant=inp.tenant_id, site=inp.site_id
+            )
 
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""

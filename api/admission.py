@@ -12,6 +12,13 @@ conflict or a request refused by a check (404, 403, ...) costs nothing.
 The bucket is classic (RFC 2697's token bucket without the colour): it holds at most
 ``burst`` tokens, gains ``rate_per_s`` tokens per second, and a call takes one. It is
 per API process, not shared: with N API processes the cluster admits N x the rate.
+
+Per tenant (issue 9 item 5, "fair under load"): with ``admission_tenant_rate_per_s`` > 0 each
+tenant also has its own bucket (``admission_tenant_rate_per_s``, ``admission_tenant_burst``),
+taken FIRST: a tenant above its share is refused at its own bucket, so its excess never uses
+the process-wide tokens (nor worker capacity) that the other tenants' calls need. A call
+refused by the process-wide bucket gives its tenant's token back. ``bench/fairness.py``
+measures it: the quiet tenant's setup p99 with and without another tenant bursting at 5x.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from fastapi import Depends, Request
 
 from api.problems import Problem
 from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.tenancy import DEFAULT_TENANT
 from ringflow.settings import Settings
 
 
@@ -91,7 +99,8 @@ def overloaded(wait_s: float) -> Problem:
 
 class Admission:
     """The API process's admission control: a :class:`TokenBucket` from the settings, or
-    none (everything admitted) when ``admission_rate_per_s`` is 0."""
+    none (everything admitted) when ``admission_rate_per_s`` is 0; and one bucket per tenant
+    (made on the tenant's first call) when ``admission_tenant_rate_per_s`` > 0."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.bucket = (
@@ -99,19 +108,42 @@ class Admission:
             if settings.admission_rate_per_s > 0
             else None
         )
+        self._clock = clock
+        self._tenant_rate = settings.admission_tenant_rate_per_s
+        self._tenant_burst = settings.admission_tenant_burst
+        self.tenants: dict[str, TokenBucket] = {}
 
-    def admit(self) -> None:
-        """Take a token for one new call; raise 429 :func:`overloaded` when there is none."""
+    def _tenant_bucket(self, tenant_id: str) -> TokenBucket | None:
+        if self._tenant_rate <= 0:
+            return None
+        bucket = self.tenants.get(tenant_id)
+        if bucket is None:
+            bucket = self.tenants[tenant_id] = TokenBucket(self._tenant_rate, self._tenant_burst, self._clock)
+        return bucket
+
+    def admit(self, tenant_id: str = DEFAULT_TENANT) -> None:
+        """Take a token for one new call of ``tenant_id``: its tenant's bucket first, then the
+        process-wide one; raise 429 :func:`overloaded` (nothing taken) when either has none."""
+        own = self._tenant_bucket(tenant_id)
+        if own is not None:
+            wait = own.try_acquire()
+            if wait > 0:
+                raise overloaded(wait)
         if self.bucket is None:
             return
         wait = self.bucket.try_acquire()
         if wait > 0:
+            if own is not None:
+                own.release()
             raise overloaded(wait)
 
-    def release(self) -> None:
-        """Give back the token of a call that was not started after all."""
+    def release(self, tenant_id: str = DEFAULT_TENANT) -> None:
+        """Give back the tokens of a call of ``tenant_id`` that was not started after all."""
         if self.bucket is not None:
             self.bucket.release()
+        own = self._tenant_bucket(tenant_id)
+        if own is not None:
+            own.release()
 
 
 def _admission(request: Request) -> Admission:

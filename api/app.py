@@ -13,7 +13,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import docs, metrics, problems
 from api.hub import hub_lifespan
 from api.problems import Problem, problem_response
-from api.routers import availability, calls, directory, health, me, media, push, snapshots, tokens, webapp
+from api.routers import (
+    availability,
+    calls,
+    directory,
+    health,
+    me,
+    media,
+    push,
+    snapshots,
+    tenants,
+    tokens,
+    webapp,
+)
 from ringflow import tracing
 from ringflow.contracts.errors import ErrCode
 from ringflow.settings import Settings
@@ -100,6 +112,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     app.state.tracer_provider = provider
     problems.install(app)
     docs.install(app)
+    app.include_router(tenants.router)
     app.include_router(tokens.router)
     app.include_router(directory.router)
     app.include_router(calls.router)

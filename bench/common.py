@@ -35,6 +35,7 @@ from ringflow.client import Backend, PartyClient, Received
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.directory import AuthorizationIn, Building, DeviceGroupIn, DeviceIn, UnitIn, UserIn
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+from ringflow.contracts.tenancy import DEFAULT_TENANT
 from ringflow.directory_load import load_building
 from ringflow.settings import Settings, get_settings
 
@@ -166,11 +167,13 @@ async def load_directory(
     n_devices: int = 4,
     ring_timeout_s: float = 30.0,
     prefix: str = "",
+    tenant: str = DEFAULT_TENANT,
 ) -> Directory:
     """Create ``n_units`` units of ``residents_per_unit`` residents each (sequential policy,
     ``ring_timeout_s``), ``n_devices`` door stations in one group that every resident
     authorized, through :func:`ringflow.directory_load.load_building` (one transaction).
-    Ids carry ``prefix`` + the run id so that runs against an external stack do not collide."""
+    Ids carry ``prefix`` + the run id so that runs against an external stack do not collide.
+    ``tenant``: the tenant it is loaded into (issue 9; it must exist)."""
     tag = f"{prefix}{bench.run_id}"
     devices = [f"bench-door-{tag}-{i}" for i in range(n_devices)]
     units: dict[str, list[str]] = {}
@@ -202,7 +205,7 @@ async def load_directory(
         authorizations=auths,
     )
     t0 = time.monotonic()
-    counts = await load_building(bench.pool, building)
+    counts = await load_building(bench.pool, building, tenant)
     info(f"[{bench.name}] directory loaded in {time.monotonic() - t0:.1f} s: {counts}")
     return Directory(devices, units)
 

@@ -45,10 +45,10 @@ from media.models import PeerOffer, RoomInfo, SdpAnswer, TalkerUpdate
 from media.network import MediaNetwork
 from media.signals import TemporalReporter
 from ringflow import tracing
-from ringflow.contracts.common import Identifier
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.media import RoomStats
-from ringflow.settings import Settings, get_settings
+from ringflow.contracts.tenancy import QualifiedId as Identifier  # room ids: tenant-qualified call ids
+from ringflow.settings import Settings, settings_or_exit
 from ringflow.temporal import connect
 
 
@@ -177,4 +177,4 @@ def serve(settings: Settings, log_level: str = "info") -> None:
 
 
 if __name__ == "__main__":
-    serve(get_settings())
+    serve(settings_or_exit())  # one line and exit 1 on invalid settings (a dev secret in production)

@@ -79,10 +79,9 @@ def expected_error(error: BaseException) -> str | None:
     if isinstance(error, websockets.exceptions.WebSocketException | websockets.exceptions.InvalidURI):
         return f"the push channel failed: {error}"
     if isinstance(error, pydantic.ValidationError) and error.title == "Settings":
-        fields = "; ".join(
-            f"RINGFLOW_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
-        )
-        return f"invalid settings: {fields}"
+        from ringflow.settings import settings_error
+
+        return f"invalid settings: {settings_error(error)}"
     if isinstance(error, DirectoryError):
         return f"the directory refused it: {error}"
     return None
@@ -222,9 +221,13 @@ def migrate() -> None:
 @directory_app.command("load")
 def directory_load(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Building YAML file")],
+    tenant: Annotated[
+        str, typer.Option("--tenant", help="The tenant the building belongs to (default: the default tenant)")
+    ] = "default",
 ) -> None:
-    """Load (create or update) one building from FILE: units, residents, devices, groups,
-    authorizations and policies."""
+    """Load (create or update) one building from FILE into a tenant: its site, units, residents,
+    devices, groups, authorizations and policies. A file whose site or devices belong to another
+    tenant or site is refused (nothing written)."""
     from ringflow.directory_load import load_building, read_building
     from store.db import create_pool
 
@@ -234,13 +237,189 @@ def directory_load(
     async def load() -> dict[str, int]:
         pool = await create_pool(settings.database_url, 1, 2)
         try:
-            return await load_building(pool, building)
+            return await load_building(pool, building, tenant)
         finally:
             await pool.close()
 
     with database_errors(settings.database_url):
         counts = asyncio.run(load())
-    typer.echo(f"loaded {file}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    where = f" (tenant {tenant})" if tenant != "default" else ""
+    typer.echo(f"loaded {file}{where}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+
+
+tenants_app = typer.Typer(
+    help="Tenants (property-management companies): create, list, disable. Writes the database "
+    "of the settings directly (a platform administrator's tool).",
+    no_args_is_help=True,
+)
+app.add_typer(tenants_app, name="tenants")
+keys_app = typer.Typer(
+    help="API keys of a tenant: create (shown once), list, revoke. Several may be active at once "
+    "(rotation without downtime).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _with_db(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(pool)`` against the settings' database (unreachable: one-line error);
+    a tenant/key error (``store.tenants.TenantError``) is one line too."""
+    from store.db import create_pool
+    from store.tenants import TenantError
+
+    settings = get_settings()
+
+    async def run() -> T:
+        pool = await create_pool(settings.database_url, 1, 2)
+        try:
+            return await work(pool)
+        finally:
+            await pool.close()
+
+    with database_errors(settings.database_url):
+        try:
+            return asyncio.run(run())
+        except TenantError as e:
+            raise CliError(str(e)) from e
+
+
+def parse_duration(value: str) -> timedelta:
+    """``30d``, ``12h``, ``15m``, ``90s`` (or plain seconds) as a timedelta; raises
+    ``typer.BadParameter`` otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*([dhms]?)\s*", value)
+    if m is None or int(m.group(1)) == 0:
+        raise typer.BadParameter(f"{value!r} is not a duration like 30d, 12h, 15m or 90s")
+    unit = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}[m.group(2)]
+    return timedelta(seconds=int(m.group(1)) * unit)
+
+
+@tenants_app.command("create")
+def tenants_create(
+    tenant_id: Annotated[str, typer.Argument(help="Tenant id: lower-case letters, digits and -")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the id)")] = None,
+) -> None:
+    """Create a tenant and its default site."""
+    from ringflow.contracts.tenancy import TenantId
+    from store import tenants
+
+    try:
+        pydantic_adapter(TenantId).validate_python(tenant_id)
+    except Exception as e:
+        raise CliError(f"{tenant_id!r} is not a tenant id (1-64 of a-z, 0-9, -)") from e
+    t = _with_db(lambda pool: tenants.create_tenant(pool, tenant_id, name or tenant_id))
+    typer.echo(f"created tenant {t.id} ({t.name}) with its site 'default'")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """Every tenant: id, name, created, disabled."""
+    from store import tenants
+
+    rows = _with_db(tenants.list_tenants)
+    table = [
+        [
+            t.id,
+            t.name,
+            t.created_at.strftime("%Y-%m-%d %H:%M"),
+            t.disabled_at.isoformat() if t.disabled_at else "-",
+        ]
+        for t in rows
+    ]
+    for line in _table(table, ["TENANT", "NAME", "CREATED", "DISABLED"]):
+        typer.echo(line)
+
+
+@tenants_app.command("disable")
+def tenants_disable(
+    tenant_id: Annotated[str, typer.Argument(help="Tenant id")],
+    enable: Annotated[bool, typer.Option("--enable", help="Enable it again instead")] = False,
+) -> None:
+    """Disable a tenant: its API keys and party tokens are refused; its data stays."""
+    from store import tenants
+
+    t = _with_db(lambda pool: tenants.set_disabled(pool, tenant_id, not enable))
+    typer.echo(f"tenant {t.id} {'enabled' if t.disabled_at is None else 'disabled'}")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="The key's tenant")] = "default",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="A scope (repeat): directory:read, directory:write, calls:read, "
+            "calls:write, webhooks:admin, keys:admin, tenants:admin",
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="A name to recognise the key by")] = "",
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Lifetime: 30d, 12h, 15m, 90s")
+    ] = None,
+) -> None:
+    """Create an API key and print it ONCE (only its hash is stored)."""
+    from ringflow.contracts.tenancy import Scope
+    from store import tenants
+
+    if not scope:
+        raise CliError("give at least one --scope (e.g. --scope calls:write)")
+    try:
+        scopes = [Scope(s) for s in scope]
+    except ValueError as e:
+        raise CliError(f"{e}; scopes: {', '.join(s.value for s in Scope)}") from e
+    expires = datetime.now(UTC) + parse_duration(expires_in) if expires_in else None
+    key, secret = _with_db(lambda pool: tenants.create_key(pool, tenant, scopes, name, expires))
+    typer.echo(secret)
+    until = f", expires {key.expires_at.isoformat()}" if key.expires_at else ""
+    typer.echo(
+        f"key {key.id} of tenant {key.tenant_id}: {', '.join(key.scopes)}{until} (shown once)", err=True
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's keys")] = None,
+) -> None:
+    """API keys (never their secrets): id, tenant, name, scopes, created, expires, last used, revoked."""
+    from store import tenants
+
+    rows = _with_db(lambda pool: tenants.list_keys(pool, tenant))
+
+    def when(t: datetime | None) -> str:
+        return t.strftime("%Y-%m-%d %H:%M") if t else "-"
+
+    table = [
+        [
+            k.id,
+            k.tenant_id,
+            k.name,
+            ",".join(k.scopes),
+            when(k.created_at),
+            when(k.expires_at),
+            when(k.last_used_at),
+            when(k.revoked_at),
+        ]
+        for k in rows
+    ]
+    header = ["KEY", "TENANT", "NAME", "SCOPES", "CREATED", "EXPIRES", "LAST USED", "REVOKED"]
+    for line in _table(table, header):
+        typer.echo(line)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (KEY in `keys list`)")]) -> None:
+    """Revoke an API key: requests with it are refused (401) from now on."""
+    from store import tenants
+
+    key = _with_db(lambda pool: tenants.revoke_key(pool, key_id))
+    typer.echo(f"revoked key {key.id} of tenant {key.tenant_id}")
+
+
+def pydantic_adapter(tp: Any) -> Any:
+    """A pydantic ``TypeAdapter`` of ``tp`` (imported on use: ``ringflow --help`` stays quick)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(tp)
 
 
 @device_app.command("run")

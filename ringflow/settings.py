@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,11 +19,23 @@ DERIVED_SETTINGS = ("database_url", "api_url")
 PostgreSQL's ``postgres_port``, ``api_url`` the API's ``api_host``/``api_port`` (issue 12: with
 ``RINGFLOW_POSTGRES_PORT=6000`` every command reaches port 6000, not a hard-coded 5433)."""
 
+DEV_API_KEY = "dev-api-key"
+"""The embedded stack's default ``api_key``: refused when ``environment`` is ``production``."""
+
+DEV_TOKEN_SECRET = "dev-token-secret-change-me-0123456789"
+"""The embedded stack's default ``token_secret``: refused when ``environment`` is ``production``."""
+
 
 class Settings(BaseSettings):
     """ringflow's configuration; see the field descriptions (also ``ringflow settings``)."""
 
     model_config = SettingsConfigDict(env_prefix="RINGFLOW_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="development: the embedded stack, demos and tests (dev secrets allowed); "
+        "production: docker-compose.yml (the dev API key and token secret are refused at start)",
+    )
 
     # Temporal
     temporal_address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port")
@@ -51,10 +63,12 @@ class Settings(BaseSettings):
         description="Base URL clients (the CLI, device agents) use for the API "
         "(unset: http://<api_host>:<api_port>, 127.0.0.1 for 0.0.0.0)",
     )
-    api_key: str = Field("dev-api-key", min_length=8, description="Backend API key (X-API-Key header)")
-    token_secret: str = Field(
-        "dev-token-secret-change-me-0123456789", min_length=32, description="HS256 secret of party tokens"
+    api_key: str = Field(
+        DEV_API_KEY,
+        min_length=8,
+        description="Bootstrap API key (X-API-Key header): the default tenant's platform administrator",
     )
+    token_secret: str = Field(DEV_TOKEN_SECRET, min_length=32, description="HS256 secret of party tokens")
     max_body_bytes: int = Field(64 * 1024, description="Largest request body accepted, bytes")
     # Admission control (api/admission.py; issue 4 item 5). One worker sets up ~10 calls/s
     # (bench/RESULTS.md, run E): set the rate to about 10 x workers / API processes to shed a
@@ -66,6 +80,17 @@ class Settings(BaseSettings):
     )
     admission_burst: int = Field(
         10, ge=1, description="New calls an API process admits at once above the rate (token bucket size)"
+    )
+    # Issue 9 item 5: one tenant's burst must not starve another's calls. Each tenant's new calls
+    # first take a token of the tenant's own bucket (then of the process-wide one above), so a
+    # tenant above its share is refused (429) before it can use up what the others need.
+    admission_tenant_rate_per_s: float = Field(
+        0.0,
+        ge=0,
+        description="New calls per second each API process admits per tenant before 429; 0: no limit",
+    )
+    admission_tenant_burst: int = Field(
+        10, ge=1, description="New calls an API process admits at once per tenant above its rate"
     )
 
     # Call defaults (reference: troubleshooting guide section 3, ring timeout 60 s)
@@ -196,8 +221,9 @@ class Settings(BaseSettings):
     )
     webhook_allowed_networks: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
-        description="Where webhook URLs may point (checked on registration and on every delivery); "
-        "host names are accepted only when a network here is public (e.g. 0.0.0.0/0)",
+        description="Where webhook URLs may point (checked on registration and on every delivery): CIDR "
+        "networks, or 'public' (any globally routable address); host names are accepted only when one "
+        "of them is public",
     )
     webhook_secret_overlap_s: float = Field(
         86400.0, ge=0, description="How long a rotated-out webhook secret still signs too, seconds"
@@ -216,6 +242,27 @@ class Settings(BaseSettings):
         if name == "api_url":
             return f"http://{client_host(self.api_host)}:{self.api_port}"
         raise KeyError(name)
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> Self:
+        """Issue 9: a production process (``environment=production``, docker-compose.yml) refuses
+        the embedded stack's default secrets, which anyone can read in this repository (the
+        full-stack FastAPI template's ``_enforce_non_default_secrets``). Raises ValueError (a
+        pydantic ValidationError naming the settings to set)."""
+        if self.environment != "production":
+            return self
+        defaults = [
+            f"RINGFLOW_{name.upper()}"
+            for name, dev in (("api_key", DEV_API_KEY), ("token_secret", DEV_TOKEN_SECRET))
+            if getattr(self, name) == dev
+        ]
+        if defaults:
+            raise ValueError(
+                f"{' and '.join(defaults)} {'is' if len(defaults) == 1 else 'are'} the development "
+                "default, refused in production (RINGFLOW_ENVIRONMENT=production): set your own secrets "
+                "(e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _derive(self) -> Self:
@@ -257,3 +304,26 @@ def client_host(host: str) -> str:
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def settings_or_exit() -> Settings:
+    """:func:`get_settings` for a program's entry point (``python -m media.server``): invalid
+    settings (a production start with a development secret among them) print one line
+    ``ringflow: invalid settings: ...`` on stderr and exit with status 1, no traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return get_settings()
+    except ValidationError as e:
+        raise SystemExit(f"ringflow: invalid settings: {settings_error(e)}") from None
+
+
+def settings_error(error: Any) -> str:
+    """A pydantic ``ValidationError`` of :class:`Settings` as one line: ``RINGFLOW_NAME: what``
+    per bad field, a model-level rule's message as it is."""
+    parts = []
+    for err in error.errors():
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        name = "_".join(str(p) for p in err["loc"]).upper()
+        parts.append(f"RINGFLOW_{name}: {msg}" if name else msg)
+    return "; ".join(parts)

@@ -20,7 +20,7 @@ import signal
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ringflow.settings import Settings, get_settings
+from ringflow.settings import Settings, settings_or_exit
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -185,7 +185,7 @@ async def run_worker(
 def main() -> None:
     """Entry point of ``python -m ringflow.worker``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_worker(get_settings()))
+    asyncio.run(run_worker(settings_or_exit()))  # a dev secret in production: one line, exit 1
 
 
 if __name__ == "__main__":

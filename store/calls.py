@@ -6,6 +6,12 @@ Parties are stored as their keys (``"user:alice"``, ``"device:LOBBY-1"``, see
 (``keep_time_s`` = the reference's keepTime). JSON columns are passed as text and
 cast in SQL, so these functions work on any asyncpg connection whatever JSON
 codecs it has.
+
+Tenancy (issue 9, docs/design.md#tenants): call ids here are the workflow's, tenant-qualified
+(``"acme~press-1"``; the default tenant's unqualified), and so are the room, event and push ids
+made from them; every row's ``tenant_id`` is the tenant of its call id. Line claims and push
+recipients are tenant-qualified party keys. Views (:func:`get_call`, :func:`list_calls`) show
+the ids the tenant knows (the qualifier removed).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from ringflow.contracts.activities import Billing, CallRecord, RecordInput
 from ringflow.contracts.calls import Attempt, CallView, Phase
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.events import CallEvent
+from ringflow.contracts.tenancy import DEFAULT_TENANT, party_key, tenant_of, unqualified
 from store import feed, outbox
 
 
@@ -84,9 +91,11 @@ async def _upsert_call(conn: asyncpg.Connection, c: CallRecord) -> None:
         """
         INSERT INTO calls (call_id, caller_kind, caller_id, caller_name, unit_id, callees, room_type,
                            strategy, phase, started_at, talk_started_at, ended_at, answered_by,
-                           end_reason, err_code, keep_time_s)
-        VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                           end_reason, err_code, keep_time_s, tenant_id, site_id)
+        VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                $17, $18)
         ON CONFLICT (call_id) DO UPDATE SET
+            site_id = COALESCE(EXCLUDED.site_id, calls.site_id),
             caller_kind = COALESCE(EXCLUDED.caller_kind, calls.caller_kind),
             caller_id = COALESCE(EXCLUDED.caller_id, calls.caller_id),
             caller_name = COALESCE(EXCLUDED.caller_name, calls.caller_name),
@@ -119,6 +128,8 @@ async def _upsert_call(conn: asyncpg.Connection, c: CallRecord) -> None:
         c.end_reason,
         int(c.err_code) if c.err_code is not None else None,
         c.keep_time_s,
+        tenant_of(c.call_id),
+        c.site_id,
     )
 
 
@@ -127,8 +138,9 @@ async def _upsert_attempt(conn: asyncpg.Connection, a: Attempt) -> None:
     await conn.execute(
         """
         INSERT INTO attempts (room_id, call_id, seq, round, listener, listener_name, fallback, phase,
-                              started_at, ended_at, outcome, end_reason, err_code, reason, keep_time_s)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                              started_at, ended_at, outcome, end_reason, err_code, reason, keep_time_s,
+                              tenant_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
         ON CONFLICT (room_id) DO UPDATE SET
             seq = EXCLUDED.seq,
             round = EXCLUDED.round,
@@ -159,6 +171,7 @@ async def _upsert_attempt(conn: asyncpg.Connection, a: Attempt) -> None:
         int(a.err_code) if a.err_code is not None else None,
         a.reason,
         a.keep_time_s,
+        tenant_of(a.room_id),
     )
 
 
@@ -169,8 +182,8 @@ async def _insert_events(conn: asyncpg.Connection, events: Sequence[CallEvent]) 
     await conn.executemany(
         """
         INSERT INTO call_events (id, call_id, room_id, seq, name, at, party, listener, err_code,
-                                 keep_time_s, reason, data)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb)
+                                 keep_time_s, reason, data, tenant_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13)
         ON CONFLICT (id) DO NOTHING
         """,
         [
@@ -187,6 +200,7 @@ async def _insert_events(conn: asyncpg.Connection, events: Sequence[CallEvent]) 
                 e.keep_time_s,
                 e.reason,
                 json.dumps(e.data, default=str),
+                tenant_of(e.call_id) if e.call_id is not None else None,  # NULL: the NOT NULL refuses it
             )
             for e in events
         ],
@@ -196,8 +210,8 @@ async def _insert_events(conn: asyncpg.Connection, events: Sequence[CallEvent]) 
 async def _bill(conn: asyncpg.Connection, b: Billing) -> None:
     inserted = await conn.fetchval(
         """
-        INSERT INTO billing (room_id, call_id, caller, listener, keep_time_s)
-        VALUES ($1, $2, $3, $4, $5)
+        INSERT INTO billing (room_id, call_id, caller, listener, keep_time_s, tenant_id)
+        VALUES ($1, $2, $3, $4, $5, $6)
         ON CONFLICT (room_id) DO NOTHING
         RETURNING room_id
         """,
@@ -206,16 +220,18 @@ async def _bill(conn: asyncpg.Connection, b: Billing) -> None:
         b.caller.key(),
         b.listener.key(),
         b.keep_time_s,
+        tenant_of(b.call_id),
     )
     if inserted is not None and b.caller.kind is PartyKind.DEVICE and b.keep_time_s > 0:
         # reference section 1/6: only talk time is billed, against the device's margin
         await conn.execute(
             """
             UPDATE devices SET talk_quota_s = GREATEST(talk_quota_s - $2, 0)
-            WHERE sn = $1 AND talk_quota_s IS NOT NULL
+            WHERE tenant_id = $3 AND sn = $1 AND talk_quota_s IS NOT NULL
             """,
             b.caller.id,
             b.keep_time_s,
+            tenant_of(b.call_id),
         )
 
 
@@ -229,13 +245,15 @@ async def claim_line(
 
     The claim is one ``INSERT .. ON CONFLICT DO NOTHING``, so of many concurrent
     claims exactly one wins; claiming again from the holding room returns that room
-    (claimed). The caller compares the result with ``room_id``.
+    (claimed). The caller compares the result with ``room_id``. The line is the party's in
+    the tenant of ``call_id`` (the key is tenant-qualified: tenant B's "alice" is another line).
     """
+    tenant = tenant_of(call_id)
     while True:
         holder = await conn.fetchval(
             """
             WITH ins AS (
-                INSERT INTO line_claims (party_key, call_id, room_id) VALUES ($1, $2, $3)
+                INSERT INTO line_claims (party_key, call_id, room_id, tenant_id) VALUES ($1, $2, $3, $4)
                 ON CONFLICT (party_key) DO NOTHING
                 RETURNING room_id
             )
@@ -244,25 +262,33 @@ async def claim_line(
             SELECT room_id FROM line_claims WHERE party_key = $1
             LIMIT 1
             """,
-            party.key(),
+            party_key(tenant, party),
             call_id,
             room_id,
+            tenant,
         )
         if holder is not None:
             return str(holder)
         # the holder released between our insert and our read: try again
 
 
-async def line_holder(conn: asyncpg.Connection | asyncpg.Pool, party: Party) -> str | None:
-    """The room that holds ``party``'s line, or None."""
-    holder = await conn.fetchval("SELECT room_id FROM line_claims WHERE party_key = $1", party.key())
+async def line_holder(
+    conn: asyncpg.Connection | asyncpg.Pool, party: Party, tenant_id: str = DEFAULT_TENANT
+) -> str | None:
+    """The room that holds ``party``'s line (in tenant ``tenant_id``), or None."""
+    holder = await conn.fetchval(
+        "SELECT room_id FROM line_claims WHERE party_key = $1", party_key(tenant_id, party)
+    )
     return None if holder is None else str(holder)
 
 
 async def release_line(conn: asyncpg.Connection | asyncpg.Pool, party: Party, room_id: str) -> bool:
-    """Release ``party``'s line if ``room_id`` holds it; returns whether a claim was removed."""
+    """Release ``party``'s line (in the tenant of ``room_id``) if ``room_id`` holds it; returns
+    whether a claim was removed."""
     result = await conn.execute(
-        "DELETE FROM line_claims WHERE party_key = $1 AND room_id = $2", party.key(), room_id
+        "DELETE FROM line_claims WHERE party_key = $1 AND room_id = $2",
+        party_key(tenant_of(room_id), party),
+        room_id,
     )
     return result != "DELETE 0"
 
@@ -291,7 +317,7 @@ _COMPLETE = (
 
 def _view(row: asyncpg.Record) -> CallView:
     return CallView(
-        call_id=row["call_id"],
+        call_id=unqualified(row["call_id"]),
         caller=Party(kind=row["caller_kind"], id=row["caller_id"]),
         caller_name=row["caller_name"],
         unit_id=row["unit_id"],
@@ -311,6 +337,8 @@ def _view(row: asyncpg.Record) -> CallView:
 async def get_call(conn: asyncpg.Connection | asyncpg.Pool, call_id: str) -> CallView | None:
     """The call with its attempts (by ``seq``) and events (by ``at``, then ``seq``, then ``id``);
     None when unknown or not yet recorded with its caller, room type, strategy, phase and start.
+    ``call_id`` is the workflow's (tenant-qualified, :func:`~ringflow.contracts.tenancy.qualify`);
+    the view shows the tenant's own ids (call, room and event ids unqualified).
 
     The three reads share one snapshot (a read-only repeatable-read transaction), so a view
     never mixes a call row from before a ``record`` with events from after it."""
@@ -326,7 +354,7 @@ async def get_call(conn: asyncpg.Connection | asyncpg.Pool, call_id: str) -> Cal
     attempts = await conn.fetch("SELECT * FROM attempts WHERE call_id = $1 ORDER BY seq, room_id", call_id)
     view.attempts = [
         Attempt(
-            room_id=a["room_id"],
+            room_id=unqualified(a["room_id"]),
             seq=a["seq"],
             round=a["round"],
             listener=Party.parse_key(a["listener"]),
@@ -353,9 +381,9 @@ async def get_call(conn: asyncpg.Connection | asyncpg.Pool, call_id: str) -> Cal
     )
     view.events = [
         CallEvent(
-            id=e["id"],
-            call_id=e["call_id"],
-            room_id=e["room_id"],
+            id=unqualified(e["id"]),
+            call_id=unqualified(e["call_id"]),
+            room_id=unqualified(e["room_id"]) if e["room_id"] is not None else None,
             seq=e["seq"],
             name=e["name"],
             at=e["at"],
@@ -364,18 +392,25 @@ async def get_call(conn: asyncpg.Connection | asyncpg.Pool, call_id: str) -> Cal
             err_code=e["err_code"],
             keep_time_s=e["keep_time_s"],
             reason=e["reason"],
-            data=json.loads(e["data"]),
+            data=_unqualified_data(json.loads(e["data"])),
         )
         for e in events
     ]
     return view
 
 
+def _unqualified_data(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data with its ``room_id`` (``customAction``) as the tenant knows it."""
+    room_id = data.get("room_id")
+    return {**data, "room_id": unqualified(room_id)} if isinstance(room_id, str) else data
+
+
 @dataclass(frozen=True)
 class CallFilter:
     """History filters; None = any. ``device``: a device sn, as caller or as listener;
     ``user``: a user id, as caller, listener or answerer; ``since``/``until``:
-    ``since <= started_at < until``; ``limit`` 1-500; ``cursor`` from :func:`list_calls`."""
+    ``since <= started_at < until``; ``limit`` 1-500; ``cursor`` from :func:`list_calls`;
+    ``tenant_id``: only that tenant's calls."""
 
     unit_id: str | None = None
     device: str | None = None
@@ -386,6 +421,7 @@ class CallFilter:
     phase: str | None = None
     limit: int = 50
     cursor: str | None = None
+    tenant_id: str = DEFAULT_TENANT
 
 
 def encode_cursor(started_at: datetime, call_id: str) -> str:
@@ -422,11 +458,12 @@ async def list_calls(
         after[0] if after else None,
         after[1] if after else None,
         f.limit + 1,
+        f.tenant_id,
     ]
     rows = await conn.fetch(
         f"""
         SELECT {_CALL_COLUMNS} FROM calls c
-        WHERE {_COMPLETE}
+        WHERE {_COMPLETE} AND c.tenant_id = $11
           AND ($1::text IS NULL OR c.unit_id = $1)
           AND ($2::text IS NULL
                OR (c.caller_kind = 'device' AND c.caller_id = $2)
@@ -448,5 +485,7 @@ async def list_calls(
         *args,
     )
     views = [_view(r) for r in rows[: f.limit]]
-    cursor = encode_cursor(views[-1].started_at, views[-1].call_id) if len(rows) > f.limit else None
+    # the cursor keeps the stored (qualified) id: the keyset compares with the column
+    last = rows[f.limit - 1] if len(rows) > f.limit else None
+    cursor = encode_cursor(last["started_at"], last["call_id"]) if last is not None else None
     return views, cursor

@@ -27,6 +27,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from ringflow.contracts.push import PushMessage, PushType
+from ringflow.contracts.tenancy import party_key, tenant_of, unqualified
 from ringflow.tracing import current_traceparent
 
 CHANNEL = "ringflow_push"
@@ -50,15 +51,23 @@ class OutboxMessage(BaseModel):
     traceparent: str | None = None  # the writer's trace context (not sent to the client)
 
     def frame(self) -> dict[str, Any]:
-        """The WebSocket frame: ``{"id","type","call_id","room_id","at","payload"}`` (``at`` ISO 8601)."""
+        """The WebSocket frame: ``{"id","type","call_id","room_id","at","payload"}`` (``at`` ISO 8601).
+        ``call_id`` and ``room_id`` are the ones the party's tenant knows (unqualified, issue 9);
+        ``id`` stays as stored: the client acknowledges with it."""
         return {
             "id": self.id,
             "type": self.type.value,
-            "call_id": self.call_id,
-            "room_id": self.room_id,
+            "call_id": unqualified(self.call_id),
+            "room_id": unqualified(self.room_id) if self.room_id is not None else None,
             "at": self.at.isoformat(),
-            "payload": self.payload,
+            "payload": _unqualified_ids(self.payload),
         }
+
+
+def _unqualified_ids(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with its ``room_id`` (``call_ended``, ``custom_action``) as the tenant knows it."""
+    room_id = payload.get("room_id")
+    return {**payload, "room_id": unqualified(room_id)} if isinstance(room_id, str) else payload
 
 
 async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set[str]:
@@ -66,7 +75,9 @@ async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set
     ``NOTIFY`` each recipient of a new message. Returns the notified recipient keys.
 
     Call inside the caller's transaction: rows and notifications then appear at commit.
-    Each row keeps the current span's ``traceparent`` (None when not tracing).
+    Each row keeps the current span's ``traceparent`` (None when not tracing). The recipient is
+    stored (and notified) as the party's key qualified by the tenant of the message's call id
+    (``tenancy.party_key``), so only that tenant's party's push socket ever reads it.
     """
     if not pushes:
         return set()
@@ -75,11 +86,11 @@ async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set
     rows = await conn.fetch(
         """
         WITH new AS (
-            INSERT INTO outbox (id, recipient, type, call_id, room_id, at, payload, traceparent)
-            SELECT id, recipient, type, call_id, room_id, at, payload::jsonb, $9::text
+            INSERT INTO outbox (id, recipient, type, call_id, room_id, at, payload, traceparent, tenant_id)
+            SELECT id, recipient, type, call_id, room_id, at, payload::jsonb, $9::text, tenant_id
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                        $6::timestamptz[], $7::text[])
-                 WITH ORDINALITY AS m(id, recipient, type, call_id, room_id, at, payload, n)
+                        $6::timestamptz[], $7::text[], $10::text[])
+                 WITH ORDINALITY AS m(id, recipient, type, call_id, room_id, at, payload, tenant_id, n)
             ORDER BY n
             ON CONFLICT (id) DO NOTHING
             RETURNING recipient
@@ -88,7 +99,7 @@ async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set
              LATERAL (SELECT pg_notify($8, d.recipient)) AS notified
         """,
         [p.id for p in pushes],
-        [p.recipient.key() for p in pushes],
+        [party_key(tenant_of(p.call_id), p.recipient) for p in pushes],
         [p.type.value for p in pushes],
         [p.call_id for p in pushes],
         [p.room_id for p in pushes],
@@ -96,6 +107,7 @@ async def insert(conn: asyncpg.Connection, pushes: Sequence[PushMessage]) -> set
         [json.dumps(p.payload, default=str) for p in pushes],
         CHANNEL,
         current_traceparent(),
+        [tenant_of(p.call_id) for p in pushes],
     )
     return {r["recipient"] for r in rows}
 

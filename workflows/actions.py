@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.events import EventName
     from ringflow.contracts.messages import Rejection, rejection
     from ringflow.contracts.push import PushType
+    from ringflow.contracts.tenancy import unqualified
     from workflows.events import CallLog, record_local, seconds
     from workflows.room import Room
 
@@ -62,7 +63,9 @@ class InCallActions:
         timeout or the end of ``room`` (its talk, or its ringing when ``while_ringing``: the
         listener asked from the incoming-call screen, policy ``open_while_ringing``; the event's
         and the push's data then say ``while_ringing: true``), and return the settled result."""
-        action_id = f"{self._call_id}.action-{len(self._actions) + 1}"
+        # the tenant's own call id (issue 9): the party acknowledges with it in a URL; the same
+        # id as before for the default tenant, so stored histories replay
+        action_id = f"{unqualified(self._call_id)}.action-{len(self._actions) + 1}"
         res = self._actions[action_id] = CustomActionResult(
             call_id=self._call_id,
             action_id=action_id,

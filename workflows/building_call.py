@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.messages import Query, Rejection, Signal, Update, WorkflowType, rejection
     from ringflow.contracts.policies import RingStrategy
     from ringflow.contracts.push import PushType
+    from ringflow.contracts.tenancy import DEFAULT_SITE
     from workflows.actions import InCallActions
     from workflows.events import ACTIVITY_TIMEOUT, MEDIA_RETRY, RECORD_TIMEOUT, RETRY, CallLog, record_local
     from workflows.metrics import CallMetrics
@@ -349,7 +350,12 @@ class BuildingCallWorkflow:
                 StartCallInput(
                     call_id=inp.call_id,
                     resolve=ResolveInput(
-                        caller=inp.caller, unit_id=inp.unit_id, callees=inp.callees, policy=inp.policy
+                        caller=inp.caller,
+                        unit_id=inp.unit_id,
+                        callees=inp.callees,
+                        policy=inp.policy,
+                        tenant_id=inp.tenant_id,
+                        site_id=inp.site_id,
                     ),
                     started=started,
                 ),
@@ -461,7 +467,12 @@ class BuildingCallWorkflow:
         if s.plan.strategy == RingStrategy.ROUND_ROBIN and inp.unit_id:
             await workflow.execute_local_activity_method(
                 DirectoryActivities.remember_answer,
-                RememberAnswerInput(unit_id=inp.unit_id, party=s.answered_by),
+                RememberAnswerInput(
+                    unit_id=inp.unit_id,
+                    party=s.answered_by,
+                    tenant_id=inp.tenant_id,
+                    site_id=s.plan.site_id or DEFAULT_SITE,
+                ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
                 summary=f"remember {s.answered_by.key()} answered {inp.unit_id}",

@@ -66,6 +66,7 @@ class RingPlan:
         "open_while_ringing",
         "position",
         "record_media",
+        "site_id",
         "stages",
         "strategy",
         "unit_name",
@@ -95,6 +96,7 @@ class RingPlan:
         self.open_while_ringing = policy.open_while_ringing  # in-call actions while ringing (issue 11)
         self.callees = resolved.callees()  # every party the plan may ring: targets, then fallback
         self.caller_actions = resolved.caller_actions  # the caller device's in-call actions
+        self.site_id = resolved.site_id  # the site of the unit called (issue 9)
 
     def next(self) -> Stage | None:
         """The next stage to ring, or None when the plan is exhausted."""

@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
 
-from api.deps import PartyDep, PoolDep
+from api.deps import PartyIdentity, PartyIdentityDep, PoolDep
 from api.problems import Problem, not_found, problem_responses
 from ringflow.contracts.availability import MAX_DND_S, DoNotDisturb, DoNotDisturbIn
-from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.common import PartyKind
 from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.tenancy import qualify
 from store import availability
 from store import directory as directory_store
 
@@ -40,7 +41,8 @@ _PROBLEMS = problem_responses(
 )
 
 
-def _user_id(party: Party) -> str:
+def _user_id(ident: PartyIdentity) -> str:
+    party = ident.party
     if party.kind is not PartyKind.USER:
         raise Problem(
             403,
@@ -52,12 +54,13 @@ def _user_id(party: Party) -> str:
     return party.id
 
 
-async def _view(pool: PoolDep, user_id: str) -> DoNotDisturb:
+async def _view(pool: PoolDep, user_id: str, tenant: str) -> DoNotDisturb:
+    # user_availability rows are keyed by the tenant-qualified user id (issue 9, tenancy.qualify)
     async with pool.acquire() as conn:
-        user = await directory_store.find_user(conn, user_id)
+        user = await directory_store.find_user(conn, user_id, tenant=tenant)
         if user is None:
             raise not_found("user", user_id)
-        own = await availability.own_dnd(conn, user_id)
+        own = await availability.own_dnd(conn, qualify(tenant, user_id))
     return DoNotDisturb(
         active=own.active or user.do_not_disturb,
         until=own.until,
@@ -68,17 +71,17 @@ async def _view(pool: PoolDep, user_id: str) -> DoNotDisturb:
 
 
 @router.get("/do-not-disturb", response_model=DoNotDisturb, responses=_PROBLEMS)
-async def get_do_not_disturb(party: PartyDep, pool: PoolDep) -> DoNotDisturb:
+async def get_do_not_disturb(ident: PartyIdentityDep, pool: PoolDep) -> DoNotDisturb:
     """The token's resident's do-not-disturb (``active``: calls skip them now)."""
-    return await _view(pool, _user_id(party))
+    return await _view(pool, _user_id(ident), ident.tenant_id)
 
 
 @router.put("/do-not-disturb", response_model=DoNotDisturb, responses=_PROBLEMS)
-async def put_do_not_disturb(body: DoNotDisturbIn, party: PartyDep, pool: PoolDep) -> DoNotDisturb:
+async def put_do_not_disturb(body: DoNotDisturbIn, ident: PartyIdentityDep, pool: PoolDep) -> DoNotDisturb:
     """Switch the resident's own do-not-disturb on until ``until`` (UTC; null = until
     switched off). 422 ``validation`` when ``until`` is not in the future or more than 30
     days ahead (``MAX_DND_S``)."""
-    user_id = _user_id(party)
+    user_id = _user_id(ident)
     now = datetime.now(UTC)
     if body.until is not None and not now < body.until <= now + timedelta(seconds=MAX_DND_S):
         raise Problem(
@@ -89,16 +92,16 @@ async def put_do_not_disturb(body: DoNotDisturbIn, party: PartyDep, pool: PoolDe
             ErrCode.VALIDATION,
         )
     async with pool.acquire() as conn:
-        if await directory_store.find_user(conn, user_id) is None:
+        if await directory_store.find_user(conn, user_id, tenant=ident.tenant_id) is None:
             raise not_found("user", user_id)
-        await availability.set_dnd(conn, user_id, body.until)
-    return await _view(pool, user_id)
+        await availability.set_dnd(conn, qualify(ident.tenant_id, user_id), body.until)
+    return await _view(pool, user_id, ident.tenant_id)
 
 
 @router.delete("/do-not-disturb", response_model=DoNotDisturb, responses=_PROBLEMS)
-async def delete_do_not_disturb(party: PartyDep, pool: PoolDep) -> DoNotDisturb:
+async def delete_do_not_disturb(ident: PartyIdentityDep, pool: PoolDep) -> DoNotDisturb:
     """Switch the resident's own do-not-disturb off (the manager's stays: ``by_manager``)."""
-    user_id = _user_id(party)
+    user_id = _user_id(ident)
     async with pool.acquire() as conn:
-        await availability.clear_dnd(conn, user_id)
-    return await _view(pool, user_id)
+        await availability.clear_dnd(conn, qualify(ident.tenant_id, user_id))
+    return await _view(pool, user_id, ident.tenant_id)

@@ -19,7 +19,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import (
@@ -36,12 +36,14 @@ from temporalio.service import RPCStatusCode
 
 from api.admission import AdmissionDep
 from api.deps import (
-    BackendAuth,
-    BackendOrParty,
-    PartyDep,
+    Access,
+    PartyIdentityDep,
     PoolDep,
+    Principal,
     SettingsDep,
     TemporalDep,
+    backend_or_party,
+    require_scopes,
 )
 from api.problems import Problem, not_found, problem_responses
 from api.timeline_svg import render_timeline_svg
@@ -66,11 +68,19 @@ from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.messages import REJECTION_ERR_CODES, Rejection, Update, WorkflowType
 from ringflow.contracts.policies import RingStrategy
 from ringflow.contracts.search import CALL_CALLEES, CALL_CALLER, CALL_PHASE, CALL_UNIT
+from ringflow.contracts.tenancy import DEFAULT_SITE, DEFAULT_TENANT, Scope, qualify, unqualified
 from ringflow.settings import Settings
 from store import calls as store
 from store import directory
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+CallsRead = Annotated[Access, Depends(backend_or_party(Scope.CALLS_READ))]
+"""A party token, or an API key with ``calls:read``; queries are filtered by its tenant."""
+CallsWrite = Annotated[Access, Depends(backend_or_party(Scope.CALLS_WRITE))]
+"""A party token, or an API key with ``calls:write``."""
+BackendCallsRead = Annotated[Principal, Depends(require_scopes(Scope.CALLS_READ))]
+BackendCallsWrite = Annotated[Principal, Depends(require_scopes(Scope.CALLS_WRITE))]
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -138,12 +148,17 @@ def call_not_active(call_id: str, detail: str | None = None) -> Problem:
 
 def request_hash(body: CallCreate) -> str:
     """sha256 (hex) of the canonical body: every field (defaults included), JSON with sorted
-    keys and no spaces, so the same request hashes the same however it was spelled."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    keys and no spaces, so the same request hashes the same however it was spelled. A
+    ``site_id`` left out is left out of the hash (a retry across the upgrade that added it
+    hashes as before)."""
+    exclude = {"site_id"} if body.site_id is None else set()
+    canonical = json.dumps(
+        body.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _links(settings: Settings, call_id: str) -> dict[str, str]:
+def _links(settings: Settings, call_id: str, tenant_id: str) -> dict[str, str]:
     base = f"/v1/calls/{call_id}"
     return {
         "self": base,
@@ -151,12 +166,12 @@ def _links(settings: Settings, call_id: str) -> dict[str, str]:
         "reject": f"{base}/reject",
         "hang_up": f"{base}/hang-up",
         "cancel": f"{base}/cancel",
-        "temporal_ui": temporal_ui_url(settings, call_id),
+        "temporal_ui": temporal_ui_url(settings, qualify(tenant_id, call_id)),
     }
 
 
 def temporal_ui_url(settings: Settings, call_id: str) -> str:
-    """The call's page in the Temporal UI."""
+    """The call's page in the Temporal UI (``call_id``: the workflow id, tenant-qualified)."""
     return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{call_id}"
 
 
@@ -185,15 +200,19 @@ async def _call_memo(desc: WorkflowExecutionDescription) -> dict[str, Any]:
     return nested if isinstance(nested, dict) else dict(memo)
 
 
-async def _check_parties(pool: Any, body: CallCreate) -> RingStrategy:
-    """Pre-start checks (reference section 1, what the API can answer at once): the caller
-    exists and, if a device, holds a valid VoIP token (else errCode 13); the unit,
-    callees and fallback user exist (404). Returns the ring strategy the call will use."""
+async def _check_parties(pool: Any, body: CallCreate, tenant: str) -> tuple[RingStrategy, str | None]:
+    """Pre-start checks (reference section 1, what the API can answer at once), in tenant
+    ``tenant``: the caller exists and, if a device, holds a valid VoIP token (else errCode 13);
+    the unit (of ``body.site_id``, else the caller device's site, else the default site),
+    callees and fallback user exist (404). Returns (the ring strategy the call will use, the
+    unit's site or None)."""
+    site_id: str | None = None
     async with pool.acquire() as conn:
-        await _require_party(conn, body.caller, "caller")
+        await _require_party(conn, body.caller, "caller", tenant)
         if body.caller.kind is PartyKind.DEVICE:
-            device = await directory.find_device(conn, body.caller.id)
+            device = await directory.find_device(conn, body.caller.id, tenant=tenant)
             assert device is not None
+            site_id = device.site_id
             problem = device.voip_token_problem(datetime.now(UTC))
             if problem is not None:
                 raise Problem(
@@ -205,25 +224,28 @@ async def _check_parties(pool: Any, body: CallCreate) -> RingStrategy:
                 )
         strategy = body.policy.strategy if body.policy else RingStrategy.SEQUENTIAL
         if body.unit_id is not None:
-            unit = await directory.find_unit(conn, body.unit_id)
+            site_id = body.site_id or site_id or DEFAULT_SITE
+            unit = await directory.find_unit(conn, body.unit_id, tenant=tenant, site=site_id)
             if unit is None:
                 raise not_found("unit", body.unit_id)
             if body.policy is None:
                 strategy = unit.policy.strategy
+        else:
+            site_id = None
         for callee in body.callees or []:
-            await _require_party(conn, callee, "callee")
+            await _require_party(conn, callee, "callee", tenant)
         if body.policy is not None and body.policy.fallback_user_id is not None:
             await _require_party(
-                conn, Party(kind=PartyKind.USER, id=body.policy.fallback_user_id), "fallback"
+                conn, Party(kind=PartyKind.USER, id=body.policy.fallback_user_id), "fallback", tenant
             )
-    return strategy
+    return strategy, site_id
 
 
-async def _require_party(conn: Any, party: Party, role: str) -> None:
+async def _require_party(conn: Any, party: Party, role: str, tenant: str) -> None:
     if party.kind is PartyKind.DEVICE:
-        found = await directory.find_device(conn, party.id) is not None
+        found = await directory.find_device(conn, party.id, tenant=tenant) is not None
     else:
-        found = await directory.find_user(conn, party.id) is not None
+        found = await directory.find_user(conn, party.id, tenant=tenant) is not None
     if not found:
         raise Problem(
             404,
@@ -258,7 +280,7 @@ async def place_call(
         Identifier,
         Header(description="The call id; a retry with the same key and body returns the same call"),
     ],
-    auth: BackendOrParty,
+    auth: CallsWrite,
     response: Response,
     settings: SettingsDep,
     pool: PoolDep,
@@ -275,17 +297,23 @@ async def place_call(
     caller, 422 malformed body or key. 429 ``overloaded`` (errCode 1012) + ``Retry-After``
     when a new call is above the admission rate (``api/admission.py``; a replay is never
     refused). Nothing is started on any error.
+
+    Tenancy (issue 9): the key's (or token's) tenant; the workflow id is the call id qualified
+    by it (``tenancy.qualify``: the default tenant's is the call id itself), so two tenants may
+    use the same ``Idempotency-Key``. The admission bucket is the tenant's.
     """
-    if auth is not None and auth != body.caller:
-        raise not_a_party(auth, idempotency_key)
+    if auth.party is not None and auth.party != body.caller:
+        raise not_a_party(auth.party, idempotency_key)
+    tenant = auth.tenant_id
     call_id = idempotency_key
+    workflow_id = qualify(tenant, call_id)
     digest = request_hash(body)
-    handle = client.get_workflow_handle(call_id)
+    handle = client.get_workflow_handle(workflow_id)
     response.headers["Location"] = f"/v1/calls/{call_id}"
 
     existing = await _describe(handle)
     if existing is None:
-        strategy = await _check_parties(pool, body)
+        strategy, site_id = await _check_parties(pool, body, tenant)
         target = f"unit {body.unit_id}" if body.unit_id else ", ".join(p.key() for p in body.callees or [])
         attributes: list[SearchAttributePair[Any]] = [
             SearchAttributePair(CALL_CALLER, body.caller.key()),
@@ -295,12 +323,14 @@ async def place_call(
             attributes.append(SearchAttributePair(CALL_UNIT, body.unit_id))
         if body.callees:
             attributes.append(SearchAttributePair(CALL_CALLEES, [p.key() for p in body.callees]))
-        admission.admit()  # only a new workflow start takes a token; 429 when none
+        admission.admit(tenant)  # only a new workflow start takes a token; 429 when none
         try:
             await client.start_workflow(
                 WORKFLOW,
                 EscalationInput(
-                    call_id=call_id,
+                    call_id=workflow_id,
+                    tenant_id=tenant,
+                    site_id=site_id,
                     caller=body.caller,
                     unit_id=body.unit_id,
                     callees=body.callees,
@@ -312,7 +342,7 @@ async def place_call(
                     media_required=settings.media_enabled,
                     action_ack_timeout_s=settings.action_ack_timeout_s,
                 ),
-                id=call_id,
+                id=workflow_id,
                 task_queue=settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 # ONE memo field: every field is a payload the worker keeps per cached call
@@ -328,9 +358,9 @@ async def place_call(
                 search_attributes=TypedSearchAttributes(attributes),
                 static_summary=f"{body.caller.id} -> {target}"[:200],
             )
-            return CallCreated(call_id=call_id, phase=Phase.INITIATE, links=_links(settings, call_id))
+            return CallCreated(call_id=call_id, phase=Phase.INITIATE, links=_links(settings, call_id, tenant))
         except WorkflowAlreadyStartedError:
-            admission.release()  # not a new call after all
+            admission.release(tenant)  # not a new call after all
             existing = await _describe(handle)  # lost a race with the same key
             if existing is None:
                 raise
@@ -344,9 +374,9 @@ async def place_call(
             ErrCode.IDEMPOTENCY_CONFLICT,
         )
     response.status_code = 200
-    view = await store.get_call(pool, call_id)
+    view = await store.get_call(pool, workflow_id)
     phase = view.phase if view else (Phase.ENDED if _closed(existing) else Phase.INITIATE)
-    return CallCreated(call_id=call_id, phase=phase, links=_links(settings, call_id))
+    return CallCreated(call_id=call_id, phase=phase, links=_links(settings, call_id, tenant))
 
 
 # ---------------------------------------------------------------- read
@@ -354,15 +384,17 @@ async def place_call(
 
 @router.get("/{call_id}", response_model=CallView, responses=problem_responses(403, 404))
 async def get_call(
-    call_id: Identifier, auth: BackendOrParty, settings: SettingsDep, pool: PoolDep, client: TemporalDep
+    call_id: Identifier, auth: CallsRead, settings: SettingsDep, pool: PoolDep, client: TemporalDep
 ) -> CallView:
     """The call, its attempts and events (history from PostgreSQL), with its Temporal UI link.
     A call just started (no row yet) is built from its workflow (phase ``initiate``,
     ``ended`` if the workflow closed without a record). The backend sees every call; a
-    party only calls it is the caller or a listener of (else 403 ``not-a-party``). 404 unknown."""
-    view = await store.get_call(pool, call_id)
+    party only calls it is the caller or a listener of (else 403 ``not-a-party``). 404 unknown
+    (another tenant's call too: the id is looked up in the caller's tenant only)."""
+    workflow_id = qualify(auth.tenant_id, call_id)
+    view = await store.get_call(pool, workflow_id)
     if view is None:
-        desc = await _describe(client.get_workflow_handle(call_id))
+        desc = await _describe(client.get_workflow_handle(workflow_id))
         if desc is None or (memo := await _call_memo(desc)).get("caller") is None:
             raise not_found("call", call_id)
         view = CallView(
@@ -374,9 +406,10 @@ async def get_call(
             phase=Phase.ENDED if _closed(desc) else Phase.INITIATE,
             started_at=desc.start_time,
         )
-    if auth is not None and auth != view.caller and all(a.listener != auth for a in view.attempts):
-        raise not_a_party(auth, call_id)
-    view.temporal_ui_url = temporal_ui_url(settings, call_id)
+    party = auth.party
+    if party is not None and party != view.caller and all(a.listener != party for a in view.attempts):
+        raise not_a_party(party, call_id)
+    view.temporal_ui_url = temporal_ui_url(settings, workflow_id)
     return view
 
 
@@ -389,7 +422,7 @@ async def get_call(
     },
 )
 async def get_call_timeline_svg(
-    call_id: Identifier, auth: BackendOrParty, settings: SettingsDep, pool: PoolDep, client: TemporalDep
+    call_id: Identifier, auth: CallsRead, settings: SettingsDep, pool: PoolDep, client: TemporalDep
 ) -> Response:
     """The call's history as a picture (``image/svg+xml``, ``api/timeline_svg.py``): one lane
     per room with its phases coloured and its events marked, a time axis in seconds, caller
@@ -401,8 +434,9 @@ async def get_call_timeline_svg(
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
-@router.get("", response_model=CallList, dependencies=[BackendAuth])
+@router.get("", response_model=CallList)
 async def list_calls(
+    who: BackendCallsRead,
     pool: PoolDep,
     request: Request,
     unit_id: Identifier | None = None,
@@ -431,6 +465,7 @@ async def list_calls(
                 phase=phase.value if phase else None,
                 limit=limit,
                 cursor=cursor,
+                tenant_id=who.tenant_id,
             ),
         )
     except ValueError as e:
@@ -451,12 +486,14 @@ _ACTION_UPDATES: dict[str, tuple[Update, type[AnswerInput | RejectInput | HangUp
 }
 
 
-async def party_action(client: Client, call_id: str, action: PartyAction, party: Party) -> ActionResult:
-    """``party`` answers, rejects or hangs up call ``call_id`` (workflow update ``action``).
-    Shared by the REST actions and the WebSocket push channel. Raises :class:`Problem`
-    (see :func:`run_update`)."""
+async def party_action(
+    client: Client, call_id: str, action: PartyAction, party: Party, tenant_id: str = DEFAULT_TENANT
+) -> ActionResult:
+    """``party`` of tenant ``tenant_id`` answers, rejects or hangs up that tenant's call
+    ``call_id`` (workflow update ``action``). Shared by the REST actions and the WebSocket push
+    channel. Raises :class:`Problem` (see :func:`run_update`)."""
     update, model = _ACTION_UPDATES[action]
-    return await run_update(client, call_id, update, model(party=party), ActionResult)
+    return await run_update(client, qualify(tenant_id, call_id), update, model(party=party), ActionResult)
 
 
 async def run_update(client: Client, call_id: str, update: str, arg: Contract, result_type: type[R]) -> R:
@@ -470,12 +507,20 @@ async def run_update(client: Client, call_id: str, update: str, arg: Contract, r
     404 (1008), ``ActionSettled`` 409 (1015), any other rejection 409 ``action-rejected``;
     unknown call 404 (1008); finished call 409 ``call-not-active`` (1006); no answer
     from the workflow within :data:`UPDATE_RPC_TIMEOUT` 503 ``unavailable`` (1012).
+    ``call_id`` is the workflow id (tenant-qualified); problems name the tenant's own id.
     """
     handle = client.get_workflow_handle(call_id)
     try:
-        return await handle.execute_update(
+        result = await handle.execute_update(
             update, arg, result_type=result_type, rpc_timeout=UPDATE_RPC_TIMEOUT
         )
+        # the tenant's own ids (issue 9): call and room ids without the tenant qualifier
+        ids = {
+            f: unqualified(v)
+            for f in ("call_id", "room_id")
+            if isinstance(v := getattr(result, f, None), str)
+        }
+        return result.model_copy(update=ids)
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or e)
@@ -489,7 +534,7 @@ async def run_update(client: Client, call_id: str, update: str, arg: Contract, r
             503,
             "unavailable",
             "The call did not respond",
-            f"no answer from call {call_id!r} within {UPDATE_RPC_TIMEOUT.total_seconds():.0f} s",
+            f"no answer from call {unqualified(call_id)!r} within {UPDATE_RPC_TIMEOUT.total_seconds():.0f} s",
             ErrCode.OVERLOADED,
             headers={"Retry-After": "1"},
         ) from e
@@ -498,48 +543,52 @@ async def run_update(client: Client, call_id: str, update: str, arg: Contract, r
             raise
         # unknown workflow, or one that already completed
         if await _describe(handle) is None:
-            raise not_found("call", call_id) from e
-        raise call_not_active(call_id) from e
+            raise not_found("call", unqualified(call_id)) from e
+        raise call_not_active(unqualified(call_id)) from e
 
 
 @router.post("/{call_id}/answer", response_model=ActionResult, responses=_ACTION_PROBLEMS)
-async def answer(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
+async def answer(call_id: Identifier, ident: PartyIdentityDep, client: TemporalDep) -> ActionResult:
     """The token's party answers (reference section 4). 409 ``answered-by-another`` (1005)
     when someone else answered first (ring-all), 409 ``call-not-active`` (1006),
     403 ``not-a-party`` (1007), 404 unknown call."""
-    return await party_action(client, call_id, "answer", party)
+    return await party_action(client, call_id, "answer", ident.party, ident.tenant_id)
 
 
 @router.post("/{call_id}/reject", response_model=ActionResult, responses=_ACTION_PROBLEMS)
-async def reject(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
+async def reject(call_id: Identifier, ident: PartyIdentityDep, client: TemporalDep) -> ActionResult:
     """The token's party declines (``rejectVoip``, reference section 4). Errors as ``answer``."""
-    return await party_action(client, call_id, "reject", party)
+    return await party_action(client, call_id, "reject", ident.party, ident.tenant_id)
 
 
 @router.post("/{call_id}/hang-up", response_model=ActionResult, responses=_ACTION_PROBLEMS)
-async def hang_up(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
+async def hang_up(call_id: Identifier, ident: PartyIdentityDep, client: TemporalDep) -> ActionResult:
     """The token's party hangs up: ``cancelVoip`` (caller before talk), ``rejectVoip``
     (listener before talk) or ``hangUpVoip`` (talk); reference sections 3, 5, 6."""
-    return await party_action(client, call_id, "hang_up", party)
+    return await party_action(client, call_id, "hang_up", ident.party, ident.tenant_id)
 
 
 @router.post("/{call_id}/cancel", response_model=ActionResult, responses=_ACTION_PROBLEMS)
-async def cancel(call_id: Identifier, party: PartyDep, client: TemporalDep) -> ActionResult:
+async def cancel(call_id: Identifier, ident: PartyIdentityDep, client: TemporalDep) -> ActionResult:
     """The caller gives up before talk (``cancelVoip``, reference section 3): the caller's
     ``hang_up``; the workflow decides by phase and party what it means."""
-    return await party_action(client, call_id, "hang_up", party)
+    return await party_action(client, call_id, "hang_up", ident.party, ident.tenant_id)
 
 
 @router.post(
     "/{call_id}/force-hang-up",
     response_model=ActionResult,
-    dependencies=[BackendAuth],
     responses=problem_responses(404, 409, 503),
 )
-async def force_hang_up(call_id: Identifier, body: ForceHangUpInput, client: TemporalDep) -> ActionResult:
+async def force_hang_up(
+    call_id: Identifier, body: ForceHangUpInput, who: BackendCallsWrite, client: TemporalDep
+) -> ActionResult:
     """The backend ends the call (reference ``forceHangUpVoip``): ``cancelVoip`` before the
     listener joined, ``rejectVoip`` while the listener waits, ``hangUpVoip`` in talk."""
-    return await run_update(client, call_id, Update.FORCE_HANG_UP, body, ActionResult)
+    result = await run_update(
+        client, qualify(who.tenant_id, call_id), Update.FORCE_HANG_UP, body, ActionResult
+    )
+    return result
 
 
 # ---------------------------------------------------------------- in-call actions (docs/media.md)
@@ -547,15 +596,17 @@ async def force_hang_up(call_id: Identifier, body: ForceHangUpInput, client: Tem
 
 @router.post("/{call_id}/actions", response_model=CustomActionResult, responses=_ACTION_PROBLEMS)
 async def custom_action(
-    call_id: Identifier, body: CustomActionRequest, party: PartyDep, client: TemporalDep
+    call_id: Identifier, body: CustomActionRequest, ident: PartyIdentityDep, client: TemporalDep
 ) -> CustomActionResult:
     """The listener in talk asks the calling device for ``body.action`` (reference FAQ 1.2,
     ``setCustomBtnText``: "open door"). Answers once the device acknowledged (``result``
     ``done``/``failed``) or after ``action_ack_timeout_s`` (``timeout``). 403 ``not-a-party``
     (1007), 409 ``call-not-active`` (1006, not in talk), 422 ``unknown-action`` (1014),
     404 unknown call."""
-    inp = CustomActionInput(party=party, action=body.action)
-    return await run_update(client, call_id, Update.CUSTOM_ACTION, inp, CustomActionResult)
+    inp = CustomActionInput(party=ident.party, action=body.action)
+    return await run_update(
+        client, qualify(ident.tenant_id, call_id), Update.CUSTOM_ACTION, inp, CustomActionResult
+    )
 
 
 @router.post(
@@ -565,11 +616,13 @@ async def custom_action_ack(
     call_id: Identifier,
     action_id: Identifier,
     body: CustomActionAckRequest,
-    party: PartyDep,
+    ident: PartyIdentityDep,
     client: TemporalDep,
 ) -> CustomActionResult:
     """The calling device acknowledges the in-call action ``action_id`` (pushed to it as
     ``custom_action``). 403 ``not-a-party`` (1007, not the caller), 404 unknown action or
     call, 409 ``action-settled`` (1015, already acknowledged or timed out)."""
-    inp = CustomActionAck(party=party, action_id=action_id, ok=body.ok, detail=body.detail)
-    return await run_update(client, call_id, Update.CUSTOM_ACTION_ACK, inp, CustomActionResult)
+    inp = CustomActionAck(party=ident.party, action_id=action_id, ok=body.ok, detail=body.detail)
+    return await run_update(
+        client, qualify(ident.tenant_id, call_id), Update.CUSTOM_ACTION_ACK, inp, CustomActionResult
+    )

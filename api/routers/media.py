@@ -28,7 +28,7 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import PartyDep, PoolDep, SettingsDep, TemporalDep
+from api.deps import PartyDep, PartyIdentityDep, PoolDep, SettingsDep, TemporalDep
 from api.problems import Problem, not_found, problem_responses
 from api.routers.calls import call_not_active, not_a_party
 from media.models import PeerOffer, Role, SdpAnswer, SdpOffer
@@ -37,6 +37,7 @@ from ringflow.contracts.common import Identifier, Party
 from ringflow.contracts.errors import ErrCode, problem_slug
 from ringflow.contracts.messages import Query
 from ringflow.contracts.search import CALL_CALLER
+from ringflow.contracts.tenancy import qualify, unqualified
 from ringflow.ice import IceServers, ice_servers
 from store import calls as calls_store
 
@@ -65,25 +66,27 @@ async def call_role(client: Client, pool: asyncpg.Pool, call_id: str, party: Par
     try:
         desc = await handle.describe()
         if desc.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
-            raise call_not_active(call_id, "the call is over")
+            raise call_not_active(unqualified(call_id), "the call is over")
         if desc.typed_search_attributes.get(CALL_CALLER) == party.key():
             return Role.CALLER
         status = await handle.query(Query.STATUS, result_type=CallStatus)
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
-            raise not_found("call", call_id) from e
+            raise not_found("call", unqualified(call_id)) from e
         raise _unavailable("temporal", str(e)) from e
     except WorkflowQueryFailedError as e:
         raise _unavailable("temporal", str(e)) from e
     mine = [a for a in status.attempts if a.listener == party]
     if not mine:
-        raise not_a_party(party, call_id)
+        raise not_a_party(party, unqualified(call_id))
     live = any(a.phase in LIVE_PHASES for a in mine)
     initiating = [a.room_id for a in mine if a.phase == Phase.INITIATE]
     if not live and initiating:
         live = await calls_store.attempt_phase(pool, initiating[-1]) in LIVE_PHASES
     if not live:
-        raise call_not_active(call_id, f"{party.key()} is not being called in {call_id!r} any more")
+        raise call_not_active(
+            unqualified(call_id), f"{party.key()} is not being called in {unqualified(call_id)!r} any more"
+        )
     return Role.LISTENER
 
 
@@ -120,17 +123,20 @@ async def forward_offer(
 async def media_offer(
     call_id: Identifier,
     body: SdpOffer,
-    party: PartyDep,
+    ident: PartyIdentityDep,
     client: TemporalDep,
     pool: PoolDep,
     settings: SettingsDep,
 ) -> SdpAnswer:
     """Exchange SDP for the party's peer connection in the media room of ``call_id`` (see
-    the module docstring for the problems)."""
-    role = await call_role(client, pool, call_id, party)
+    the module docstring for the problems). The call is the token's tenant's: the room and the
+    workflow are named by the tenant-qualified call id (issue 9, ``tenancy.qualify``)."""
+    party = ident.party
+    workflow_id = qualify(ident.tenant_id, call_id)
+    role = await call_role(client, pool, workflow_id, party)
     offer = PeerOffer(party=party, role=role, sdp=body.sdp)
     return await forward_offer(
-        settings.media_url, settings.api_key, settings.media_request_timeout_s, call_id, offer
+        settings.media_url, settings.api_key, settings.media_request_timeout_s, workflow_id, offer
     )
 
 

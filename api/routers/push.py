@@ -26,11 +26,12 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import Field, ValidationError, model_validator
 
-from api.deps import party_from_token
+from api.deps import checked_identity
 from api.hub import Hub, Session
 from api.problems import Problem
 from api.routers.calls import PartyAction, party_action
 from ringflow.contracts.common import Contract, Identifier, Party
+from ringflow.contracts.tenancy import party_key
 from store import outbox
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def parse_frame(message: Mapping[str, Any]) -> ClientFrame:
         raise _Close(CLOSE_UNSUPPORTED, f"invalid frame: {where}: {first.get('msg', '')}") from e
 
 
-async def _serve(websocket: WebSocket, session: Session, party: Party) -> None:
+async def _serve(websocket: WebSocket, session: Session, party: Party, tenant_id: str) -> None:
     """Read client frames until the client leaves or a bad frame closes the socket."""
     hub: Hub = session.hub
     while True:
@@ -101,7 +102,9 @@ async def _serve(websocket: WebSocket, session: Session, party: Party) -> None:
         assert frame.action is not None and frame.call_id is not None
         reply: dict[str, Any] = {"action": frame.action, "call_id": frame.call_id}
         try:
-            result = await party_action(websocket.app.state.temporal, frame.call_id, frame.action, party)
+            result = await party_action(
+                websocket.app.state.temporal, frame.call_id, frame.action, party, tenant_id
+            )
             reply["result"] = result.model_dump(mode="json")
         except Problem as p:
             reply["error"] = p.body()
@@ -113,17 +116,20 @@ async def _serve(websocket: WebSocket, session: Session, party: Party) -> None:
 
 @router.websocket("/v1/push")
 async def push(websocket: WebSocket, token: str = "") -> None:
-    """The party's push channel (see the module docstring for frames and close codes)."""
+    """The party's push channel (see the module docstring for frames and close codes). The
+    session reads only the outbox rows of the token's tenant's party (the recipient is the
+    tenant-qualified party key, issue 9); a token of a disabled tenant is closed with 4401."""
     await websocket.accept()
     try:
-        party = party_from_token(token, websocket.app.state.settings)
+        ident = await checked_identity(websocket.app.state, token)
     except Problem as p:
         await websocket.close(CLOSE_UNAUTHORIZED, p.detail or p.title)
         return
+    party = ident.party
     hub: Hub = websocket.app.state.hub
-    async with hub.session(party.key(), websocket) as session:
+    async with hub.session(party_key(ident.tenant_id, party), websocket) as session:
         assert session.pump_task is not None
-        reader = asyncio.create_task(_serve(websocket, session, party))
+        reader = asyncio.create_task(_serve(websocket, session, party, ident.tenant_id))
         try:
             await asyncio.wait({reader, session.pump_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:

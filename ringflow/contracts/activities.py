@@ -13,15 +13,20 @@ from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.events import CallEvent
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
 from ringflow.contracts.push import PushMessage
+from ringflow.contracts.tenancy import DEFAULT_SITE, DEFAULT_TENANT
 
 
 class ResolveInput(Contract):
-    """``resolve_targets``: who to ring for a building call."""
+    """``resolve_targets``: who to ring for a building call, in tenant ``tenant_id``; the unit
+    ``unit_id`` is that of site ``site_id`` (None: the caller device's site, else the default
+    site; issue 9)."""
 
     caller: Party
     unit_id: str | None = None
     callees: list[Party] | None = None
     policy: EscalationPolicy | None = None
+    tenant_id: str = DEFAULT_TENANT
+    site_id: str | None = None
 
 
 class Target(Contract):
@@ -43,6 +48,7 @@ class ResolvedPlan(Contract):
     targets: list[Target]
     fallback: Target | None = None
     caller_actions: list[str] = Field(default_factory=list)  # the caller device's in-call actions
+    site_id: str | None = None  # the site of the unit called (None: explicit callees)
 
     def callees(self) -> list[Party]:
         """Every party the plan may ring: the targets, then the fallback."""
@@ -50,10 +56,12 @@ class ResolvedPlan(Contract):
 
 
 class PrecallInput(Contract):
-    """``precall_check``: the reference's pre-call checks (section 1) for one caller-listener pair."""
+    """``precall_check``: the reference's pre-call checks (section 1) for one caller-listener pair
+    of tenant ``tenant_id``."""
 
     caller: Party
     listener: Party
+    tenant_id: str = DEFAULT_TENANT
 
 
 class PrecallResult(Contract):
@@ -99,6 +107,7 @@ class CallRecord(Contract):
     err_code: ErrCode | None = None
     keep_time_s: int | None = None
     callees: list[Party] | None = None
+    site_id: str | None = None  # the site of the unit called (issue 9)
 
 
 class Billing(Contract):
@@ -178,7 +187,10 @@ class StartCallResult(Contract):
 
 
 class RememberAnswerInput(Contract):
-    """``remember_answer``: round-robin memory, ``user`` answered the last call to ``unit_id``."""
+    """``remember_answer``: round-robin memory, ``user`` answered the last call to ``unit_id``
+    (of site ``site_id`` of tenant ``tenant_id``)."""
 
     unit_id: str
     party: Party
+    tenant_id: str = DEFAULT_TENANT
+    site_id: str = DEFAULT_SITE

@@ -18,6 +18,7 @@ from ringflow.contracts.common import ActionName, Contract, Identifier, Party, R
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.events import CallEvent, EventName
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
+from ringflow.contracts.tenancy import DEFAULT_TENANT
 
 
 class Phase(StrEnum):
@@ -51,6 +52,8 @@ class AttemptOutcome(StrEnum):
 
 class CallCreate(Contract):
     """``POST /v1/calls`` body: ring ``unit_id``'s residents, or ``callees``, from ``caller``.
+    ``site_id``: the site of ``unit_id`` (unit numbers are unique per site); by default the
+    calling device's site, else the tenant's default site.
 
     Exactly one of ``unit_id`` and ``callees``. ``policy`` overrides the unit's
     policy (or is the policy for explicit callees). ``time_limit_s`` is the
@@ -59,6 +62,7 @@ class CallCreate(Contract):
 
     caller: Party
     unit_id: Identifier | None = None
+    site_id: Identifier | None = None
     callees: list[Party] | None = Field(None, min_length=1, max_length=50)
     room_type: RoomType = RoomType.VIDEO
     policy: EscalationPolicy | None = None
@@ -130,6 +134,10 @@ class EscalationInput(Contract):
     join_timeout_s: float = 30.0
     media_required: bool = False  # True once the media bridge drives join (issue 3)
     action_ack_timeout_s: float = 5.0  # in-call actions wait this long for the device's ack
+    # issue 9: the call's tenant (``call_id`` is the workflow id, tenant-qualified by
+    # ``tenancy.qualify``) and the site of ``unit_id`` (None: the caller device's site)
+    tenant_id: str = DEFAULT_TENANT
+    site_id: str | None = None
 
 
 class EscalationResult(Contract):

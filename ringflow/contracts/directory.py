@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, Field
 
 from ringflow.contracts.common import ActionName, Contract, Identifier
 from ringflow.contracts.policies import EscalationPolicy
+from ringflow.contracts.tenancy import DEFAULT_SITE
 
 Name = str
 
@@ -30,9 +31,12 @@ class DeviceIn(Contract):
     ``auto_answer``: the device answers calls placed to it by itself.
     ``actions``: the in-call actions the device performs when the listener in talk
     asks (reference FAQ 1.2, ``setCustomBtnText``; e.g. ``["open_door"]``).
+    ``site_id``: the site (building) the device is in; a call it places to a unit number rings
+    that site's unit (issue 9). The site must exist in the key's tenant.
     """
 
     sn: Identifier
+    site_id: Identifier = DEFAULT_SITE
     model_id: str = Field("generic", min_length=1, max_length=64)
     name: Name = Field(..., min_length=1, max_length=128)
     group_id: Identifier | None = None
@@ -119,10 +123,12 @@ class UserPatch(Contract):
 class UnitIn(Contract):
     """A unit (flat, office, room): ordered residents and an escalation policy.
 
-    ``residents`` order is the hunt order of the sequential strategy.
+    ``residents`` order is the hunt order of the sequential strategy. ``site_id``: the site
+    (building) of the unit; unit numbers are unique per site (issue 9).
     """
 
     id: Identifier
+    site_id: Identifier = DEFAULT_SITE
     name: Name = Field(..., min_length=1, max_length=128)
     residents: list[Identifier] = Field(default_factory=list, max_length=50)
     policy: EscalationPolicy = Field(default_factory=EscalationPolicy)
@@ -156,12 +162,24 @@ class Authorization(AuthorizationIn):
     created_at: datetime
 
 
+class SiteIn(Contract):
+    """A site (a building or a campus) of a tenant; ``time_zone`` is an IANA name."""
+
+    id: Identifier
+    name: Name = Field(..., min_length=1, max_length=128)
+    time_zone: str = Field("UTC", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")
+
+
 class Building(Contract):
     """A whole building file for ``ringflow directory load`` (YAML or JSON).
 
     Loading is an upsert in one transaction: loading the same file twice
     changes nothing. Authorizations listed are added; none are removed.
+    ``site``: the site the file describes (created or renamed by the load); absent = the
+    tenant's default site. Its units and devices belong to it (issue 9).
     """
+
+    site: SiteIn | None = None
 
     groups: list[DeviceGroupIn] = Field(default_factory=list)
     devices: list[DeviceIn] = Field(default_factory=list)

@@ -81,6 +81,8 @@ PROBLEM_SLUGS: frozenset[str] = frozenset(
         "unit-exists",
         "device-in-another-group",
         "user-in-use",
+        # tenants and API keys (api/routers/tenants.py, issue 9)
+        "tenant-exists",
     }
 )
 """Every problem slug the API and the media bridge can answer with; each has its section
