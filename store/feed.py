@@ -29,7 +29,7 @@ import asyncpg
 
 from ringflow.contracts.activities import RecordInput
 from ringflow.contracts.events import CallEvent, EventName
-from ringflow.contracts.tenancy import DEFAULT_TENANT
+from ringflow.contracts.tenancy import tenant_of, unqualified
 from ringflow.contracts.webhooks import (
     AttemptData,
     CallActionData,
@@ -82,12 +82,16 @@ def event_id(call_event_id: str, type: EventType) -> str:
 def _ref(call: dict[str, Any], call_id: str) -> dict[str, Any]:
     caller = f"{call['caller_kind']}:{call['caller_id']}" if call.get("caller_id") else None
     return {
-        "call_id": call_id,
+        "call_id": unqualified(call_id),  # the id the tenant knows (issue 9, tenancy.qualify)
         "unit_id": call.get("unit_id"),
         "caller": caller,
         "caller_name": call.get("caller_name"),
         "room_type": call.get("room_type"),
     }
+
+
+def _room(room_id: str | None) -> str | None:
+    return unqualified(room_id) if room_id is not None else None
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -104,7 +108,8 @@ def derive(
     key = f"call:{ev.call_id}"
 
     def one(type: EventType, data: dict[str, Any]) -> NewEvent:
-        return NewEvent(event_id(ev.id, type), type, ev.call_id, key, ev.at, data)
+        # the call id the tenant knows (events are per tenant; the call event's id stays unique)
+        return NewEvent(event_id(ev.id, type), type, unqualified(ev.call_id), key, ev.at, data)
 
     party = ev.party.key() if ev.party else None
     if ev.name is EventName.CALL_STARTED:
@@ -113,7 +118,7 @@ def derive(
         listener = ev.listener.key() if ev.listener else None
         ringing = CallRingingData(
             **ref,
-            room_id=ev.room_id,
+            room_id=_room(ev.room_id),
             listener=listener,
             listener_name=listener_names.get(ev.room_id or ""),
         )
@@ -121,7 +126,7 @@ def derive(
     if ev.name is EventName.ANSWERED:
         answered = CallAnsweredData(
             **ref,
-            room_id=ev.room_id,
+            room_id=_room(ev.room_id),
             answered_by=party,
             answered_by_name=listener_names.get(ev.room_id or ""),
         )
@@ -149,7 +154,7 @@ def derive(
             ended_at=call.get("ended_at") or ev.at,
             attempts=[
                 AttemptData(
-                    room_id=a["room_id"],
+                    room_id=unqualified(a["room_id"]),
                     listener=a["listener"],
                     listener_name=a.get("listener_name"),
                     outcome=a.get("outcome"),
@@ -175,8 +180,8 @@ async def write(conn: asyncpg.Connection, inp: RecordInput, tenant_id: str | Non
     deliveries; returns how many events were new. Call inside ``record``'s transaction,
     after its call, attempt and event writes (it reads them back).
 
-    ``tenant_id`` None: the call row's ``tenant_id`` column when the table has one (issue 9's
-    tenancy migration), else :data:`~ringflow.contracts.tenancy.DEFAULT_TENANT`. Events
+    ``tenant_id`` None: the tenant of the call id (tenant-qualified, ``tenancy.qualify``; the
+    call row's ``tenant_id``). Events carry the call id the tenant knows (``unqualified``). Events
     already stored (a retried ``record``) are skipped without taking the sequence lock."""
     sources = [e for e in inp.events if e.name in SOURCE_EVENTS]
     if not sources:
@@ -213,7 +218,8 @@ async def write(conn: asyncpg.Connection, inp: RecordInput, tenant_id: str | Non
     if not new:
         return 0
     if tenant_id is None:
-        tenant_id = str(calls.get(new[0].call_id or "", {}).get("tenant_id") or DEFAULT_TENANT)
+        # the tenant of the (tenant-qualified) call id, as its row's tenant_id column says
+        tenant_id = tenant_of(sources[0].call_id)
     return await insert(conn, tenant_id, new)
 
 

@@ -255,6 +255,14 @@ async def test_same_ids_two_calls_pushes_stay_in_their_tenant(stack: dict[str, A
             r = await t.http.post("/v1/calls/press-0001/force-hang-up", json={})
             assert r.status_code == 200, r.text
         await wait_phase(beta.http, "press-0001", "ended")
+        # the event feed: each tenant its own events, with the call id it knows
+        for t in (acme, beta):
+            items = (await t.http.get("/v1/events")).json()["items"]
+            assert items and {e["tenant_id"] for e in items} == {t.id}, items
+            assert {e["call_id"] for e in items} == {"press-0001"}
+            assert all(
+                e["data"]["call_id"] == "press-0001" and "~" not in json.dumps(e["data"]) for e in items
+            )
 
 
 # ---------------------------------------------------------------- every route
