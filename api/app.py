@@ -17,6 +17,7 @@ from api.routers import (
     availability,
     calls,
     directory,
+    events,
     health,
     me,
     media,
@@ -25,6 +26,7 @@ from api.routers import (
     tenants,
     tokens,
     webapp,
+    webhooks,
 )
 from ringflow import tracing
 from ringflow.contracts.errors import ErrCode
@@ -122,6 +124,8 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     app.include_router(me.router)
     app.include_router(availability.router)
     app.include_router(snapshots.router)
+    app.include_router(webhooks.router)
+    app.include_router(events.router)
     app.include_router(webapp.router)
     app.include_router(health.router)
 

@@ -13,7 +13,10 @@ the push channel with real aiortc media through the media bridge:
 
 The demo prints the call's timeline live and a summary: the timeline, call setup time,
 bytes relayed each way (the ``callEnded`` event's ``traffic``, and the agents' own RTC
-counters) and "door opened by carol at ...". It exits 0 when everything is as expected.
+counters) and "door opened by carol at ...". The property-management backend is a webhook
+receiver on 127.0.0.1 (``ringflow/webhook_receiver.py``), registered with ``POST /v1/webhooks``
+first; the summary ends with the deliveries it received (type, call, signature checked).
+It exits 0 when everything is as expected.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ringflow.agent import CallSession, DeviceAgent, LoggingDoor, MediaSpec, Res
 from ringflow.client import Backend
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.events import CallEvent
+from ringflow.webhook_receiver import Receiver
 
 BUILDING = Path(__file__).resolve().parent.parent / "examples" / "building.yaml"
 LOBBY = "LOBBY-1"
@@ -142,7 +146,10 @@ async def run_scenario(
     """
     backend = Backend(base_url, api_key)
     agents: list[DeviceAgent | ResidentAgent] = []
+    hooks = await Receiver().start()  # the backend's webhook receiver (docs/webhooks.md)
     try:
+        hook = await backend.http.post("/v1/webhooks", json={"url": hooks.url, "description": "demo backend"})
+        hooks.secret = hook.raise_for_status().json()["secret"]
         unit = (await backend.http.get(f"/v1/units/{UNIT}")).raise_for_status().json()
         a, b, c = unit["residents"][:3]
         run = uuid.uuid4().hex[:8]
@@ -239,6 +246,20 @@ async def run_scenario(
             if t is None or not (t.get("bytes_received", 0) > 0 and t.get("bytes_sent", 0) > 0):
                 problems.append(f"callEnded traffic shows no bytes both ways for {who}")
 
+        try:  # the backend hears of both calls' ends (the garage call's too)
+            both = {call_id, garage_call.call_id}
+            await hooks.wait_for(
+                lambda r: both <= {x.call_id for x in r.received if x.type == "call.ended"}, timeout=15
+            )
+        except TimeoutError:
+            problems.append("the backend's webhook did not receive call.ended of both calls")
+        webhook_types = {x.type for x in hooks.unique().values() if x.call_id == call_id}
+        wanted = {"call.created", "call.ringing", "call.answered", "call.action", "call.ended"}
+        if not wanted <= webhook_types:
+            problems.append(f"webhook deliveries of {call_id}: {sorted(t or '' for t in webhook_types)}")
+        if not all(x.verified for x in hooks.received):
+            problems.append("a webhook delivery's signature did not verify")
+
         print("\nsummary", file=out)
         print(f"  answered by : {timeline.party_label(view.get('answered_by'))}", file=out)
         print(f"  keepTime    : {view.get('keep_time_s')} s (talk phase only)", file=out)
@@ -268,6 +289,15 @@ async def run_scenario(
             local = opened_at.astimezone().strftime("%H:%M:%S.%f")[:-3]
             print(f"  door        : opened by {by} at {local}", file=out)
         print(f"  Temporal UI : {view.get('temporal_ui_url')}", file=out)
+        verified = sum(x.verified for x in hooks.received)
+        print(
+            f"  webhooks    : {len(hooks.received)} deliveries to the backend at {hooks.url} "
+            f"(Standard Webhooks signature checked: {verified} valid)",
+            file=out,
+        )
+        for x in hooks.received:
+            check = "signature ok" if x.verified else f"BAD SIGNATURE ({x.error})"
+            print(f"                {x.type or '?':<14} {x.call_id or '-':<28} {check}", file=out)
         print("  result      : " + ("OK" if not problems else "UNEXPECTED: " + "; ".join(problems)), file=out)
         return ScenarioResult(
             call=view,
@@ -284,6 +314,7 @@ async def run_scenario(
         for agent in agents:
             await agent.close()
         await backend.aclose()
+        await hooks.stop()
 
 
 async def run(ring_timeout_s: float, keep_stack: bool, out: TextIO = sys.stdout) -> int:

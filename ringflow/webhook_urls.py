@@ -6,8 +6,9 @@ request forgery). The rule, like the media bridge's ``RINGFLOW_MEDIA_ALLOWED_NET
 every address a URL's host resolves to must be in an allowed network, checked on
 registration (IP literals; host names are only accepted when an allowed network is public,
 so that a loopback-only stack never looks a name up) and again before every delivery. The
-default is loopback only (the embedded stack, tests, the demo); a production deployment sets
-its receivers' networks, e.g. ``["0.0.0.0/0"]`` minus nothing it must protect by other means.
+default is loopback only (the embedded stack, tests, the demo); docker-compose.yml sets
+``["public"]``: any globally routable address (Python's ``ipaddress`` ``is_global``), never the
+host's private networks (the database, Temporal, the cloud metadata address 169.254.169.254).
 """
 
 from __future__ import annotations
@@ -18,22 +19,27 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+PUBLIC = "public"
+"""The allowed-networks entry for every globally routable address (``is_global``)."""
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network | str
 
 
 def networks(specs: Iterable[str]) -> list[Network]:
-    """The networks of ``specs`` (CIDR strings); raises ``ValueError`` on a bad one."""
-    return [ipaddress.ip_network(s, strict=False) for s in specs]
+    """The networks of ``specs`` (CIDR strings, or :data:`PUBLIC`); raises ``ValueError`` on a
+    bad one."""
+    return [PUBLIC if s == PUBLIC else ipaddress.ip_network(s, strict=False) for s in specs]
 
 
 def allows_hostnames(nets: list[Network]) -> bool:
-    """Host names may be registered: some allowed network is neither private nor loopback."""
-    return any(not (n.is_private or n.is_loopback) for n in nets)
+    """Host names may be registered: some allowed network is public, or neither private nor
+    loopback."""
+    return any(isinstance(n, str) or not (n.is_private or n.is_loopback) for n in nets)
 
 
 def _allowed(address: str, nets: list[Network]) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return any(ip.version == n.version and ip in n for n in nets)
+    return any(ip.is_global if isinstance(n, str) else (ip.version == n.version and ip in n) for n in nets)
 
 
 def registration_problem(url: str, nets: list[Network]) -> str | None:

@@ -443,13 +443,14 @@ def test_alert_rules_are_prometheus_rule_files() -> None:
 
 
 def test_alerts_cover_issue_12() -> None:
-    """Setup latency p99, missed-call rate, push backlog, task-queue backlog (issue 12 item 5;
-    webhooks do not exist yet, issue 9)."""
+    """Setup latency p99, missed-call rate, push backlog, task-queue backlog (issue 12 item 5),
+    the webhook backlog (issue 9)."""
     exprs = {rule["alert"]: rule["expr"] for rule in alert_rules()}
     used = " ".join(exprs.values())
     assert "histogram_quantile(0.99" in used and "ringflow_call_setup_seconds_bucket" in used
     assert "ringflow_calls_missed_total" in used
     assert "ringflow_push_backlog" in used
+    assert "ringflow_webhook_backlog" in used
     assert "temporal_workflow_task_schedule_to_start_latency_seconds_bucket" in used
 
 

@@ -30,6 +30,7 @@ import uvicorn
 from standardwebhooks.webhooks import Webhook
 
 from api.app import create_app
+from ringflow import webhook_urls
 from ringflow.contracts.activities import CallRecord, RecordInput
 from ringflow.contracts.calls import Attempt, AttemptOutcome, Phase
 from ringflow.contracts.common import Party, PartyKind, RoomType
@@ -472,6 +473,17 @@ async def test_secret_rotation_signs_with_both(
 # ---------------------------------------------------------------- the API
 
 
+async def delivered(api: httpx.AsyncClient, ident: str) -> list[dict[str, Any]]:
+    """The endpoint's deliveries once none is pending (the receiver answers before the
+    dispatcher records the attempt)."""
+    for _ in range(100):
+        items: list[dict[str, Any]] = (await api.get(f"/v1/webhooks/{ident}/deliveries")).json()["items"]
+        if all(d["state"] != "pending" for d in items):
+            break
+        await asyncio.sleep(0.05)
+    return items
+
+
 async def test_webhook_api(db_pool: asyncpg.Pool, receiver: Receiver, api: httpx.AsyncClient) -> None:
     r = await api.post(
         "/v1/webhooks", json={"url": receiver.url, "event_types": ["call.ended"], "description": "crm"}
@@ -494,8 +506,7 @@ async def test_webhook_api(db_pool: asyncpg.Pool, receiver: Receiver, api: httpx
     async with running(db_pool, FAST):
         await place(db_pool, "a1")
         await receiver.wait_for(lambda r: len(r.unique()) == 1)
-        page = (await api.get(f"/v1/webhooks/{ident}/deliveries")).json()
-        [delivery] = page["items"]
+        [delivery] = await delivered(api, ident)
         assert delivery["state"] == "delivered" and delivery["event_type"] == "call.ended"
         assert delivery["history"][0]["status_code"] == 204 and delivery["history"][0]["latency_ms"] >= 0
         r = await api.post(f"/v1/webhooks/{ident}/deliveries/{delivery['id']}/redeliver")
@@ -503,7 +514,7 @@ async def test_webhook_api(db_pool: asyncpg.Pool, receiver: Receiver, api: httpx
         await receiver.wait_for(lambda r: len(r.received) == 2)
     assert receiver.received[0].webhook_id == receiver.received[1].webhook_id == delivery["event_id"]
     assert len(receiver.unique()) == 1  # de-duplicated by the receiver
-    again = (await api.get(f"/v1/webhooks/{ident}/deliveries")).json()["items"][0]
+    [again] = await delivered(api, ident)
     assert again["attempts"] >= 2 and again["state"] == "delivered", again
     r = await api.post(f"/v1/webhooks/{ident}/deliveries/dlv_nope/redeliver")
     assert r.status_code == 404
@@ -612,3 +623,17 @@ async def test_addresses_outside_the_allowed_networks_are_never_posted_to(db_poo
 async def test_feed_and_webhooks_need_a_key(api: httpx.AsyncClient, path: str) -> None:
     r = await api.get(path, headers={"X-API-Key": ""})
     assert r.status_code == 401
+
+
+def test_allowed_networks() -> None:
+    loopback = webhook_urls.networks(["127.0.0.0/8", "::1/128"])
+    assert webhook_urls.registration_problem("http://127.0.0.1:9/x", loopback) is None
+    assert webhook_urls.registration_problem("http://[::1]:9/x", loopback) is None
+    assert webhook_urls.registration_problem("http://localhost:9/x", loopback) is None
+    assert "not in" in (webhook_urls.registration_problem("http://8.8.8.8/x", loopback) or "")
+    assert "only IP addresses" in (webhook_urls.registration_problem("https://example.com/", loopback) or "")
+    public = webhook_urls.networks(["public"])
+    assert webhook_urls.registration_problem("https://example.com/x", public) is None  # resolved on delivery
+    assert webhook_urls.registration_problem("https://8.8.8.8/x", public) is None
+    for private in ("10.1.2.3", "192.168.1.1", "172.17.0.2", "169.254.169.254", "127.0.0.1", "[fd00::1]"):
+        assert webhook_urls.registration_problem(f"http://{private}/x", public) is not None, private
