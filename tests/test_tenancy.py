@@ -563,3 +563,48 @@ async def test_building_file_refused_when_it_would_merge(db_pool: asyncpg.Pool) 
     )
     with pytest.raises(LoadRefused, match="no tenant 'nobody'"):
         await load_building(db_pool, Building.model_validate(tower), "nobody")
+
+
+def test_cli_tenants_and_keys(db_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """``ringflow tenants create|list|disable``, ``keys create|list|revoke`` (the key printed
+    once, never listed), ``directory load --tenant`` and its one-line refusal."""
+    from typer.testing import CliRunner
+
+    from ringflow.cli import app as cli
+    from ringflow.settings import get_settings
+
+    monkeypatch.setenv("RINGFLOW_DATABASE_URL", db_dsn)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        r = runner.invoke(cli, ["tenants", "create", "acme", "--name", "Acme Property"])
+        assert r.exit_code == 0 and "created tenant acme" in r.output, r.output
+        r = runner.invoke(cli, ["tenants", "create", "Not A Tenant"])
+        assert r.exit_code == 1 and "is not a tenant id" in r.output, r.output
+        r = runner.invoke(
+            cli, ["keys", "create", "--tenant", "acme", "--scope", "calls:write", "--expires-in", "30d"]
+        )
+        assert r.exit_code == 0, r.output
+        secret = r.stdout.strip().splitlines()[0]
+        assert secret.startswith("rfk_")
+        key_id = secret.split("_")[1]
+        r = runner.invoke(cli, ["keys", "list", "--tenant", "acme"])
+        assert r.exit_code == 0 and key_id in r.output and secret not in r.output, r.output
+        r = runner.invoke(cli, ["keys", "create", "--tenant", "acme", "--scope", "everything"])
+        assert r.exit_code == 1 and "scopes:" in r.output, r.output
+        r = runner.invoke(cli, ["keys", "revoke", key_id])
+        assert r.exit_code == 0 and f"revoked key {key_id}" in r.output, r.output
+        assert runner.invoke(cli, ["keys", "revoke", "nokey"]).exit_code == 1
+        building = tmp_path / "tower.yaml"
+        building.write_text("site: {id: tower-a, name: Tower A}\nusers: [{id: alice, name: Alice}]\n")
+        r = runner.invoke(cli, ["directory", "load", str(building), "--tenant", "acme"])
+        assert r.exit_code == 0 and "(tenant acme)" in r.output and "1 sites" in r.output, r.output
+        runner.invoke(cli, ["tenants", "create", "beta"])
+        r = runner.invoke(cli, ["directory", "load", str(building), "--tenant", "beta"])
+        assert r.exit_code == 1 and "site 'tower-a' belongs to another tenant" in r.output, r.output
+        r = runner.invoke(cli, ["tenants", "disable", "beta"])
+        assert r.exit_code == 0 and "tenant beta disabled" in r.output
+        r = runner.invoke(cli, ["tenants", "list"])
+        assert r.exit_code == 0 and "acme" in r.output and "default" in r.output, r.output
+    finally:
+        get_settings.cache_clear()

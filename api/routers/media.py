@@ -28,7 +28,7 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import PartyDep, PartyIdentityDep, PoolDep, SettingsDep, TemporalDep
+from api.deps import PartyIdentityDep, PoolDep, SettingsDep, TemporalDep
 from api.problems import Problem, not_found, problem_responses
 from api.routers.calls import call_not_active, not_a_party
 from media.models import PeerOffer, Role, SdpAnswer, SdpOffer
@@ -37,7 +37,7 @@ from ringflow.contracts.common import Identifier, Party
 from ringflow.contracts.errors import ErrCode, problem_slug
 from ringflow.contracts.messages import Query
 from ringflow.contracts.search import CALL_CALLER
-from ringflow.contracts.tenancy import qualify, unqualified
+from ringflow.contracts.tenancy import party_key, qualify, unqualified
 from ringflow.ice import IceServers, ice_servers
 from store import calls as calls_store
 
@@ -141,7 +141,7 @@ async def media_offer(
 
 
 @ice_router.get("/ice-servers")
-async def media_ice_servers(party: PartyDep, settings: SettingsDep, response: Response) -> IceServers:
+async def media_ice_servers(ident: PartyIdentityDep, settings: SettingsDep, response: Response) -> IceServers:
     """The ICE servers for the party's next peer connection: ``{"ice_servers": [{"urls":
     [...], "username": ..., "credential": ...}], "expires_at": ...}``, the WebRTC
     ``RTCIceServer[]`` shape (W3C WebRTC section 4.2.1). TURN URLs (``RINGFLOW_TURN_URLS``)
@@ -149,6 +149,7 @@ async def media_ice_servers(party: PartyDep, settings: SettingsDep, response: Re
     ``RINGFLOW_TURN_TTL_S`` seconds (draft-uberti-behave-turn-rest-00 section 2.2, coturn
     ``use-auth-secret``); STUN URLs (``RINGFLOW_MEDIA_ICE_SERVERS``) none. Empty list when
     the deployment has neither: host candidates only. Ask again before every new peer
-    connection; never cached (``Cache-Control: no-store``)."""
+    connection; never cached (``Cache-Control: no-store``). The username's party key is
+    tenant-qualified (issue 9: ``acme~user:alice``; the default tenant's as before)."""
     response.headers["Cache-Control"] = "no-store"
-    return ice_servers(settings, party.key())
+    return ice_servers(settings, party_key(ident.tenant_id, ident.party))
