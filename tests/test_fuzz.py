@@ -36,7 +36,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         yield w
 
 
-def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str]) -> int:
+def _fuzz_operation(
+    operation: Any, base_url: str, headers: dict[str, str], extra_checks: tuple[Any, ...] = ()
+) -> int:
     """``EXAMPLES_PER_OPERATION`` generated requests to ``operation``, valid and invalid
     (schemathesis' positive and negative modes); returns how many were sent. Raises the
     first check failure (a 5xx, or a body not matching the schema)."""
@@ -55,16 +57,21 @@ def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str]) -> i
         nonlocal sent
         sent += 1
         case.call_and_validate(
-            base_url=base_url, headers=headers, checks=[not_a_server_error, response_schema_conformance]
+            base_url=base_url,
+            headers=headers,
+            checks=[not_a_server_error, response_schema_conformance, *extra_checks],
         )
 
     run()
     return sent
 
 
-def _fuzz(base_url: str, headers_for: dict[str, dict[str, str]]) -> tuple[dict[str, int], list[str]]:
+def _fuzz(
+    base_url: str, headers_for: dict[str, dict[str, str]], extra_checks: tuple[Any, ...] = ()
+) -> tuple[dict[str, int], list[str]]:
     """Every operation of ``/openapi.json`` with its credentials (``headers_for``: "backend" /
-    "party"): requests sent per operation, and the failures found."""
+    "party") and ``extra_checks`` besides no 5xx and the documented schema: requests sent per
+    operation, and the failures found."""
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     sent: dict[str, int] = {}
     failures: list[str] = []
@@ -76,7 +83,7 @@ def _fuzz(base_url: str, headers_for: dict[str, dict[str, str]]) -> tuple[dict[s
         label = f"{operation.method.upper()} {operation.path}"
         headers = headers_for["party" if PARTY_ACTION.match(operation.path) else "backend"]
         try:
-            sent[label] = _fuzz_operation(operation, base_url, headers)
+            sent[label] = _fuzz_operation(operation, base_url, headers, extra_checks)
         except (Exception, BaseExceptionGroup) as e:
             failures.append(f"{label}: {e}"[:3000])
     return sent, failures
@@ -91,6 +98,47 @@ async def test_openapi_fuzz_no_5xx_and_responses_match_schema(world: World) -> N
     sent, failures = await asyncio.to_thread(_fuzz, world.api_url, headers_for)
     assert failures == [], "\n\n".join(failures)
     assert "POST /v1/calls" in sent and "GET /v1/calls/{call_id}" in sent
+    assert all(n > 0 for n in sent.values()), sent
+
+
+DEFAULT_TENANTS_NAMES = ("Maple Court", "Moreau", "Okafor")
+"""In the default tenant's building (examples/building.yaml): never in an answer to another tenant."""
+
+
+@schemathesis.check
+def no_default_tenant_data(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Issue 9: an answer to another tenant's key or token never carries the default tenant's data."""
+    text = response.text or ""
+    leaked = [n for n in DEFAULT_TENANTS_NAMES if n in text]
+    if leaked:
+        raise AssertionError(f"{case.operation.label}: the default tenant's {leaked} in {text[:300]}")
+    return None
+
+
+async def test_openapi_fuzz_as_another_tenant_no_5xx_no_cross_tenant_read(world: World) -> None:
+    """Issue 9: schemathesis with a second tenant's key and party token (same scopes as a
+    backend's): no 5xx, answers as documented, and nothing of the default tenant's building."""
+    root = world.backend.http
+    r = await root.post("/v1/tenants", json={"id": "fuzz-other", "name": "Other"})
+    assert r.status_code == 201, r.text
+    scopes = [
+        "directory:read",
+        "directory:write",
+        "calls:read",
+        "calls:write",
+        "webhooks:admin",
+        "keys:admin",
+    ]
+    r = await root.post("/v1/keys", json={"tenant_id": "fuzz-other", "scopes": scopes})
+    assert r.status_code == 201, r.text
+    key = {"X-API-Key": r.json()["key"]}
+    r = await root.post("/v1/users", json={"id": "other-user", "name": "Other"}, headers=key)
+    assert r.status_code == 201, r.text
+    r = await root.post("/v1/tokens", json={"party": {"kind": "user", "id": "other-user"}}, headers=key)
+    assert r.status_code == 201, r.text
+    headers_for = {"backend": key, "party": {"Authorization": f"Bearer {r.json()['token']}"}}
+    sent, failures = await asyncio.to_thread(_fuzz, world.api_url, headers_for, (no_default_tenant_data,))
+    assert failures == [], "\n\n".join(failures)
     assert all(n > 0 for n in sent.values()), sent
 
 
