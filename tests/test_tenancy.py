@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -45,6 +46,7 @@ from ringflow.stack.ports import free_port
 from store import tenants as tenant_store
 
 FUTURE = (datetime.now(UTC) + timedelta(days=365)).isoformat()
+EXAMPLE_BUILDING = Path(__file__).resolve().parent.parent / "examples" / "building.yaml"
 MARK = "ACME-SECRET"
 """In every name of acme's own resources: it must never appear in an answer to beta."""
 
@@ -608,3 +610,34 @@ def test_cli_tenants_and_keys(db_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_
         assert r.exit_code == 0 and "acme" in r.output and "default" in r.output, r.output
     finally:
         get_settings.cache_clear()
+
+
+async def test_readme_flow_needs_no_tenant_setup(stack: dict[str, Any], db_pool: asyncpg.Pool) -> None:
+    """The README's curl examples: the bootstrap key on the default tenant, the example
+    building loaded without a site, a call, its view, a resident's token and answer."""
+    from ringflow.directory_load import read_building
+
+    root: httpx.AsyncClient = stack["root"]
+    building = await asyncio.to_thread(read_building, EXAMPLE_BUILDING)
+    counts = await load_building(db_pool, building)
+    assert "sites" not in counts and counts["units"] == 3
+    call_id = f"press-{uuid.uuid4().hex[:6]}"
+    r = await root.post(
+        "/v1/calls",
+        json={"caller": {"kind": "device", "id": "LOBBY-1"}, "unit_id": "101", "room_type": "video"},
+        headers={"Idempotency-Key": call_id},
+    )
+    assert r.status_code == 201 and r.json()["call_id"] == call_id, r.text
+    view = await wait_phase(root, call_id, "wait")
+    assert view["caller_name"] == "Maple Court Lobby" and view["temporal_ui_url"].endswith(
+        f"/workflows/{call_id}"
+    )
+    r = await root.post("/v1/tokens", json={"party": {"kind": "user", "id": "alice"}})
+    assert r.status_code == 201, r.text
+    alice = {"Authorization": f"Bearer {r.json()['token']}", "X-API-Key": ""}
+    r = await root.post(f"/v1/calls/{call_id}/answer", headers=alice)
+    assert r.status_code == 200 and r.json()["call_id"] == call_id, r.text
+    r = await root.post(f"/v1/calls/{call_id}/hang-up", headers=alice)
+    assert r.status_code == 200, r.text
+    # the default tenant's call is not acme's (nor is acme's alice the default tenant's)
+    assert (await stack["acme"].http.get(f"/v1/calls/{call_id}")).status_code == 404
