@@ -150,6 +150,20 @@ async def find_site(conn: Conn, site: str, *, tenant: str = DEFAULT_TENANT) -> S
     return SiteIn.model_validate(dict(row)) if row else None
 
 
+async def list_sites(conn: Conn, *, tenant: str = DEFAULT_TENANT) -> list[SiteIn]:
+    """The tenant's sites, by id."""
+    rows = await conn.fetch("SELECT id, name, time_zone FROM sites WHERE tenant_id = $1 ORDER BY id", tenant)
+    return [SiteIn.model_validate(dict(r)) for r in rows]
+
+
+async def get_site(conn: Conn, site: str, *, tenant: str = DEFAULT_TENANT) -> SiteIn:
+    """The tenant's site ``site``. Raises NotFound("site")."""
+    found = await find_site(conn, site, tenant=tenant)
+    if found is None:
+        raise NotFound("site", site)
+    return found
+
+
 async def put_site(conn: Conn, site: SiteIn, *, tenant: str = DEFAULT_TENANT) -> Upsert:
     """Create the tenant's site or change its name and time zone (unchanged: nothing written)."""
     row = await conn.fetchrow(

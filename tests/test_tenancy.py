@@ -164,6 +164,7 @@ async def directory(http: httpx.AsyncClient, tid: str) -> None:
 
 
 async def acme_only(http: httpx.AsyncClient) -> None:
+    await put(http, "/v1/sites/a-site", {"id": "a-site", "name": f"{MARK} site", "time_zone": "Europe/Paris"})
     await put(http, "/v1/device-groups/a-group", {"id": "a-group", "name": f"{MARK} group"})
     await put(
         http,
@@ -282,6 +283,7 @@ def _fill(path: str, call_id: str, key_id: str) -> str:
         "action_id": f"{call_id}.action-1",
         "key_id": key_id,
         "tenant_id": "acme",
+        "site_id": "a-site",
     }
     out = path
     for name, value in values.items():
@@ -307,6 +309,8 @@ def _body(method: str, path: str, call_id: str) -> dict[str, Any]:
         return {"scopes": ["calls:read"], "tenant_id": "acme"}
     if path.endswith("/force-hang-up"):
         return {}
+    if method == "put" and path.startswith("/v1/sites/"):
+        return {"id": "a-site", "name": "beta's own site"}
     if method == "put" and path.startswith("/v1/units/"):
         return {"id": "a-unit", "name": "beta's own", "residents": ["a-user"]}
     return {}
@@ -314,7 +318,14 @@ def _body(method: str, path: str, call_id: str) -> dict[str, Any]:
 
 async def snapshot(http: httpx.AsyncClient, call_id: str) -> dict[str, Any]:
     out = {}
-    for path in ("/v1/devices", "/v1/users", "/v1/units", "/v1/device-groups", "/v1/authorizations"):
+    for path in (
+        "/v1/sites",
+        "/v1/devices",
+        "/v1/users",
+        "/v1/units",
+        "/v1/device-groups",
+        "/v1/authorizations",
+    ):
         r = await http.get(path)
         assert r.status_code == 200, r.text
         out[path] = r.json()

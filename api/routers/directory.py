@@ -35,6 +35,7 @@ from ringflow.contracts.directory import (
     DeviceIn,
     DevicePatch,
     GroupMembership,
+    SiteIn,
     Unit,
     UnitIn,
     User,
@@ -411,7 +412,40 @@ async def revoke_authorization(
         await store.revoke_authorization(conn, user_id, target_kind, target_id, tenant=who.tenant_id)
 
 
+# ---------------------------------------------------------------- sites
+
+sites = APIRouter(prefix="/sites", tags=["sites"])
+
+
+@sites.get("")
+async def list_sites(who: DirRead, pool: PoolDep) -> list[SiteIn]:
+    """The tenant's sites (buildings, campuses), by id; every tenant has ``default``."""
+    async with _tx(pool) as conn:
+        return await store.list_sites(conn, tenant=who.tenant_id)
+
+
+@sites.get("/{site_id}", responses=_NOT_FOUND)
+async def get_site(who: DirRead, site_id: Identifier, pool: PoolDep) -> SiteIn:
+    """One site; 404 if unknown."""
+    async with _tx(pool) as conn:
+        return await store.get_site(conn, site_id, tenant=who.tenant_id)
+
+
+@sites.put("/{site_id}", responses={201: {"description": "Created"}})
+async def put_site(
+    who: DirWrite, site_id: Identifier, body: SiteIn, pool: PoolDep, response: Response
+) -> SiteIn:
+    """Create (201) or rename (200) the site (its name and IANA time zone); its units and
+    devices name it in ``site_id``."""
+    _same_id(site_id, body.id, "id")
+    async with _tx(pool) as conn:
+        status = await store.put_site(conn, body, tenant=who.tenant_id)
+        site = await store.get_site(conn, site_id, tenant=who.tenant_id)
+    _put_status(response, status)
+    return site
+
+
 router = APIRouter(prefix="/v1")
 """The directory API; ``api/app.py`` includes it."""
-for _sub in (devices, groups, users, units, authorizations):
+for _sub in (sites, devices, groups, users, units, authorizations):
     router.include_router(_sub)
