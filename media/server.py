@@ -47,6 +47,7 @@ from media.signals import TemporalReporter
 from ringflow import tracing
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.media import RoomStats
+from ringflow.contracts.tenancy import QualifiedId
 from ringflow.contracts.tenancy import QualifiedId as Identifier  # room ids: tenant-qualified call ids
 from ringflow.settings import Settings, settings_or_exit
 from ringflow.temporal import connect
@@ -106,7 +107,7 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
             raise Problem(422, "invalid-sdp", "Invalid SDP offer", str(e), ErrCode.VALIDATION) from e
 
     @app.get("/rooms/{call_id}/snapshot", dependencies=[BackendAuth])
-    async def snapshot(call_id: Identifier) -> Response:
+    async def snapshot(call_id: QualifiedId) -> Response:
         """The visitor snapshot of room ``call_id`` (``image/jpeg``, ``media/snapshot.py``),
         also after the room closed; 404 ``not-found`` when it has none."""
         data = await asyncio.to_thread(bridge().snapshots.load, call_id)

@@ -33,7 +33,9 @@ MAX_WIDTH = 480
 FIRST_FRAME_TIMEOUT_S = 15.0
 """How long the bridge waits for the caller's first decodable picture, seconds."""
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_SAFE_ID = re.compile(r"^(?:[a-z0-9][a-z0-9-]{0,63}~)?[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+"""A room id as file name: a call id, tenant-qualified outside the default tenant
+(``ringflow.contracts.tenancy.QualifiedId``: ``<tenant>~<call id>``); never ``/`` or ``..``."""
 
 
 def jpeg_of(frame: av.VideoFrame, max_width: int = MAX_WIDTH, quality: int = 6) -> bytes:
@@ -58,22 +60,25 @@ def jpeg_of(frame: av.VideoFrame, max_width: int = MAX_WIDTH, quality: int = 6) 
 
 class SnapshotStore:
     """Snapshots on disk, one file per call: ``<root>/<call_id>.jpg`` (``root`` is created
-    on the first write). Call ids are checked against the API's identifier pattern before
-    they become file names."""
+    on the first write; ``call_id`` is the room's id, tenant-qualified). Ids are checked
+    against the qualified-id pattern before they become file names."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def path(self, call_id: str) -> Path:
-        """The file of ``call_id``'s snapshot. Raises ``ValueError`` for an id that is not
-        an identifier (``[A-Za-z0-9][A-Za-z0-9._:@-]*``, at most 128 characters)."""
+        """The file of ``call_id``'s snapshot. Raises ``ValueError`` for an id that is not a
+        (tenant-qualified) identifier (``[<tenant>~][A-Za-z0-9][A-Za-z0-9._:@-]*``)."""
         if not _SAFE_ID.match(call_id):
             raise ValueError(f"not a call id: {call_id!r}")
         return self.root / f"{call_id}.jpg"
 
     def exists(self, call_id: str) -> bool:
-        """Whether ``call_id`` has a snapshot."""
-        return self.path(call_id).is_file()
+        """Whether ``call_id`` has a snapshot (False for an id that cannot have one)."""
+        try:
+            return self.path(call_id).is_file()
+        except ValueError:
+            return False
 
     def save(self, call_id: str, data: bytes) -> Path:
         """Write ``data`` atomically (a temporary file renamed); returns the path."""

@@ -55,10 +55,12 @@ def test_store_names_files_by_checked_call_id(tmp_path: Path) -> None:
     assert store.load("call-1") is None and not store.exists("call-1")
     store.save("call-1", b"jpeg")
     assert store.load("call-1") == b"jpeg" and store.path("call-1") == tmp_path / "snapshots" / "call-1.jpg"
-    for bad in ("../etc/passwd", "a/b", "", ".hidden", "x" * 129):
+    for bad in ("../etc/passwd", "a/b", "", ".hidden", "x" * 129, "Acme~call-1", "~call-1"):
         with pytest.raises(ValueError):
             store.path(bad)
-        assert store.load(bad) is None
+        assert store.load(bad) is None and not store.exists(bad)
+    store.save("acme~call-1", b"other tenant's")  # rooms outside the default tenant: <tenant>~<call id>
+    assert store.load("acme~call-1") == b"other tenant's"
 
 
 async def test_take_snapshot_once_and_never_raises(tmp_path: Path) -> None:

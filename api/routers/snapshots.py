@@ -3,10 +3,11 @@ calls (issue 11 item 4: the call log's faces), for the resident app (party token
 
 The media bridge keeps one JPEG per call, the first picture of the door's early-media
 video (``media/snapshot.py``); this route checks that the token's party is the caller or a
-rung listener of the call (``store.calls.get_call``), then fetches the picture from the
-bridge's control API (``GET /rooms/{call_id}/snapshot``, settings ``media_url``, the API
-key). The answer is ``image/jpeg``, ``Cache-Control: private, max-age=86400`` (a snapshot
-never changes).
+rung listener of the call (``store.calls.get_call``, in the token's tenant: another
+tenant's call is 404), then fetches the picture from the bridge's control API (``GET
+/rooms/{room}/snapshot``, the room named by the tenant-qualified call id, settings
+``media_url``, the API key). The answer is ``image/jpeg``, ``Cache-Control: private,
+max-age=86400`` (a snapshot never changes).
 
 Problems: 401 (no/bad token, 1011), 403 ``not-a-party`` (1007: not a party of the call),
 404 ``not-found`` (1008: unknown call, or the call has no snapshot: a voice call, no media
@@ -18,10 +19,11 @@ from __future__ import annotations
 import httpx
 from fastapi import APIRouter, Response
 
-from api.deps import PartyDep, PoolDep, SettingsDep
+from api.deps import PartyIdentityDep, PoolDep, SettingsDep
 from api.problems import Problem, not_found, problem_responses
 from ringflow.contracts.common import Identifier
 from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.tenancy import qualify
 from store import calls as store
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
@@ -44,11 +46,12 @@ router = APIRouter(prefix="/v1/me", tags=["me"])
     },
 )
 async def my_call_snapshot(
-    call_id: Identifier, party: PartyDep, pool: PoolDep, settings: SettingsDep
+    call_id: Identifier, ident: PartyIdentityDep, pool: PoolDep, settings: SettingsDep
 ) -> Response:
     """The visitor snapshot of call ``call_id`` (``image/jpeg``) when the token's party is its
     caller or one of its rung listeners; the problems in the module docstring."""
-    view = await store.get_call(pool, call_id)
+    party, room = ident.party, qualify(ident.tenant_id, call_id)
+    view = await store.get_call(pool, room)
     if view is None:
         raise not_found("call", call_id)
     if party != view.caller and all(a.listener != party for a in view.attempts):
@@ -63,7 +66,7 @@ async def my_call_snapshot(
         async with httpx.AsyncClient(
             base_url=settings.media_url, timeout=settings.media_request_timeout_s
         ) as http:
-            r = await http.get(f"/rooms/{call_id}/snapshot", headers={"X-API-Key": settings.api_key})
+            r = await http.get(f"/rooms/{room}/snapshot", headers={"X-API-Key": settings.api_key})
     except httpx.HTTPError as e:
         raise Problem(
             503,
