@@ -652,3 +652,51 @@ async def test_readme_flow_needs_no_tenant_setup(stack: dict[str, Any], db_pool:
     assert r.status_code == 200, r.text
     # the default tenant's call is not acme's (nor is acme's alice the default tenant's)
     assert (await stack["acme"].http.get(f"/v1/calls/{call_id}")).status_code == 404
+
+
+async def test_unit_numbers_per_site_follow_the_calling_device(stack: dict[str, Any]) -> None:
+    """Unit 101 of two sites of one tenant: a device rings its own site's 101; an explicit
+    ``site_id`` rings that site's."""
+    acme: Tenant = stack["acme"]
+    await put(acme.http, "/v1/sites/tower", {"id": "tower", "name": "Tower", "time_zone": "Europe/Paris"})
+    await put(
+        acme.http,
+        "/v1/devices/T-DOOR",
+        {"sn": "T-DOOR", "name": "Tower door", "site_id": "tower", "voip_token_expires_at": FUTURE},
+    )
+    await put(acme.http, "/v1/users/tina", {"id": "tina", "name": "Tina"})
+    for sn in ("T-DOOR", "LOBBY-1"):
+        r = await acme.http.post(
+            "/v1/authorizations", json={"user_id": "tina", "target_kind": "device", "target_id": sn}
+        )
+        assert r.status_code == 201, r.text
+    await put(
+        acme.http,
+        "/v1/units/101",
+        {"id": "101", "site_id": "tower", "name": "Tower 101", "residents": ["tina"]},
+    )
+    assert (await acme.http.get("/v1/units/101", params={"site_id": "tower"})).json()["residents"] == ["tina"]
+    assert (await acme.http.get("/v1/units/101")).json()["residents"] == ["alice", "bob"]
+    cases = [
+        ({"caller": {"kind": "device", "id": "T-DOOR"}, "unit_id": "101"}, ["tina"]),
+        ({"caller": {"kind": "device", "id": "LOBBY-1"}, "unit_id": "101"}, ["alice", "bob"]),
+        ({"caller": {"kind": "device", "id": "LOBBY-1"}, "unit_id": "101", "site_id": "tower"}, ["tina"]),
+    ]
+    for body, rung in cases:
+        call_id = f"site-{uuid.uuid4().hex[:8]}"
+        r = await acme.http.post("/v1/calls", json=body, headers={"Idempotency-Key": call_id})
+        assert r.status_code == 201, r.text
+        view = await wait_phase(acme.http, call_id, "wait")
+        for _ in range(100):  # simultaneous: every room's attempt row
+            if len(view["attempts"]) >= len(rung):
+                break
+            await asyncio.sleep(0.05)
+            view = (await acme.http.get(f"/v1/calls/{call_id}")).json()
+        assert sorted(a["listener"]["id"] for a in view["attempts"]) == rung, (body, view["attempts"])
+        assert (await acme.http.post(f"/v1/calls/{call_id}/force-hang-up", json={})).status_code == 200
+    r = await acme.http.post(
+        "/v1/calls",
+        json={"caller": {"kind": "device", "id": "LOBBY-1"}, "unit_id": "101", "site_id": "nowhere"},
+        headers={"Idempotency-Key": "site-nowhere"},
+    )
+    assert r.status_code == 404 and r.json()["kind"] == "unit", r.text
