@@ -519,6 +519,9 @@ async def test_webhook_api(db_pool: asyncpg.Pool, receiver: Receiver, api: httpx
     r = await api.post(f"/v1/webhooks/{ident}/deliveries/dlv_nope/redeliver")
     assert r.status_code == 404
 
+    r = await api.patch(f"/v1/webhooks/{ident}", json={"url": None})  # null: unchanged
+    assert r.status_code == 200 and r.json()["url"] == receiver.url
+    assert (await api.patch("/v1/webhooks/wh_nope", json={"url": None})).status_code == 404
     r = await api.patch(f"/v1/webhooks/{ident}", json={"enabled": False, "description": "off"})
     assert r.json()["enabled"] is False and r.json()["description"] == "off"
     assert (await api.delete(f"/v1/webhooks/{ident}")).status_code == 204

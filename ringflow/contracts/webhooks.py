@@ -152,7 +152,9 @@ class EventPage(Contract):
 WebhookDescription = Annotated[str, StringConstraints(max_length=500)]
 
 
-def _check_url(url: AnyHttpUrl) -> AnyHttpUrl:
+def _check_url(url: AnyHttpUrl | None) -> AnyHttpUrl | None:
+    if url is None:  # PATCH: unchanged
+        return url
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError("url must be http:// or https:// with a host")
     if len(str(url)) > 2000:
