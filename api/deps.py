@@ -117,7 +117,10 @@ def identity_from_token(token: str, settings: Settings) -> PartyIdentity:
 
 async def tenant_enabled(state: Any, tenant_id: str) -> bool:
     """True when tenant ``tenant_id`` exists and is not disabled, read through ``state.pool``
-    (an app's ``app.state``) at most every :data:`TENANT_STATE_TTL_S` seconds per tenant."""
+    (an app's ``app.state``) at most every :data:`TENANT_STATE_TTL_S` seconds per tenant. The
+    default tenant (the embedded stack's, the bootstrap key's) is always enabled: no read."""
+    if tenant_id == DEFAULT_TENANT:
+        return True
     cache: dict[str, tuple[float, bool]] | None = getattr(state, "tenant_enabled", None)
     if cache is None:
         cache = state.tenant_enabled = {}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ringflow.contracts.tenancy import DEFAULT_SITE, Scope
+from ringflow.contracts.tenancy import DEFAULT_SITE, DEFAULT_TENANT, Scope
 
 Conn = Any
 """An asyncpg ``Connection``, ``PoolConnectionProxy`` or ``Pool``."""
@@ -127,7 +127,10 @@ async def get_tenant(conn: Conn, tenant_id: str) -> Tenant:
 
 async def set_disabled(conn: Conn, tenant_id: str, disabled: bool) -> Tenant:
     """Disable (its keys and party tokens are refused; its data stays) or enable the tenant.
-    Disabling twice keeps the first time. Raises :class:`UnknownTenant`."""
+    Disabling twice keeps the first time. Raises :class:`UnknownTenant`, :class:`TenantError`
+    for the default tenant (the bootstrap key's: never disabled)."""
+    if disabled and tenant_id == DEFAULT_TENANT:
+        raise TenantError(f"the {DEFAULT_TENANT!r} tenant (the bootstrap key's) cannot be disabled")
     row = await conn.fetchrow(
         """UPDATE tenants SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END
            WHERE id = $1 RETURNING *""",

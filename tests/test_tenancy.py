@@ -501,6 +501,8 @@ async def test_expired_key_missing_scope_unknown_party_disabled_tenant(
     )
     assert r.status_code == 401, r.text
     assert (await beta.http.get("/v1/devices")).status_code == 200
+    r = await root.post("/v1/tenants/default/disable")
+    assert r.status_code == 422 and "cannot be disabled" in r.json()["detail"], r.text
     r = await root.post("/v1/tenants/acme/enable")
     assert r.status_code == 200 and r.json()["disabled_at"] is None
     assert (await acme.http.get("/v1/devices")).status_code == 200

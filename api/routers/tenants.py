@@ -25,6 +25,7 @@ from pydantic import Field
 from api.deps import PoolDep, Principal, check_scopes, require_scopes
 from api.problems import Problem, not_found, problem_responses
 from ringflow.contracts.common import Contract, Identifier
+from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.tenancy import Scope, TenantId
 from store import tenants as store
 
@@ -133,12 +134,15 @@ async def _set_disabled(pool: PoolDep, tenant_id: str, disabled: bool) -> Tenant
         return _tenant(await store.set_disabled(pool, tenant_id, disabled))
     except store.UnknownTenant as e:
         raise not_found("tenant", tenant_id) from e
+    except store.TenantError as e:  # the default tenant
+        raise Problem(422, "validation", "Invalid request", str(e), ErrCode.VALIDATION) from e
 
 
 @router.post("/tenants/{tenant_id}/disable", responses=problem_responses(404))
 async def disable_tenant(tenant_id: TenantId, who: PlatformAdmin, pool: PoolDep) -> TenantView:
     """Disable the tenant: its keys and party tokens are refused (401; party tokens within
-    ``api.deps.TENANT_STATE_TTL_S`` seconds), its data stays. 404 if unknown."""
+    ``api.deps.TENANT_STATE_TTL_S`` seconds), its data stays. 404 if unknown; 422
+    ``validation`` for the default tenant (the bootstrap key's, never disabled)."""
     return await _set_disabled(pool, tenant_id, True)
 
 
