@@ -38,11 +38,8 @@ import ipaddress
 import json
 import logging
 import os
-import shutil
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 import uuid
@@ -52,12 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
+
+from tests.browser_helpers import CHROMEDRIVER, CHROMIUM, require_chromium, run_in_network_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILDING = ROOT / "examples" / "building.yaml"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 SCENARIO_TIMEOUT_S = 240.0
 """The whole scenario (stack start included) must finish within this, seconds."""
@@ -108,43 +104,10 @@ CHROMIUM_FLAGS = [
 
 
 def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        pytest.fail(
-            f"missing {', '.join(missing)}: install Debian's chromium and chromium-driver "
-            "(`apt-get install chromium chromium-driver`; `./run test` does it as root)"
-        )
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.fail("`unshare` (util-linux) is missing: the browser test runs in its own network namespace")
-    cmd = [unshare, "--net"]
-    if os.geteuid() != 0:
-        cmd.append("--map-root-user")
-    cmd += ["--", sys.executable, "-m", "tests.test_browser", str(tmp_path)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    log_path = tmp_path / "scenario.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            rc = proc.wait(timeout=SCENARIO_TIMEOUT_S + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            rc = None
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-60:])
-    if rc is None:
-        pytest.fail(f"the browser scenario did not finish in {SCENARIO_TIMEOUT_S + 30:.0f} s:\n{tail}")
-    if rc != 0 and "unshare" in tail and "Operation not permitted" in tail:
-        pytest.fail(f"cannot create a network namespace (root or user namespaces needed):\n{tail}")
-    assert rc == 0, f"the browser scenario failed (exit {rc}), log {log_path}:\n{tail}"
-
-    report = json.loads((tmp_path / "report.json").read_text())
-    print(json.dumps(report, indent=1))  # the figures, shown with pytest -s
+    require_chromium()
+    report = run_in_network_namespace(
+        "tests.test_browser", tmp_path, what="browser", timeout_s=SCENARIO_TIMEOUT_S + 30
+    )
     assert report["interfaces"] == ["lo"]
     assert report["caller_name_shown"] == "Maple Court Lobby"
     assert report["preview"]["video_width"] > 0 and report["preview"]["frames"] > 0

@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser_helpers import run_in_network_namespace
 from tests.firefox_helpers import FIREFOX, FIREFOX_DEFAULT_PRIVACY, FIREFOX_PREFS, Firefox
 from tests.test_browser import (
     BUILDING,
@@ -67,7 +67,6 @@ from tests.test_browser import (
     wait_until,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 
 SCENARIO_TIMEOUT_S = 240.0
 """The whole scenario (stack start included) must finish within this, seconds."""
@@ -89,36 +88,9 @@ def run_scenario(tmp_path: Path, network: str) -> dict[str, Any]:
             f"missing {FIREFOX}: install Debian's Firefox ESR "
             "(`apt-get install firefox-esr`; `./run test` does it as root)"
         )
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.fail("`unshare` (util-linux) is missing: the browser test runs in its own network namespace")
-    cmd = [unshare, "--net"]
-    if os.geteuid() != 0:
-        cmd.append("--map-root-user")
-    cmd += ["--", sys.executable, "-m", "tests.test_browser_firefox", str(tmp_path), network]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    log_path = tmp_path / "scenario.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            rc = proc.wait(timeout=SCENARIO_TIMEOUT_S + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            rc = None
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-60:])
-    if rc is None:
-        pytest.fail(f"the Firefox scenario did not finish in {SCENARIO_TIMEOUT_S + 30:.0f} s:\n{tail}")
-    if rc != 0 and "unshare" in tail and "Operation not permitted" in tail:
-        pytest.fail(f"cannot create a network namespace (root or user namespaces needed):\n{tail}")
-    assert rc == 0, f"the Firefox scenario failed (exit {rc}), log {log_path}:\n{tail}"
-    report: dict[str, Any] = json.loads((tmp_path / "report.json").read_text())
-    print(json.dumps(report, indent=1))  # the figures, shown with pytest -s
+    report = run_in_network_namespace(
+        "tests.test_browser_firefox", tmp_path, network, what="Firefox", timeout_s=SCENARIO_TIMEOUT_S + 30
+    )
     assert (tmp_path / "page.png").stat().st_size > 0
     return report
 

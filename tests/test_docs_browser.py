@@ -19,21 +19,16 @@ import json
 import logging
 import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.browser_helpers import require_chromium, run_in_network_namespace
+from tests.test_browser import loopback_up, start_chromium
 
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, loopback_up, start_chromium
-
-ROOT = Path(__file__).resolve().parent.parent
 
 REDOCLY_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 """ReDoc's "API docs by Redocly" menu footer loads it; the docs pages' CSP refuses it."""
@@ -48,43 +43,11 @@ WAIT_S = 30.0
 
 
 def test_docs_and_redoc_render_offline_in_headless_chromium(tmp_path: Path) -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        pytest.fail(
-            f"missing {', '.join(missing)}: install Debian's chromium and chromium-driver "
-            "(`apt-get install chromium chromium-driver`; `./run test` does it as root)"
-        )
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.fail("`unshare` (util-linux) is missing: the browser test runs in its own network namespace")
-    cmd = [unshare, "--net"]
-    if os.geteuid() != 0:
-        cmd.append("--map-root-user")
-    cmd += ["--", sys.executable, "-m", "tests.test_docs_browser", str(tmp_path)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    log_path = tmp_path / "scenario.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            rc = proc.wait(timeout=SCENARIO_TIMEOUT_S + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            rc = None
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-60:])
-    if rc is None:
-        pytest.fail(f"the docs scenario did not finish in {SCENARIO_TIMEOUT_S + 30:.0f} s:\n{tail}")
-    if rc != 0 and "unshare" in tail and "Operation not permitted" in tail:
-        pytest.fail(f"cannot create a network namespace (root or user namespaces needed):\n{tail}")
-    assert rc == 0, f"the docs scenario failed (exit {rc}), log {log_path}:\n{tail}"
-
-    report = json.loads((tmp_path / "report.json").read_text())
-    print(json.dumps(report, indent=1))  # shown with pytest -s; the screenshots are beside it
+    require_chromium()
+    # the screenshots are beside the report
+    report = run_in_network_namespace(
+        "tests.test_docs_browser", tmp_path, what="docs", timeout_s=SCENARIO_TIMEOUT_S + 30
+    )
     assert report["interfaces"] == ["lo"]
     docs = report["docs"]
     assert docs["operations"] >= 40 and docs["operations"] == report["openapi_operations"]
