@@ -67,7 +67,6 @@ from tests.test_browser import (
     wait_until,
 )
 
-
 SCENARIO_TIMEOUT_S = 240.0
 """The whole scenario (stack start included) must finish within this, seconds."""
 

@@ -29,7 +29,6 @@ from typing import Any
 from tests.browser_helpers import require_chromium, run_in_network_namespace
 from tests.test_browser import loopback_up, start_chromium
 
-
 REDOCLY_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 """ReDoc's "API docs by Redocly" menu footer loads it; the docs pages' CSP refuses it."""
 
