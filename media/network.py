@@ -28,7 +28,7 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
@@ -124,7 +124,11 @@ class MediaNetwork:
                 else None
             ),
             allowed_networks=tuple(ipaddress.ip_network(n) for n in settings.media_allowed_networks),
-            ice=IcePolicy.from_settings(settings),
+            ice=(
+                IcePolicy.from_settings(settings)
+                if settings.media_bridge_turn
+                else replace(IcePolicy.from_settings(settings), turn_urls=())
+            ),
         )
 
     def install(self) -> None:

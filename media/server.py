@@ -48,7 +48,6 @@ from ringflow import tracing
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.media import RoomStats
 from ringflow.contracts.tenancy import QualifiedId
-from ringflow.contracts.tenancy import QualifiedId as Identifier  # room ids: tenant-qualified call ids
 from ringflow.settings import Settings, settings_or_exit
 from ringflow.temporal import connect
 
@@ -99,7 +98,7 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
         return Response(await metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/rooms/{call_id}/peers", dependencies=[BackendAuth])
-    async def offer(call_id: Identifier, body: PeerOffer) -> SdpAnswer:
+    async def offer(call_id: QualifiedId, body: PeerOffer) -> SdpAnswer:
         """Answer a party's offer in room ``call_id`` (created if new)."""
         try:
             return await bridge().offer(call_id, body)
@@ -116,7 +115,7 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     @app.put("/rooms/{call_id}/talker", dependencies=[BackendAuth])
-    async def talker(call_id: Identifier, body: TalkerUpdate) -> RoomInfo:
+    async def talker(call_id: QualifiedId, body: TalkerUpdate) -> RoomInfo:
         """Set room ``call_id``'s talker (and recording); routes follow at once."""
         try:
             return await bridge().set_talker(call_id, body)
@@ -124,7 +123,7 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
             raise Problem(503, "recording-unavailable", "The recording cannot be written", str(e)) from e
 
     @app.get("/rooms/{call_id}/stats", dependencies=[BackendAuth])
-    async def stats(call_id: Identifier) -> RoomStats:
+    async def stats(call_id: QualifiedId) -> RoomStats:
         """Room ``call_id``'s traffic per party so far."""
         found = await bridge().stats(call_id)
         if found is None:
@@ -132,7 +131,7 @@ def create_bridge_app(settings: Settings, reporter: Reporter | None = None) -> F
         return found
 
     @app.delete("/rooms/{call_id}", dependencies=[BackendAuth])
-    async def close_room(call_id: Identifier) -> RoomStats:
+    async def close_room(call_id: QualifiedId) -> RoomStats:
         """Close room ``call_id`` and its peers (no signals); its final stats."""
         final = await bridge().close_room(call_id)
         if final is None:

@@ -139,6 +139,14 @@ class Settings(BaseSettings):
         ge=60,
         description="Lifetime of a TURN credential, seconds; longer than the longest call (time_limit_s)",
     )
+    # An SFU reachable at its announced address needs no relay of its own (mediasoup and LiveKit
+    # run without one): a bridge relay is one more coturn allocation per peer, and an unreachable
+    # TURN server makes aioice wait seconds for it while an offer is being answered.
+    media_bridge_turn: bool = Field(
+        False,
+        description="The bridge allocates TURN relays itself too (only when clients cannot reach its "
+        "announced address); the parties get TURN credentials either way",
+    )
     media_connect_timeout_s: float = Field(
         10.0, gt=0, description="Time a peer has to reach 'connected' after its offer, seconds"
     )

@@ -118,8 +118,16 @@ def test_settings_and_their_masking() -> None:
         Settings(turn_ttl_s=10)  # shorter than a minute: a call could not even start on it
 
 
-def test_bridge_rtc_configuration_carries_the_credential() -> None:
+def test_bridge_uses_turn_only_when_told() -> None:
     settings = Settings(turn_urls=TURN[:1], turn_secret=SECRET, media_ice_servers=STUN)
+    [stun] = MediaNetwork.from_settings(settings).rtc_configuration().iceServers or []
+    assert stun.urls == STUN and stun.username is None
+
+
+def test_bridge_rtc_configuration_carries_the_credential() -> None:
+    settings = Settings(
+        turn_urls=TURN[:1], turn_secret=SECRET, media_ice_servers=STUN, media_bridge_turn=True
+    )
     network = MediaNetwork.from_settings(settings)
     turn, stun = network.rtc_configuration().iceServers or []
     assert turn.urls == TURN[:1] and turn.username and turn.username.endswith(f":{BRIDGE_PARTY_KEY}")
