@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
@@ -35,6 +36,7 @@ from media.signals import TemporalReporter
 from ringflow.contracts.calls import AnswerInput, CallStatus, EscalationInput, EscalationResult, HangUpInput
 from ringflow.contracts.common import Party
 from ringflow.contracts.policies import EscalationPolicy
+from ringflow.contracts.tenancy import DEFAULT_TENANT, qualify, unqualified
 from ringflow.settings import Settings
 from ringflow.stack.ports import free_port
 from tests.fakes import LOBBY, FakeDirectory, register_search_attributes, until, user
@@ -59,15 +61,19 @@ class Stack:
     fake: FakeDirectory
     env: WorkflowEnvironment
 
-    def auth(self, party: Party) -> dict[str, str]:
-        token, _ = tokens.issue(party, self.settings.token_secret, 3600)
+    def auth(self, party: Party, tenant: str = DEFAULT_TENANT) -> dict[str, str]:
+        token, _ = tokens.issue(party, self.settings.token_secret, 3600, tenant_id=tenant)
         return {"Authorization": f"Bearer {token}"}
 
-    async def call(self, ring_timeout_s: float = 60.0) -> WorkflowHandle[Any, Any]:
-        """Start a media-required call to unit 101 (alice, bob, carol in turn); returns once
-        alice's phone rings."""
+    async def call(
+        self, ring_timeout_s: float = 60.0, tenant: str = DEFAULT_TENANT
+    ) -> WorkflowHandle[Any, Any]:
+        """Start a media-required call of ``tenant`` to unit 101 (alice, bob, carol in turn), as
+        the API starts it (workflow id = the tenant-qualified call id); returns once alice's
+        phone rings."""
         inp = EscalationInput(
-            call_id=f"call-{uuid.uuid4().hex[:8]}",
+            call_id=qualify(tenant, f"call-{uuid.uuid4().hex[:8]}"),
+            tenant_id=tenant,
             caller=LOBBY,
             unit_id="101",
             media_required=True,
@@ -90,14 +96,20 @@ class Stack:
             assert loop.time() < deadline, status
             await asyncio.sleep(0.05)
 
-    async def join(self, call_id: str, party: Party, peer: ClientPeer) -> None:
-        r = await self.offer(call_id, party, await peer.offer())
+    async def join(self, call_id: str, party: Party, peer: ClientPeer, tenant: str = DEFAULT_TENANT) -> None:
+        r = await self.offer(call_id, party, await peer.offer(), tenant)
         assert r.status_code == 200, r.text
         await peer.accept(r.json()["sdp"])
 
-    async def offer(self, call_id: str, party: Party, sdp: str) -> httpx.Response:
+    async def offer(
+        self, call_id: str, party: Party, sdp: str, tenant: str = DEFAULT_TENANT
+    ) -> httpx.Response:
+        """``POST /v1/calls/{call_id}/media`` as ``party`` of ``tenant`` (``call_id`` as the
+        tenant knows it, unqualified)."""
         return await self.api.post(
-            f"/v1/calls/{call_id}/media", json={"sdp": sdp, "type": "offer"}, headers=self.auth(party)
+            f"/v1/calls/{unqualified(call_id)}/media",
+            json={"sdp": sdp, "type": "offer"},
+            headers=self.auth(party, tenant),
         )
 
 
@@ -178,6 +190,38 @@ async def test_door_joins_once_first_resident_times_out_second_previews_and_talk
     finally:
         await door.close()
         await bob.close()
+
+
+async def test_a_tenants_call_has_its_media_room_under_the_qualified_id(
+    stack: Stack, db_pool: asyncpg.Pool
+) -> None:
+    """Issue 9 with media: another tenant's parties offer media for the call id they know; the
+    bridge's room is the tenant-qualified workflow id, and talk flows as in the default tenant."""
+    await db_pool.execute("INSERT INTO tenants (id, name) VALUES ('acme', 'Acme') ON CONFLICT DO NOTHING")
+    handle = await stack.call(tenant="acme")
+    assert handle.id.startswith("acme~")
+    door, alice, stray = (
+        ClientPeer([ToneTrack(440)]),
+        ClientPeer([ToneTrack(880)]),
+        ClientPeer([ToneTrack(440)]),
+    )
+    try:
+        # the default tenant's door knows no such call: 404, nothing opened
+        r = await stack.offer(handle.id, LOBBY, await stray.offer())
+        assert r.status_code == 404, r.text
+        assert stack.bridge.rooms == {}
+        await stack.join(handle.id, LOBBY, door, tenant="acme")
+        await stack.join(handle.id, ALICE, alice, tenant="acme")
+        await handle.execute_update(EscalationWorkflow.answer, AnswerInput(party=ALICE))
+        await until(lambda: door.heard() >= 10 and alice.heard() >= 10)
+        [room] = stack.bridge.info()
+        assert room.call_id == handle.id and room.talker == ALICE
+        await handle.execute_update(EscalationWorkflow.hang_up, HangUpInput(party=LOBBY))
+        result: EscalationResult = await asyncio.wait_for(handle.result(), 20)
+        assert result.end_reason == "hangUpVoip" and stack.bridge.rooms == {}
+    finally:
+        for peer in (door, alice, stray):
+            await peer.close()
 
 
 async def test_door_media_that_never_connects_is_join_fail_caller(stack: Stack) -> None:
