@@ -66,7 +66,9 @@ async def test_old_shape_calls_finish_on_the_new_worker(dev_env: WorkflowEnviron
         workflows=[EscalationWorkflow, CallWorkflow],
         activities=fake.activities(),
     ):
-        ringing = await _start(dev_env, task_queue, WorkflowType.LEGACY_ESCALATION, ring_s=3)
+        # each listener rings 6 s: alice times out across the deploy, and bob's ring must outlast
+        # the legacy parent hearing of it (a signal, on a dev server busy with the whole suite)
+        ringing = await _start(dev_env, task_queue, WorkflowType.LEGACY_ESCALATION, ring_s=6)
         talking = await _start(dev_env, task_queue, WorkflowType.LEGACY_ESCALATION, ring_s=600, callee=CAROL)
         await until(lambda: "ringing" in fake.names(f"{ringing.id}.1"))
         await until(lambda: "ringing" in fake.names(f"{talking.id}.1"))
@@ -80,11 +82,12 @@ async def test_old_shape_calls_finish_on_the_new_worker(dev_env: WorkflowEnviron
         # The legacy parent hears of its child's ring by a signal; its next task may first wait
         # out the old worker's sticky queue (the SDK's 10 s schedule-to-start timeout).
         for _ in range(400):
-            if (await _status(ringing)).ringing == [BOB]:
+            status = await _status(ringing)
+            if status.ringing == [BOB]:
                 break
             await asyncio.sleep(0.05)
         else:
-            raise AssertionError("bob is not ringing in the old-shape call")
+            raise AssertionError(f"bob is not ringing in the old-shape call: {status}")
         await ringing.execute_update(Update.ANSWER, AnswerInput(party=BOB), result_type=ActionResult)
         await ringing.execute_update(Update.HANG_UP, HangUpInput(party=LOBBY), result_type=ActionResult)
         first: EscalationResult = await ringing.result()
