@@ -771,29 +771,8 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             }
 
             # answer: talk, two-way audio and video, the self-view once video is sent
-            t = time.monotonic()
-            await page.click(f'.call[data-call-id="{call_id}"] .answer')
-            card = await wait_until("talk with Open door", lambda: page.card(call_id), _open_door_shown)
-            base_audio = int(card["data"].get("audioPackets", "0"))
-            base_video = int(card["data"].get("videoFrames", "0"))
-            card = await wait_until(
-                "audio and video after the answer",
-                lambda: page.card(call_id),
-                lambda c: (
-                    int(c["data"].get("audioPackets", "0")) > base_audio + 25
-                    and int(c["data"].get("videoFrames", "0")) > base_video + 10
-                ),
-            )
-            await wait_until("the door hears and sees the resident", lambda: door.received("video") > 5)
-            report["talk"] = {
-                "media_after_answer_s": round(time.monotonic() - t, 2),
-                "audio_packets": int(card["data"]["audioPackets"]),
-                "audio_bytes": int(card["data"]["audioBytes"]),
-                "video_frames": int(card["data"]["videoFrames"]),
-                "video_bytes": int(card["data"]["videoBytes"]),
-                "pair": card["data"].get("pair"),
-                "self_view_shown": card["selfViewShown"],
-            }
+            card, report["talk"] = await answer_and_talk(page, door, call_id)
+            report["talk"]["self_view_shown"] = card["selfViewShown"]
             timer = await wait_until("keepTime running", lambda: page.card(call_id), _talked_2_s)
             report["talk"]["timer"] = timer["timer"]
             await wait_until("door audio", lambda: door.received("audio") > 25)
@@ -998,6 +977,35 @@ async def _rung(backend: Any, call_id: str, user_id: str) -> bool:
 async def _phase_is(backend: Any, call_id: str, phase: str) -> bool:
     view: dict[str, Any] = await backend.call(call_id)
     return bool(view.get("phase") == phase)
+
+
+async def answer_and_talk(page: Any, door: Any, call_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Click Answer on ``call_id``'s card in ``page`` (Chromium's or Firefox's), wait for talk
+    with "Open door", then for audio and video to flow both ways (the page's counters, the
+    door's received video). Returns the card and the talk figures for the report."""
+    t = time.monotonic()
+    await page.click(f'.call[data-call-id="{call_id}"] .answer')
+    card = await wait_until("talk with Open door", lambda: page.card(call_id), _open_door_shown)
+    base_audio = int(card["data"].get("audioPackets", "0"))
+    base_video = int(card["data"].get("videoFrames", "0"))
+    card = await wait_until(
+        "audio and video after the answer",
+        lambda: page.card(call_id),
+        lambda c: (
+            int(c["data"].get("audioPackets", "0")) > base_audio + 25
+            and int(c["data"].get("videoFrames", "0")) > base_video + 10
+        ),
+    )
+    await wait_until("the door hears and sees the resident", lambda: door.received("video") > 5)
+    talk = {
+        "media_after_answer_s": round(time.monotonic() - t, 2),
+        "audio_packets": int(card["data"]["audioPackets"]),
+        "audio_bytes": int(card["data"]["audioBytes"]),
+        "video_frames": int(card["data"]["videoFrames"]),
+        "video_bytes": int(card["data"]["videoBytes"]),
+        "pair": card["data"].get("pair"),
+    }
+    return card, talk
 
 
 def _playing(card: dict[str, Any]) -> bool:

@@ -60,9 +60,9 @@ from tests.test_browser import (
     Page,
     _events_when,
     _loopback,
-    _open_door_shown,
     _playing,
     _talked_2_s,
+    answer_and_talk,
     loopback_up,
     wait_until,
 )
@@ -275,28 +275,7 @@ async def scenario(workdir: Path, network: str = "loopback") -> dict[str, Any]:
             }
 
             # answer: talk, two-way audio and video
-            t = time.monotonic()
-            await page.click(f'.call[data-call-id="{call_id}"] .answer')
-            card = await wait_until("talk with Open door", lambda: page.card(call_id), _open_door_shown)
-            base_audio = int(card["data"].get("audioPackets", "0"))
-            base_video = int(card["data"].get("videoFrames", "0"))
-            card = await wait_until(
-                "audio and video after the answer",
-                lambda: page.card(call_id),
-                lambda c: (
-                    int(c["data"].get("audioPackets", "0")) > base_audio + 25
-                    and int(c["data"].get("videoFrames", "0")) > base_video + 10
-                ),
-            )
-            await wait_until("the door hears and sees the resident", lambda: door.received("video") > 5)
-            report["talk"] = {
-                "media_after_answer_s": round(time.monotonic() - t, 2),
-                "audio_packets": int(card["data"]["audioPackets"]),
-                "audio_bytes": int(card["data"]["audioBytes"]),
-                "video_frames": int(card["data"]["videoFrames"]),
-                "video_bytes": int(card["data"]["videoBytes"]),
-                "pair": card["data"].get("pair"),
-            }
+            card, report["talk"] = await answer_and_talk(page, door, call_id)
             timer = await wait_until("keepTime running", lambda: page.card(call_id), _talked_2_s)
             report["talk"]["timer"] = timer["timer"]
             await wait_until("door audio", lambda: door.received("audio") > 25)

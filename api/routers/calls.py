@@ -208,10 +208,10 @@ async def _check_parties(pool: Any, body: CallCreate, tenant: str) -> tuple[Ring
     unit's site or None)."""
     site_id: str | None = None
     async with pool.acquire() as conn:
-        await _require_party(conn, body.caller, "caller", tenant)
-        if body.caller.kind is PartyKind.DEVICE:
+        if body.caller.kind is PartyKind.DEVICE:  # one read: exists, its site, its VoIP token
             device = await directory.find_device(conn, body.caller.id, tenant=tenant)
-            assert device is not None
+            if device is None:
+                raise _unknown_party(body.caller, "caller")
             site_id = device.site_id
             problem = device.voip_token_problem(datetime.now(UTC))
             if problem is not None:
@@ -222,6 +222,8 @@ async def _check_parties(pool: Any, body: CallCreate, tenant: str) -> tuple[Ring
                     problem,
                     ErrCode.VOIP_TOKEN_INVALID,
                 )
+        else:
+            await _require_party(conn, body.caller, "caller", tenant)
         strategy = body.policy.strategy if body.policy else RingStrategy.SEQUENTIAL
         if body.unit_id is not None:
             site_id = body.site_id or site_id or DEFAULT_SITE
@@ -247,14 +249,19 @@ async def _require_party(conn: Any, party: Party, role: str, tenant: str) -> Non
     else:
         found = await directory.find_user(conn, party.id, tenant=tenant) is not None
     if not found:
-        raise Problem(
-            404,
-            "not-found",
-            f"Unknown {party.kind.value}",
-            f"{role}: no {party.kind.value} {party.id!r}",
-            ErrCode.UNKNOWN_RESOURCE,
-            kind=party.kind.value,
-        )
+        raise _unknown_party(party, role)
+
+
+def _unknown_party(party: Party, role: str) -> Problem:
+    """404 ``not-found`` for ``party`` named as ``role`` (caller, callee, fallback)."""
+    return Problem(
+        404,
+        "not-found",
+        f"Unknown {party.kind.value}",
+        f"{role}: no {party.kind.value} {party.id!r}",
+        ErrCode.UNKNOWN_RESOURCE,
+        kind=party.kind.value,
+    )
 
 
 # ---------------------------------------------------------------- place a call
