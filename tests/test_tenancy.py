@@ -21,7 +21,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,18 +31,17 @@ import httpx
 import pydantic
 import pytest
 import pytest_asyncio
-import uvicorn
 import websockets
 from temporalio.testing import WorkflowEnvironment
 
 from api.admission import Admission
-from api.app import create_app
 from ringflow.contracts.directory import Building
 from ringflow.contracts.tenancy import ALL_SCOPES, Scope
 from ringflow.directory_load import LoadRefused, load_building
 from ringflow.settings import Settings
 from ringflow.stack.ports import free_port
 from store import tenants as tenant_store
+from tests.test_push import serve
 
 FUTURE = (datetime.now(UTC) + timedelta(days=365)).isoformat()
 EXAMPLE_BUILDING = Path(__file__).resolve().parent.parent / "examples" / "building.yaml"
@@ -70,24 +68,6 @@ class Tenant:
     id: str
     key: str
     http: httpx.AsyncClient
-
-
-@asynccontextmanager
-async def serve(settings: Settings, port: int) -> AsyncIterator[Any]:
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "API did not start"
-    await asyncio.wait_for(app.state.hub.listening.wait(), 10)
-    try:
-        yield app
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 @pytest_asyncio.fixture
