@@ -61,7 +61,8 @@ class CallActivities:
     @activity.defn(name="ring")
     async def ring(self, inp: RingInput) -> RingResult:
         """Set up one room in ONE transaction: ``inp.before`` (written whatever follows), the
-        pre-call checks (``precall_checks``), the
+        pre-call checks (``precall_checks``, at the ring's instant ``inp.at``: the availability
+        rules of the call's unit), the
         atomic claim of the listener's line (``store.calls.claim_line``), then ``inp.record``
         (``store.calls.record``: the ringing events, the push, the attempt row; NOTIFY at
         commit). A failed check returns ``skipped`` and a line held by another room
@@ -73,7 +74,14 @@ class CallActivities:
             await calls.record(conn, inp.before)
             if await calls.line_holder(conn, inp.listener, tenant) != inp.room_id:
                 check = await precall_checks(
-                    conn, PrecallInput(caller=inp.caller, listener=inp.listener, tenant_id=tenant)
+                    conn,
+                    PrecallInput(
+                        caller=inp.caller,
+                        listener=inp.listener,
+                        tenant_id=tenant,
+                        at=inp.at,
+                        call_id=inp.call_id,
+                    ),
                 )
                 if not check.ok:
                     return RingResult(status=RingStatus.SKIPPED, err_code=check.err_code, reason=check.reason)

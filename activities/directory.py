@@ -11,6 +11,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from ringflow import availability as rules
 from ringflow.contracts.activities import (
     PrecallInput,
     PrecallResult,
@@ -23,7 +24,7 @@ from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.directory import Device, User
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
-from ringflow.contracts.tenancy import DEFAULT_SITE, qualify
+from ringflow.contracts.tenancy import DEFAULT_SITE
 from store import availability
 from store import directory as store
 from store.directory import Conn
@@ -112,37 +113,41 @@ async def resolve_plan(conn: Conn, inp: ResolveInput) -> ResolvedPlan:
 async def precall_checks(conn: Conn, inp: PrecallInput) -> PrecallResult:
     """The reference's pre-call checks for one caller-listener pair, first failure wins:
 
-    1. the caller device's VoIP token is registered and not expired (compared with
-       now, UTC), else errCode 13 (reference 1(2));
+    1. the caller device's VoIP token is registered and not expired (at ``inp.at``), else
+       errCode 13 (reference 1(2));
     2. the user of the pair authorized the device of the pair, directly or through
        the device's current group, else errCode 9 (reference 1(1)); a device calling
        a device has no user and no authorization rule;
     3. the device of the pair (the caller, else the listener) has quota left
        (``talk_quota_s`` not 0), else errCode 1001 (reference section 1, licence/traffic);
-    4. the listener user is not on do-not-disturb, else errCode 1003 with a reason
-       starting ``dnd:``: neither the property manager's ``User.do_not_disturb`` nor the
-       resident's own switch (``user_availability``, ``PUT /v1/me/do-not-disturb``, issue 11
-       item 5; expired = off).
+    4. a listener user is available at ``inp.at`` (issue 10, :func:`ringflow.availability.check`
+       over what ``store/availability.py`` loads): not away (else errCode 1017, reason
+       ``away: ...``), not in do-not-disturb (the manager's switch, their own switch, their
+       quiet hours, the unit's quiet hours) unless the unit's ``ring_through_dnd`` names the
+       caller (else errCode 1003, reason ``dnd: ...`` naming the rule).
 
-    A party that no longer exists (deleted since ``resolve_targets``) fails with
-    errCode 1008 (the target is skipped, the call goes on). Raises nothing else.
+    ``inp.at`` None (a ring from a history before issue 10): now, UTC. A party that no longer
+    exists (deleted since ``resolve_targets``) fails with errCode 1008 (the target is skipped,
+    the call goes on). Raises nothing else.
 
     Reads through ``conn`` in the caller's transaction (``precall_check``, ``ring``), in tenant
     ``inp.tenant_id``.
     """
-    caller = await _lookup(conn, inp.caller, inp.tenant_id)
-    listener = await _lookup(conn, inp.listener, inp.tenant_id)
+    at = inp.at or datetime.now(UTC)
+    tenant = inp.tenant_id
+    caller = await _lookup(conn, inp.caller, tenant)
+    listener = await _lookup(conn, inp.listener, tenant)
     for party, found in ((inp.caller, caller), (inp.listener, listener)):
         if found is None:
             return _fail(ErrCode.UNKNOWN_RESOURCE, f"no {party.kind.value} {party.id!r}")
-    if isinstance(caller, Device) and (problem := caller.voip_token_problem(datetime.now(UTC))):
+    if isinstance(caller, Device) and (problem := caller.voip_token_problem(at)):
         return _fail(ErrCode.VOIP_TOKEN_INVALID, problem)
     device = next((p for p in (caller, listener) if isinstance(p, Device)), None)
     user = next((p for p in (caller, listener) if isinstance(p, User)), None)
     if (
         device is not None
         and user is not None
-        and not await store.is_authorized(conn, user.id, device.sn, tenant=inp.tenant_id)
+        and not await store.is_authorized(conn, user.id, device.sn, tenant=tenant)
     ):
         return _fail(
             ErrCode.DEVICE_NOT_AUTHORIZED,
@@ -150,14 +155,21 @@ async def precall_checks(conn: Conn, inp: PrecallInput) -> PrecallResult:
         )
     if device is not None and device.talk_quota_s == 0:
         return _fail(ErrCode.QUOTA_EXCEEDED, f"device {device.sn!r} has no talk quota left")
-    if isinstance(listener, User) and listener.do_not_disturb:
-        return _fail(ErrCode.DO_NOT_DISTURB, f"dnd: user {listener.id!r} is on do-not-disturb")
-    if (
-        isinstance(listener, User)
-        and (own := await availability.own_dnd(conn, qualify(inp.tenant_id, listener.id))).active
-    ):
-        until = f" until {own.until.isoformat()}" if own.until else ""
-        return _fail(ErrCode.DO_NOT_DISTURB, f"dnd: user {listener.id!r} switched do-not-disturb on{until}")
+    if isinstance(listener, User):
+        person = await availability.load_person(conn, listener.id, tenant=tenant)
+        if person is not None:
+            ctx = await availability.ring_context(
+                conn,
+                tenant=tenant,
+                caller=inp.caller,
+                caller_device=caller if isinstance(caller, Device) else None,
+                listener_id=listener.id,
+                call_id=inp.call_id,
+                unit_id=inp.unit_id,
+                site_id=inp.site_id,
+            )
+            if (skip := rules.check(person, ctx, at)) is not None:
+                return _fail(skip.err_code, skip.reason)
     return PrecallResult(ok=True)
 
 

@@ -1,44 +1,68 @@
-"""A resident's own availability in PostgreSQL (``user_availability``, migration 0009):
-do-not-disturb with an optional expiry (issue 11 item 5). Times are timestamptz (UTC); an
-expired do-not-disturb is off (compared with the database's ``now()``), whether or not its
-row was cleared.
+"""A person's availability in PostgreSQL (``user_availability``, migrations 0009 and 0010):
+manual do-not-disturb, away and weekly quiet hours, one row per person keyed by the
+tenant-qualified user id (``tenancy.qualify``); and what a ring needs of its call (the unit's
+policy and residents, the site's time zone).
+
+Only loading and storing: whether a person may be rung, or what their presence is, is decided
+at a given instant by the pure rules of :mod:`ringflow.availability` (an expired switch is off
+whether or not its row was cleared). Times are timestamptz (UTC).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
+
+from ringflow.availability import PersonAvailability, RingContext
+from ringflow.contracts.availability import QuietHours
+from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.directory import Device
+from ringflow.contracts.tenancy import DEFAULT_SITE, party_key, qualify
+from store import directory
+
 Conn = Any  # asyncpg.Connection or Pool (both have fetchrow/execute)
 
-
-@dataclass(frozen=True)
-class OwnDnd:
-    """The resident's own do-not-disturb: ``active`` now; ``since``/``until`` as set
-    (``until`` None = no expiry)."""
-
-    active: bool
-    since: datetime | None
-    until: datetime | None
+_RULES = TypeAdapter(list[QuietHours])
 
 
-async def own_dnd(conn: Conn, user_id: str) -> OwnDnd:
-    """The user's own do-not-disturb (off when no row). Raises asyncpg errors only."""
+def _rules(raw: str | None) -> tuple[QuietHours, ...]:
+    return tuple(_RULES.validate_json(raw)) if raw else ()
+
+
+async def load_person(conn: Conn, user_id: str, *, tenant: str) -> PersonAvailability | None:
+    """Everything stored about user ``user_id`` of ``tenant``'s availability (the manager's
+    ``do_not_disturb`` and the ``user_availability`` row), or None when there is no such user."""
     row = await conn.fetchrow(
-        """SELECT dnd AND (dnd_until IS NULL OR dnd_until > now()) AS active, dnd_since, dnd_until
-             FROM user_availability WHERE user_id = $1""",
+        """SELECT u.do_not_disturb, a.dnd, a.dnd_since, a.dnd_until, a.away, a.away_since,
+                  a.away_until, a.quiet_hours::text AS quiet_hours
+             FROM users u LEFT JOIN user_availability a ON a.user_id = $3
+            WHERE u.tenant_id = $1 AND u.id = $2""",
+        tenant,
         user_id,
+        qualify(tenant, user_id),
     )
-    if row is None or not row["active"]:
-        return OwnDnd(False, None, None)
-    return OwnDnd(True, row["dnd_since"], row["dnd_until"])
+    if row is None:
+        return None
+    return PersonAvailability(
+        user_id=user_id,
+        manager_dnd=row["do_not_disturb"],
+        dnd=bool(row["dnd"]),
+        dnd_since=row["dnd_since"],
+        dnd_until=row["dnd_until"],
+        away=bool(row["away"]),
+        away_since=row["away_since"],
+        away_until=row["away_until"],
+        quiet_hours=_rules(row["quiet_hours"]),
+    )
 
 
-async def set_dnd(conn: Conn, user_id: str, until: datetime | None) -> OwnDnd:
-    """Switch the user's do-not-disturb on until ``until`` (None = until switched off);
-    ``since`` stays when it was already on. Returns the new state."""
-    row = await conn.fetchrow(
+async def set_dnd(conn: Conn, key: str, until: datetime | None) -> None:
+    """Switch the manual do-not-disturb of the person ``key`` (tenant-qualified user id) on
+    until ``until`` (None = until switched off); ``since`` stays when it was already on."""
+    await conn.execute(
         """INSERT INTO user_availability AS a (user_id, dnd, dnd_since, dnd_until, updated_at)
            VALUES ($1, true, now(), $2, now())
            ON CONFLICT (user_id) DO UPDATE SET
@@ -46,18 +70,96 @@ async def set_dnd(conn: Conn, user_id: str, until: datetime | None) -> OwnDnd:
                dnd_since = CASE WHEN a.dnd AND (a.dnd_until IS NULL OR a.dnd_until > now())
                                 THEN a.dnd_since ELSE now() END,
                dnd_until = EXCLUDED.dnd_until,
-               updated_at = now()
-           RETURNING dnd_since, dnd_until""",
-        user_id,
+               updated_at = now()""",
+        key,
         until,
     )
-    return OwnDnd(True, row["dnd_since"], row["dnd_until"])
 
 
-async def clear_dnd(conn: Conn, user_id: str) -> None:
-    """Switch the user's do-not-disturb off (nothing when it was off)."""
+async def clear_dnd(conn: Conn, key: str) -> None:
+    """Switch the person's manual do-not-disturb off (nothing when it was off)."""
     await conn.execute(
         """UPDATE user_availability SET dnd = false, dnd_since = NULL, dnd_until = NULL, updated_at = now()
             WHERE user_id = $1""",
-        user_id,
+        key,
     )
+
+
+async def set_away(conn: Conn, key: str, until: datetime | None) -> None:
+    """Set the person ``key`` away until ``until`` (None = until set back); ``since`` stays when
+    they were already away."""
+    await conn.execute(
+        """INSERT INTO user_availability AS a (user_id, away, away_since, away_until, updated_at)
+           VALUES ($1, true, now(), $2, now())
+           ON CONFLICT (user_id) DO UPDATE SET
+               away = true,
+               away_since = CASE WHEN a.away AND (a.away_until IS NULL OR a.away_until > now())
+                                 THEN a.away_since ELSE now() END,
+               away_until = EXCLUDED.away_until,
+               updated_at = now()""",
+        key,
+        until,
+    )
+
+
+async def clear_away(conn: Conn, key: str) -> None:
+    """Set the person ``key`` available (nothing when they were not away)."""
+    await conn.execute(
+        """UPDATE user_availability SET away = false, away_since = NULL, away_until = NULL, updated_at = now()
+            WHERE user_id = $1""",
+        key,
+    )
+
+
+async def put_quiet_hours(conn: Conn, key: str, rules: list[QuietHours]) -> None:
+    """Replace the weekly quiet-hours rules of the person ``key`` (an empty list: none)."""
+    await conn.execute(
+        """INSERT INTO user_availability AS a (user_id, quiet_hours, updated_at)
+           VALUES ($1, $2::text::jsonb, now())
+           ON CONFLICT (user_id) DO UPDATE SET quiet_hours = EXCLUDED.quiet_hours, updated_at = now()""",
+        key,
+        json.dumps([r.model_dump(mode="json") for r in rules]),
+    )
+
+
+async def ring_context(
+    conn: Conn,
+    *,
+    tenant: str,
+    caller: Party,
+    caller_device: Device | None,
+    listener_id: str,
+    call_id: str | None = None,
+    unit_id: str | None = None,
+    site_id: str | None = None,
+) -> RingContext:
+    """The call's side of an availability check of listener ``listener_id``: the unit called
+    (``unit_id``/``site_id``, else the ``calls`` row of ``call_id``: the unit and its site as
+    ``start_call`` recorded them), its stored policy's ``quiet_hours`` and ``ring_through_dnd``,
+    whether the listener is one of its residents, and the time zone of the unit's site (the
+    caller device's site for explicit callees, else the default site). A unit deleted since the
+    call started has no quiet hours and no bypass."""
+    if unit_id is None and call_id is not None:
+        row = await conn.fetchrow("SELECT unit_id, site_id FROM calls WHERE call_id = $1", call_id)
+        if row is not None:
+            unit_id, site_id = row["unit_id"], row["site_id"]
+    site = site_id or (caller_device.site_id if caller_device is not None else DEFAULT_SITE)
+    zone = await conn.fetchval("SELECT time_zone FROM sites WHERE tenant_id = $1 AND id = $2", tenant, site)
+    unit = await directory.find_unit(conn, unit_id, tenant=tenant, site=site) if unit_id else None
+    return RingContext(
+        caller=caller,
+        caller_group=caller_device.group_id if caller_device is not None else None,
+        unit_id=unit.id if unit is not None else None,
+        unit_quiet_hours=tuple(unit.policy.quiet_hours) if unit is not None else (),
+        listener_is_resident=unit is not None and listener_id in unit.residents,
+        ring_through_dnd=unit.policy.ring_through_dnd if unit is not None else None,
+        time_zone=zone or "UTC",
+    )
+
+
+async def line_call(conn: Conn, user_id: str, *, tenant: str) -> str | None:
+    """The call (tenant-qualified id) whose room holds user ``user_id``'s line in ``tenant``
+    (one line per person across the tenant's sites: ``store/calls.py`` line claims), or None."""
+    key = party_key(tenant, Party(kind=PartyKind.USER, id=user_id))
+    held = await conn.fetchval("SELECT call_id FROM line_claims WHERE party_key = $1", key)
+    return None if held is None else str(held)

@@ -311,6 +311,7 @@ class Room:
                 listener=spec.listener,
                 call_id=spec.call_id,
                 room_id=spec.room_id,
+                at=now,  # the availability rules are evaluated at the ring's instant (issue 10)
                 before=RecordInput(events=list(spec.lead_in)),
                 record=RecordInput(
                     attempts=[self.state.model(phase=Phase.WAIT)],

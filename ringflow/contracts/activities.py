@@ -57,16 +57,22 @@ class ResolvedPlan(Contract):
 
 class PrecallInput(Contract):
     """``precall_check``: the reference's pre-call checks (section 1) for one caller-listener pair
-    of tenant ``tenant_id``."""
+    of tenant ``tenant_id``, at instant ``at`` (None: the activity's clock). The availability
+    rules (issue 10) apply the unit ``unit_id`` of site ``site_id`` (else the unit of call
+    ``call_id``'s row; neither: no unit)."""
 
     caller: Party
     listener: Party
     tenant_id: str = DEFAULT_TENANT
+    at: datetime | None = None
+    call_id: str | None = None
+    unit_id: str | None = None
+    site_id: str | None = None
 
 
 class PrecallResult(Contract):
     """``ok`` or the first failing check's errCode: 13 VoIP token, 9 authorization,
-    1001 quota, 1003 do-not-disturb; ``reason`` is a sentence for the history."""
+    1001 quota, 1017 away, 1003 do-not-disturb; ``reason`` is a sentence for the history."""
 
     ok: bool
     err_code: ErrCode = ErrCode.OK
@@ -139,7 +145,10 @@ class RingInput(Contract):
     events that lead to this ring, e.g. ``escalated``: written whatever the ring's outcome),
     the pre-call checks of ``caller`` -> ``listener`` (as ``precall_check``), the claim of
     the listener's line for ``room_id`` (as ``claim_line``), then, only when both pass,
-    ``record`` (the ringing events, the INCOMING_CALL push, the attempt row)."""
+    ``record`` (the ringing events, the INCOMING_CALL push, the attempt row). ``at``: the ring's
+    instant (the workflow's ``workflow.now()``), at which the availability rules are evaluated
+    (issue 10: replay and ``ringflow simulate`` agree); None in histories from before it: the
+    activity's clock."""
 
     caller: Party
     listener: Party
@@ -147,6 +156,7 @@ class RingInput(Contract):
     room_id: str
     record: RecordInput = Field(default_factory=RecordInput)
     before: RecordInput = Field(default_factory=RecordInput)
+    at: datetime | None = None
 
 
 class RingStatus(StrEnum):

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from functools import lru_cache
-from zoneinfo import available_timezones
 
 from pydantic import AwareDatetime, Field, field_validator
 
+from ringflow.contracts.availability import check_time_zone
 from ringflow.contracts.common import ActionName, Contract, Identifier
 from ringflow.contracts.policies import EscalationPolicy
 from ringflow.contracts.tenancy import DEFAULT_SITE
@@ -164,14 +163,10 @@ class Authorization(AuthorizationIn):
     created_at: datetime
 
 
-@lru_cache(maxsize=1)
-def _time_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
 class SiteIn(Contract):
     """A site (a building or a campus) of a tenant; ``time_zone`` is an IANA name
-    (``Europe/Paris``; checked against the zones this machine knows, when it knows any)."""
+    (``Europe/Paris``; checked against the zones this machine knows, when it knows any): the
+    unit's and its residents' quiet hours are in it (``ringflow.availability``)."""
 
     id: Identifier
     name: Name = Field(..., min_length=1, max_length=128)
@@ -180,10 +175,7 @@ class SiteIn(Contract):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        zones = _time_zones()
-        if zones and value not in zones and value != "UTC":
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)")
-        return value
+        return check_time_zone(value)
 
 
 class Building(Contract):

@@ -33,6 +33,7 @@ class ErrCode(IntEnum):
     UNKNOWN_ACTION = 1014  # the calling device does not offer this in-call action
     ACTION_SETTLED = 1015  # the in-call action was already acknowledged or timed out
     FORBIDDEN = 1016  # the API key lacks a scope the route needs (issue 9)
+    LISTENER_AWAY = 1017  # the listener set their presence to away (issue 10); escalation skips them
 
 
 PROBLEM_BASE = "/problems/"

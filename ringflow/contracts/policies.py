@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from ringflow.contracts.availability import MAX_QUIET_HOURS, QuietHours, RingThroughDnd
 from ringflow.contracts.common import Contract, Identifier
 
 
@@ -28,7 +29,7 @@ class EscalationPolicy(Contract):
     - ``ring_timeout_s``: how long each target rings; None = the deployment's
       default (settings ``ring_timeout_s``, reference: 60 s). FAQ 1.5's example is 30 s.
     - ``rounds``: how many times the whole list is tried before the fallback (1-10).
-    Targets that are busy, have not authorized the caller device, or are on
+    Targets that are busy, have not authorized the caller device, are away or are on
     do-not-disturb are always skipped at once, with the reason recorded.
     - ``fallback_user_id``: rung once when nobody answered (the concierge), with
       ``fallback_ring_timeout_s`` (None = ``ring_timeout_s``).
@@ -37,6 +38,16 @@ class EscalationPolicy(Contract):
       actions ("open door") from the incoming-call screen, before answering (issue 11 item
       3; ButterflyMX/2N-style one-tap open). Audited as the in-call action (``customAction``
       with ``while_ringing``). Off by default: the reference allows actions in talk only.
+    - ``quiet_hours``: the unit's weekly quiet hours (issue 10; :class:`QuietHours`, in the
+      site's time zone unless a rule names one): the unit's residents are in do-not-disturb
+      then (skipped with errCode 1003, reason ``dnd: unit ... quiet hours ...``); the fallback
+      is not a resident and is rung as usual (its own do-not-disturb applies).
+    - ``ring_through_dnd``: callers that ring the unit's listeners (residents and fallback)
+      even in do-not-disturb, e.g. ``{groups: [concierge-desk]}`` (:class:`RingThroughDnd`).
+      Never through ``away`` or a busy line.
+    Both are read from the unit's stored policy at each ring (``activities/directory.py``
+    ``precall_checks``): a policy given with one call (``POST /v1/calls`` ``policy``) does not
+    change them.
     """
 
     strategy: RingStrategy = RingStrategy.SEQUENTIAL
@@ -46,3 +57,5 @@ class EscalationPolicy(Contract):
     fallback_ring_timeout_s: float | None = Field(None, gt=0, le=3600)
     record_media: bool = False
     open_while_ringing: bool = False
+    quiet_hours: list[QuietHours] = Field(default_factory=list, max_length=MAX_QUIET_HOURS)
+    ring_through_dnd: RingThroughDnd | None = None
