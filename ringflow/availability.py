@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from ringflow.contracts.availability import Presence, PresenceStatus, QuietHours, RingThroughDnd
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.errors import ErrCode
+from ringflow.contracts.policies import EscalationPolicy
 
 _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -70,6 +71,30 @@ class RingContext:
     listener_is_resident: bool = False
     ring_through_dnd: RingThroughDnd | None = None
     time_zone: str = "UTC"
+
+    @classmethod
+    def of(
+        cls,
+        caller: Party,
+        caller_group: str | None,
+        listener_id: str,
+        time_zone: str,
+        unit_id: str | None = None,
+        residents: list[str] | None = None,
+        policy: EscalationPolicy | None = None,
+    ) -> RingContext:
+        """The context of a ring of ``listener_id`` for a call of ``caller`` (its device's group
+        ``caller_group``) to unit ``unit_id`` with ``residents`` and its stored ``policy`` (all
+        None: explicit callees, no unit), in site zone ``time_zone``."""
+        return cls(
+            caller=caller,
+            caller_group=caller_group,
+            unit_id=unit_id if policy is not None else None,
+            unit_quiet_hours=tuple(policy.quiet_hours) if policy is not None else (),
+            listener_is_resident=policy is not None and listener_id in (residents or []),
+            ring_through_dnd=policy.ring_through_dnd if policy is not None else None,
+            time_zone=time_zone,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,14 +146,14 @@ async def ring_context(
     site = site_id or (caller_device.site_id if caller_device is not None else DEFAULT_SITE)
     zone = await conn.fetchval("SELECT time_zone FROM sites WHERE tenant_id = $1 AND id = $2", tenant, site)
     unit = await directory.find_unit(conn, unit_id, tenant=tenant, site=site) if unit_id else None
-    return RingContext(
-        caller=caller,
-        caller_group=caller_device.group_id if caller_device is not None else None,
+    return RingContext.of(
+        caller,
+        caller_device.group_id if caller_device is not None else None,
+        listener_id,
+        zone or "UTC",
         unit_id=unit.id if unit is not None else None,
-        unit_quiet_hours=tuple(unit.policy.quiet_hours) if unit is not None else (),
-        listener_is_resident=unit is not None and listener_id in unit.residents,
-        ring_through_dnd=unit.policy.ring_through_dnd if unit is not None else None,
-        time_zone=zone or "UTC",
+        residents=unit.residents if unit is not None else None,
+        policy=unit.policy if unit is not None else None,
     )
 
 

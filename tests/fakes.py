@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -16,6 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from ringflow import availability as rules
+from ringflow.availability import PersonAvailability, RingContext
 from ringflow.contracts.activities import (
     Billing,
     CallRecord,
@@ -83,6 +86,13 @@ class FakeDirectory:
         self.media_connects: list[MediaConnectInput] = []  # media_connect calls, in order
         self.media_closed: list[str] = []  # media_close_room calls (call ids)
         self.room_stats: RoomStats | None = None  # what media_close_room answers
+        # availability (issue 10), evaluated by the real rules (ringflow.availability) at the
+        # ring's instant: what is stored per person, the site's zone, the caller devices' groups
+        self.people: dict[str, PersonAvailability] = {}  # user id -> availability (none: available)
+        self.time_zone = "UTC"
+        self.device_groups: dict[str, str] = {}  # device sn -> device group id
+        self.call_units: dict[str, str] = {}  # call id -> the unit it called (start_call)
+        self.ring_instants: dict[str, datetime | None] = {}  # room id -> RingInput.at
 
     # ------------------------- activities (resolve_targets, precall_check, claim_line: helpers)
 
@@ -119,10 +129,31 @@ class FakeDirectory:
         )
 
     async def precall_check(self, inp: PrecallInput) -> PrecallResult:
+        """``precall_fail`` first (a scripted errCode), then the availability rules of a user
+        listener (:func:`ringflow.availability.check` over :attr:`people` and the unit's policy,
+        at ``inp.at``)."""
         code = self.precall_fail.get(inp.listener.key())
-        if code is None:
-            return PrecallResult(ok=True)
-        return PrecallResult(ok=False, err_code=code, reason=f"errCode {int(code)}")
+        if code is not None:
+            return PrecallResult(ok=False, err_code=code, reason=f"errCode {int(code)}")
+        if inp.listener.kind is PartyKind.USER:
+            uid = inp.listener.id
+            unit_id = inp.unit_id or self.call_units.get(inp.call_id or "")
+            unit = self.units.get(unit_id) if unit_id is not None else None
+            ctx = RingContext.of(
+                inp.caller,
+                self.device_groups.get(inp.caller.id) if inp.caller.kind is PartyKind.DEVICE else None,
+                uid,
+                self.time_zone,
+                unit_id=unit_id,
+                residents=unit.residents if unit is not None else None,
+                policy=unit.policy if unit is not None else None,
+            )
+            skip = rules.check(
+                self.people.get(uid, PersonAvailability(uid)), ctx, inp.at or datetime.now(UTC)
+            )
+            if skip is not None:
+                return PrecallResult(ok=False, err_code=skip.err_code, reason=skip.reason)
+        return PrecallResult(ok=True)
 
     @activity.defn(name="remember_answer")
     async def remember_answer(self, inp: RememberAnswerInput) -> None:
@@ -153,6 +184,8 @@ class FakeDirectory:
     async def start_call(self, inp: StartCallInput) -> StartCallResult:
         """``record`` started + ``resolve_targets`` + ``record`` of the plan (phase wait) as one step."""
         await self.record(inp.started)
+        if inp.resolve.unit_id is not None:
+            self.call_units[inp.call_id] = inp.resolve.unit_id
         try:
             plan = await self.resolve_targets(inp.resolve)
         except ApplicationError as err:
@@ -177,10 +210,13 @@ class FakeDirectory:
         """``before`` + ``precall_check`` + ``claim_line`` + ``record`` as one step (nothing of
         the room written unless rang)."""
         line = LineInput(party=inp.listener, call_id=inp.call_id, room_id=inp.room_id)
+        self.ring_instants[inp.room_id] = inp.at
         if inp.before != RecordInput():
             await self.record(inp.before)
         if self.lines.get(inp.listener.key()) != inp.room_id:
-            check = await self.precall_check(PrecallInput(caller=inp.caller, listener=inp.listener))
+            check = await self.precall_check(
+                PrecallInput(caller=inp.caller, listener=inp.listener, at=inp.at, call_id=inp.call_id)
+            )
             if not check.ok:
                 return RingResult(status=RingStatus.SKIPPED, err_code=check.err_code, reason=check.reason)
             claim = await self.claim_line(line)

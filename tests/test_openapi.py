@@ -38,6 +38,8 @@ API_KEY = "test-openapi-key"
 # Routes open to a party token (PartyToken), to the backend's key (BackendApiKey) or to both.
 PARTY_ONLY = re.compile(r"^/v1/(me/|media/|calls/\{call_id\}/(answer|reject|hang-up|cancel|actions|media))")
 EITHER = {("post", "/v1/calls"), ("get", "/v1/calls/{call_id}"), ("get", "/v1/calls/{call_id}/timeline.svg")}
+# a person's availability: the backend for any user of its tenant, or the user's own token (issue 10)
+EITHER_PATHS = re.compile(r"^/v1/users/\{user_id\}/(do-not-disturb|quiet-hours|presence)$")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_every_v1_operation_has_security_and_problem_responses(openapi: dict[str
     for method, path, op in v1:
         label = f"{method.upper()} {path}"
         schemes = sorted(name for requirement in op.get("security", []) for name in requirement)
-        if (method, path) in EITHER:
+        if (method, path) in EITHER or EITHER_PATHS.match(path):
             assert schemes == ["BackendApiKey", "PartyToken"], label
         elif PARTY_ONLY.match(path):
             assert schemes == ["PartyToken"], label
