@@ -26,7 +26,7 @@ async def _snapshot(pool: asyncpg.Pool) -> dict[str, list[dict]]:
 async def test_example_loads_and_second_load_changes_nothing(db_pool: asyncpg.Pool) -> None:
     building = read_building(EXAMPLE)
     first = await load_building(db_pool, building)
-    assert first == {"groups": 1, "devices": 2, "users": 9, "units": 3, "authorizations": 9}
+    assert first == {"sites": 1, "groups": 2, "devices": 3, "users": 9, "units": 3, "authorizations": 12}
     before = await _snapshot(db_pool)
     second = await load_building(db_pool, building)
     assert second == dict.fromkeys(first, 0)
@@ -39,6 +39,12 @@ async def test_example_loads_and_second_load_changes_nothing(db_pool: asyncpg.Po
         assert [u.id for u in await d.device_contacts(conn, "GARAGE-1")] == sorted(
             u.id for u in building.users
         )
+        # the site's time zone and unit 201's quiet hours, rung through by the concierge desk
+        site = await d.get_site(conn, "default")
+        assert (site.name, site.time_zone) == ("Maple Court", "Europe/Berlin")
+        policy = (await d.get_unit(conn, "201")).policy
+        assert [(r.start.hour, r.end.hour, len(r.days)) for r in policy.quiet_hours] == [(22, 7, 7)]
+        assert policy.ring_through_dnd is not None and policy.ring_through_dnd.groups == ["concierge-desk"]
 
 
 async def test_reload_replaces_resident_order_and_moves_devices(db_pool: asyncpg.Pool) -> None:
@@ -49,7 +55,7 @@ async def test_reload_replaces_resident_order_and_moves_devices(db_pool: asyncpg
     changed.groups.append(changed.groups[0].model_copy(update={"id": "side-gate", "name": "Side gate"}))
     changed.devices[1].group_id = "side-gate"  # the file is the declared state: GARAGE-1 moves
     counts = await load_building(db_pool, changed)
-    assert counts == {"groups": 1, "devices": 1, "users": 0, "units": 1, "authorizations": 0}
+    assert counts == {"sites": 0, "groups": 1, "devices": 1, "users": 0, "units": 1, "authorizations": 0}
     async with db_pool.acquire() as conn:
         assert (await d.get_unit(conn, "101")).residents == ["carol", "alice"]
         assert (await d.get_device(conn, "GARAGE-1")).group_id == "side-gate"

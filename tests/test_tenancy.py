@@ -607,13 +607,13 @@ def test_cli_tenants_and_keys(db_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_
 
 async def test_readme_flow_needs_no_tenant_setup(stack: dict[str, Any], db_pool: asyncpg.Pool) -> None:
     """The README's curl examples: the bootstrap key on the default tenant, the example
-    building loaded without a site, a call, its view, a resident's token and answer."""
+    building loaded into the default site, a call, its view, a resident's token and answer."""
     from ringflow.directory_load import read_building
 
     root: httpx.AsyncClient = stack["root"]
     building = await asyncio.to_thread(read_building, EXAMPLE_BUILDING)
     counts = await load_building(db_pool, building)
-    assert "sites" not in counts and counts["units"] == 3
+    assert counts["sites"] == 1 and counts["units"] == 3  # the default site's name and time zone
     call_id = f"press-{uuid.uuid4().hex[:6]}"
     r = await root.post(
         "/v1/calls",
