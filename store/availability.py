@@ -59,56 +59,58 @@ async def load_person(conn: Conn, user_id: str, *, tenant: str) -> PersonAvailab
     )
 
 
-async def set_dnd(conn: Conn, key: str, until: datetime | None) -> None:
-    """Switch the manual do-not-disturb of the person ``key`` (tenant-qualified user id) on
-    until ``until`` (None = until switched off); ``since`` stays when it was already on."""
+# a switch with a start and an optional expiry: its column, since and until columns
+_SWITCHES = {"dnd": ("dnd", "dnd_since", "dnd_until"), "away": ("away", "away_since", "away_until")}
+
+
+async def _switch_on(conn: Conn, switch: str, key: str, until: datetime | None) -> None:
+    """Switch ``switch`` (``dnd`` or ``away``) of the person ``key`` (tenant-qualified user id)
+    on until ``until`` (None = until switched off); its ``since`` stays when it was already on
+    (and not expired)."""
+    on, since, end = _SWITCHES[switch]
     await conn.execute(
-        """INSERT INTO user_availability AS a (user_id, dnd, dnd_since, dnd_until, updated_at)
-           VALUES ($1, true, now(), $2, now())
-           ON CONFLICT (user_id) DO UPDATE SET
-               dnd = true,
-               dnd_since = CASE WHEN a.dnd AND (a.dnd_until IS NULL OR a.dnd_until > now())
-                                THEN a.dnd_since ELSE now() END,
-               dnd_until = EXCLUDED.dnd_until,
-               updated_at = now()""",
+        f"""INSERT INTO user_availability AS a (user_id, {on}, {since}, {end}, updated_at)
+            VALUES ($1, true, now(), $2, now())
+            ON CONFLICT (user_id) DO UPDATE SET
+                {on} = true,
+                {since} = CASE WHEN a.{on} AND (a.{end} IS NULL OR a.{end} > now())
+                               THEN a.{since} ELSE now() END,
+                {end} = EXCLUDED.{end},
+                updated_at = now()""",
         key,
         until,
     )
 
 
-async def clear_dnd(conn: Conn, key: str) -> None:
-    """Switch the person's manual do-not-disturb off (nothing when it was off)."""
+async def _switch_off(conn: Conn, switch: str, key: str) -> None:
+    on, since, end = _SWITCHES[switch]
     await conn.execute(
-        """UPDATE user_availability SET dnd = false, dnd_since = NULL, dnd_until = NULL, updated_at = now()
-            WHERE user_id = $1""",
+        f"""UPDATE user_availability SET {on} = false, {since} = NULL, {end} = NULL, updated_at = now()
+             WHERE user_id = $1""",
         key,
     )
+
+
+async def set_dnd(conn: Conn, key: str, until: datetime | None) -> None:
+    """Switch the manual do-not-disturb of the person ``key`` (tenant-qualified user id) on
+    until ``until`` (None = until switched off); ``since`` stays when it was already on."""
+    await _switch_on(conn, "dnd", key, until)
+
+
+async def clear_dnd(conn: Conn, key: str) -> None:
+    """Switch the person's manual do-not-disturb off (nothing when it was off)."""
+    await _switch_off(conn, "dnd", key)
 
 
 async def set_away(conn: Conn, key: str, until: datetime | None) -> None:
     """Set the person ``key`` away until ``until`` (None = until set back); ``since`` stays when
     they were already away."""
-    await conn.execute(
-        """INSERT INTO user_availability AS a (user_id, away, away_since, away_until, updated_at)
-           VALUES ($1, true, now(), $2, now())
-           ON CONFLICT (user_id) DO UPDATE SET
-               away = true,
-               away_since = CASE WHEN a.away AND (a.away_until IS NULL OR a.away_until > now())
-                                 THEN a.away_since ELSE now() END,
-               away_until = EXCLUDED.away_until,
-               updated_at = now()""",
-        key,
-        until,
-    )
+    await _switch_on(conn, "away", key, until)
 
 
 async def clear_away(conn: Conn, key: str) -> None:
     """Set the person ``key`` available (nothing when they were not away)."""
-    await conn.execute(
-        """UPDATE user_availability SET away = false, away_since = NULL, away_until = NULL, updated_at = now()
-            WHERE user_id = $1""",
-        key,
-    )
+    await _switch_off(conn, "away", key)
 
 
 async def put_quiet_hours(conn: Conn, key: str, rules: list[QuietHours]) -> None:

@@ -33,9 +33,8 @@ from ringflow.contracts.activities import PrecallInput
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.tenancy import Scope
-from ringflow.settings import Settings
-from ringflow.stack.ports import free_port
-from tests.test_push import serve
+from tests.test_directory_activities import device, user
+from tests.test_push import serve_with_worker
 from tests.test_tenancy import frames, put, wait_phase
 
 TENANT = "acme"
@@ -43,84 +42,53 @@ FUTURE = (datetime.now(UTC) + timedelta(days=365)).isoformat()
 BOB = Party(kind=PartyKind.USER, id="bob")
 
 
-def user(uid: str) -> Party:
-    return Party(kind=PartyKind.USER, id=uid)
-
-
-def device(sn: str) -> Party:
-    return Party(kind=PartyKind.DEVICE, id=sn)
-
-
 @pytest_asyncio.fixture
 async def world(db_dsn: str, dev_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[dict[str, Any]]:
     """The API and a worker; tenant acme with sites north (Europe/Berlin) and south
     (America/New_York), a door in each, bob resident of north/101 (with alice) and south/201
     (with erin); a full backend key and a read-only one."""
-    from ringflow.worker import run_worker
-
-    port = free_port()
-    settings = Settings(
-        database_url=db_dsn,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        task_queue=task_queue,
-        api_port=port,
-        ring_timeout_s=30,
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings, stop_event=stop))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with (
-            serve(settings, port),
-            httpx.AsyncClient(base_url=base, headers={"X-API-Key": settings.api_key}, timeout=30) as root,
+    async with serve_with_worker(db_dsn, dev_env, task_queue) as (settings, _, root):
+        base = str(root.base_url)
+        assert (await root.post("/v1/tenants", json={"id": TENANT, "name": "Acme"})).status_code == 201
+        keys = {}
+        for name, scopes in (
+            ("full", [s.value for s in Scope if s is not Scope.TENANTS_ADMIN]),
+            ("reader", [Scope.DIRECTORY_READ.value]),
         ):
-            assert (await root.post("/v1/tenants", json={"id": TENANT, "name": "Acme"})).status_code == 201
-            keys = {}
-            for name, scopes in (
-                ("full", [s.value for s in Scope if s is not Scope.TENANTS_ADMIN]),
-                ("reader", [Scope.DIRECTORY_READ.value]),
-            ):
-                r = await root.post("/v1/keys", json={"tenant_id": TENANT, "scopes": scopes, "name": name})
-                assert r.status_code == 201, r.text
-                keys[name] = r.json()["key"]
-            async with (
-                httpx.AsyncClient(base_url=base, headers={"X-API-Key": keys["full"]}, timeout=30) as http,
-                httpx.AsyncClient(base_url=base, headers={"X-API-Key": keys["reader"]}, timeout=30) as reader,
-            ):
-                await put(
-                    http, "/v1/sites/north", {"id": "north", "name": "North", "time_zone": "Europe/Berlin"}
-                )
-                await put(
-                    http, "/v1/sites/south", {"id": "south", "name": "South", "time_zone": "America/New_York"}
-                )
-                await put(http, "/v1/device-groups/desk", {"id": "desk", "name": "Concierge desk"})
-                for sn, site in (("N-DOOR", "north"), ("S-DOOR", "south"), ("DESK", "south")):
-                    body = {"sn": sn, "site_id": site, "name": f"{sn} door", "voip_token_expires_at": FUTURE}
-                    await put(
-                        http, f"/v1/devices/{sn}", body | ({"group_id": "desk"} if sn == "DESK" else {})
+            r = await root.post("/v1/keys", json={"tenant_id": TENANT, "scopes": scopes, "name": name})
+            assert r.status_code == 201, r.text
+            keys[name] = r.json()["key"]
+        async with (
+            httpx.AsyncClient(base_url=base, headers={"X-API-Key": keys["full"]}, timeout=30) as http,
+            httpx.AsyncClient(base_url=base, headers={"X-API-Key": keys["reader"]}, timeout=30) as reader,
+        ):
+            await put(http, "/v1/sites/north", {"id": "north", "name": "North", "time_zone": "Europe/Berlin"})
+            await put(
+                http, "/v1/sites/south", {"id": "south", "name": "South", "time_zone": "America/New_York"}
+            )
+            await put(http, "/v1/device-groups/desk", {"id": "desk", "name": "Concierge desk"})
+            for sn, site in (("N-DOOR", "north"), ("S-DOOR", "south"), ("DESK", "south")):
+                body = {"sn": sn, "site_id": site, "name": f"{sn} door", "voip_token_expires_at": FUTURE}
+                await put(http, f"/v1/devices/{sn}", body | ({"group_id": "desk"} if sn == "DESK" else {}))
+            for uid in ("alice", "bob", "erin"):
+                await put(http, f"/v1/users/{uid}", {"id": uid, "name": uid.title()})
+                for sn in ("N-DOOR", "S-DOOR", "DESK"):
+                    r = await http.post(
+                        "/v1/authorizations",
+                        json={"user_id": uid, "target_kind": "device", "target_id": sn},
                     )
-                for uid in ("alice", "bob", "erin"):
-                    await put(http, f"/v1/users/{uid}", {"id": uid, "name": uid.title()})
-                    for sn in ("N-DOOR", "S-DOOR", "DESK"):
-                        r = await http.post(
-                            "/v1/authorizations",
-                            json={"user_id": uid, "target_kind": "device", "target_id": sn},
-                        )
-                        assert r.status_code in (200, 201), r.text
-                await put(
-                    http,
-                    "/v1/units/101",
-                    {"id": "101", "site_id": "north", "name": "N 101", "residents": ["bob", "alice"]},
-                )
-                await put(
-                    http,
-                    "/v1/units/201",
-                    {"id": "201", "site_id": "south", "name": "S 201", "residents": ["bob", "erin"]},
-                )
-                yield {"settings": settings, "http": http, "reader": reader, "port": port}
-    finally:
-        stop.set()
-        await asyncio.wait_for(worker, 30)
+                    assert r.status_code in (200, 201), r.text
+            await put(
+                http,
+                "/v1/units/101",
+                {"id": "101", "site_id": "north", "name": "N 101", "residents": ["bob", "alice"]},
+            )
+            await put(
+                http,
+                "/v1/units/201",
+                {"id": "201", "site_id": "south", "name": "S 201", "residents": ["bob", "erin"]},
+            )
+            yield {"settings": settings, "http": http, "reader": reader, "port": settings.api_port}
 
 
 def bearer(world: dict[str, Any], uid: str) -> dict[str, str]:

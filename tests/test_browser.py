@@ -152,6 +152,9 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     dnd = report["dnd"]
     assert dnd["on"]["shown"] and dnd["on"]["state"].startswith("Do not disturb until"), dnd
     assert dnd["off"]["state"] == "Calls ring this device." and dnd["manager_flag"] is False, dnd
+    presence = report["presence"]  # issue 10: away from the app, one presence for the backend too
+    assert presence["away"]["backend"] == "away" and presence["away"]["state"].startswith("Away"), presence
+    assert presence["back"]["state"].startswith("Available"), presence
     # item 3: the ringing screen; open door while ringing, audited as the in-call action
     ringing = report["ringing_screen"]
     assert ringing == {**ringing, "self_view_shown": False, "details_open": False, "stats_shown": False}
@@ -708,6 +711,18 @@ async def scenario(workdir: Path) -> dict[str, Any]:
                 "do-not-disturb off", lambda: page.js(dnd_js), lambda d: d["pressed"] == "false"
             )
             report["dnd"] = {"on": on, "off": off, "manager_flag": dnd_api.get("do_not_disturb")}
+
+            # away and back (PUT /v1/me/presence; issue 10): the backend sees the same presence
+            away_js = (
+                "return {pressed: document.querySelector('#away-toggle').getAttribute('aria-pressed'),"
+                " state: document.querySelector('#presence-state').textContent};"
+            )
+            await page.click("#away-toggle")
+            away = await wait_until("away", lambda: page.js(away_js), lambda d: d["pressed"] == "true")
+            away["backend"] = (await backend.http.get(f"/v1/users/{resident.id}/presence")).json()["status"]
+            await page.click("#away-toggle")
+            back = await wait_until("back", lambda: page.js(away_js), lambda d: d["pressed"] == "false")
+            report["presence"] = {"away": away, "back": back}
 
             # the door calls unit 101 (open while ringing allowed): the page rings with the
             # name, the place and the door's video, no self-view, statistics folded away

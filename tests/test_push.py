@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import uvicorn
 import websockets
@@ -58,6 +59,36 @@ async def serve(settings: Settings, port: int) -> AsyncIterator[Any]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+@asynccontextmanager
+async def serve_with_worker(
+    db_dsn: str, dev_env: WorkflowEnvironment, task_queue: str
+) -> AsyncIterator[tuple[Settings, Any, httpx.AsyncClient]]:
+    """The API on a free 127.0.0.1 port (:func:`serve`) and a real worker on ``task_queue``
+    (30 s rings) until the block ends: (settings, the app, a client with the bootstrap key)."""
+    from ringflow.worker import run_worker
+
+    port = free_port()
+    settings = Settings(
+        database_url=db_dsn,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        task_queue=task_queue,
+        api_port=port,
+        ring_timeout_s=30,
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop_event=stop))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with (
+            serve(settings, port) as app,
+            httpx.AsyncClient(base_url=base, headers={"X-API-Key": settings.api_key}, timeout=30) as root,
+        ):
+            yield settings, app, root
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
 
 
 def url(settings: Settings, port: int, party: Party = ALICE) -> str:

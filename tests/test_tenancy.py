@@ -39,9 +39,8 @@ from ringflow.contracts.directory import Building
 from ringflow.contracts.tenancy import ALL_SCOPES, Scope
 from ringflow.directory_load import LoadRefused, load_building
 from ringflow.settings import Settings
-from ringflow.stack.ports import free_port
 from store import tenants as tenant_store
-from tests.test_push import serve
+from tests.test_push import serve_with_worker
 
 FUTURE = (datetime.now(UTC) + timedelta(days=365)).isoformat()
 EXAMPLE_BUILDING = Path(__file__).resolve().parent.parent / "examples" / "building.yaml"
@@ -74,42 +73,22 @@ class Tenant:
 async def stack(db_dsn: str, dev_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[dict[str, Any]]:
     """The API (uvicorn) and a real worker; tenants acme and beta with their keys and the same
     directory ids; acme also has resources only it has (names marked :data:`MARK`)."""
-    from ringflow.worker import run_worker
-
-    port = free_port()
-    settings = Settings(
-        database_url=db_dsn,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        task_queue=task_queue,
-        api_port=port,
-        ring_timeout_s=30,
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings, stop_event=stop))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with (
-            serve(settings, port) as app,
-            httpx.AsyncClient(base_url=base, headers={"X-API-Key": settings.api_key}, timeout=30) as root,
-        ):
-            out: dict[str, Any] = {"settings": settings, "app": app, "root": root, "port": port}
-            for tid in ("acme", "beta"):
-                r = await root.post("/v1/tenants", json={"id": tid, "name": tid.title()})
-                assert r.status_code == 201, r.text
-                scopes = sorted(s.value for s in ALL_SCOPES if s is not Scope.TENANTS_ADMIN)
-                r = await root.post("/v1/keys", json={"tenant_id": tid, "scopes": scopes, "name": "backend"})
-                assert r.status_code == 201, r.text
-                key = r.json()["key"]
-                http = httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=30)
-                out[tid] = Tenant(tid, key, http)
-                await directory(http, tid)
-            await acme_only(out["acme"].http)
-            yield out
-            for tid in ("acme", "beta"):
-                await out[tid].http.aclose()
-    finally:
-        stop.set()
-        await asyncio.wait_for(worker, 30)
+    async with serve_with_worker(db_dsn, dev_env, task_queue) as (settings, app, root):
+        out: dict[str, Any] = {"settings": settings, "app": app, "root": root, "port": settings.api_port}
+        for tid in ("acme", "beta"):
+            r = await root.post("/v1/tenants", json={"id": tid, "name": tid.title()})
+            assert r.status_code == 201, r.text
+            scopes = sorted(s.value for s in ALL_SCOPES if s is not Scope.TENANTS_ADMIN)
+            r = await root.post("/v1/keys", json={"tenant_id": tid, "scopes": scopes, "name": "backend"})
+            assert r.status_code == 201, r.text
+            key = r.json()["key"]
+            http = httpx.AsyncClient(base_url=str(root.base_url), headers={"X-API-Key": key}, timeout=30)
+            out[tid] = Tenant(tid, key, http)
+            await directory(http, tid)
+        await acme_only(out["acme"].http)
+        yield out
+        for tid in ("acme", "beta"):
+            await out[tid].http.aclose()
 
 
 async def put(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:

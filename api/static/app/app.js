@@ -32,6 +32,7 @@
 // - a history entry clicked (or Enter on it): GET /v1/calls/{id}/timeline.svg (the call's
 //   timeline picture: rooms as lanes, phases coloured, events marked) in the call detail;
 // - GET/PUT/DELETE /v1/me/do-not-disturb: the resident's own do-not-disturb.
+// - GET/PUT /v1/me/presence: away / available (one presence across buildings; push "presence").
 //
 // Each call card carries its media statistics as data-* attributes (data-audio-packets,
 // data-video-frames, data-local-candidates, ...) for the browser tests, and shows them to
@@ -147,6 +148,7 @@
     connect();
     loadHistory(false);
     loadDnd();
+    loadPresence();
   }
 
   function signOut(message) {
@@ -247,6 +249,10 @@
         break;
       case "custom_action_result":
         if (call) call.showActionResult(p);
+        break;
+      case "presence": // set away/available here, in another app or by the property manager
+        presence = p;
+        renderPresence();
         break;
       default:
         break; // call_answered (to callers), call_event: nothing to show
@@ -1230,6 +1236,42 @@
     }
   }
 
+  // ------------------------------------------------------------------ presence
+
+  let presence = null; // Presence from GET/PUT /v1/me/presence or the "presence" push
+
+  async function loadPresence() {
+    try {
+      ({ doc: presence } = await api("GET", "/v1/me/presence"));
+      $("#away-toggle").hidden = $("#presence-state").hidden = false;
+      renderPresence();
+    } catch (_) {
+      $("#away-toggle").hidden = $("#presence-state").hidden = true; // a device, or an older engine
+    }
+  }
+
+  function renderPresence() {
+    if (!presence) return;
+    $("#away-toggle").setAttribute("aria-pressed", String(!!presence.away));
+    let text;
+    if (presence.status === "in_call") text = t("presence.inCall");
+    else if (presence.away && presence.away_until) text = t("presence.awayUntil", { time: I.fmtTime(presence.away_until) });
+    else if (presence.away) text = t("presence.awayOn");
+    else text = t("presence.available");
+    $("#presence-state").textContent = text;
+  }
+
+  async function toggleAway() {
+    if (!presence) return;
+    try {
+      const status = presence.away ? "available" : "away";
+      ({ doc: presence } = await api("PUT", "/v1/me/presence", { status }));
+      renderPresence();
+    } catch (e) {
+      $("#presence-state").textContent = t("presence.error", { msg: e.message });
+    }
+  }
+
   // ------------------------------------------------------------------ language
 
   function applyLanguage() {
@@ -1244,6 +1286,7 @@
     for (const call of calls.values()) call.relabel();
     renderHistory();
     renderDnd();
+    renderPresence();
     notice(noticeKey);
     if (detailCallId) $("#call-detail .title").textContent = t("detail.title", { id: detailCallId });
   }
@@ -1275,6 +1318,7 @@
     $("#setup-skip").addEventListener("click", skipSetup);
     $("#sound-unlock").addEventListener("click", unlockAudio);
     $("#dnd-toggle").addEventListener("click", toggleDnd);
+    $("#away-toggle").addEventListener("click", toggleAway);
     $("#history-refresh").addEventListener("click", () => loadHistory(false));
     $("#history-more").addEventListener("click", () => loadHistory(true));
     $("#history").addEventListener("click", (ev) => {
