@@ -4,6 +4,11 @@
 writes it in ONE transaction through ``store/directory.py``, so a bad reference
 writes nothing and loading the same file twice changes nothing.
 
+Availability (issue 10): the site's ``time_zone`` and each unit's ``policy.quiet_hours`` /
+``policy.ring_through_dnd`` are the manager's and load with the file; a person's own quiet
+hours, do-not-disturb and away are theirs (``/v1/me/...``, ``/v1/users/{id}/...``) and a file
+never touches them.
+
 Tenancy (issue 9): a file is loaded into one tenant (``--tenant``, default the default tenant)
 and describes one site (its ``site:``, else the tenant's default site); its units and devices
 belong to that site. A file is refused, never merged (:class:`LoadRefused`, nothing written),
