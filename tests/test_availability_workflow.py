@@ -77,7 +77,9 @@ async def test_unit_quiet_hours_on_the_spring_forward_night(
     which a fixed winter-time offset would get wrong by an hour."""
     fake = FakeDirectory()
     fake.time_zone = "Europe/Berlin"
-    policy = EscalationPolicy(ring_timeout_s=30, quiet_hours=[night(["sat"])], fallback_user_id="concierge")
+    # the rule names its zone (validated in the workflow's sandbox too, as ResolvedPlan.policy)
+    rule = night(["sat"], zone="Europe/Berlin")
+    policy = EscalationPolicy(ring_timeout_s=30, quiet_hours=[rule], fallback_user_id="concierge")
     fake.units["101"] = FakeUnit("Unit 101", ["alice", "bob"], policy)
     berlin = ZoneInfo("Europe/Berlin")
     sunday = next_dst_sunday("Europe/Berlin", await ts_env.get_current_time(), forward=True)
