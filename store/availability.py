@@ -11,10 +11,11 @@ whether or not its row was cleared). Times are timestamptz (UTC).
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from ringflow.availability import PersonAvailability, RingContext
 from ringflow.contracts.availability import QuietHours
@@ -26,10 +27,24 @@ from store import directory
 Conn = Any  # asyncpg.Connection or Pool (both have fetchrow/execute)
 
 _RULES = TypeAdapter(list[QuietHours])
+log = logging.getLogger(__name__)
 
 
 def _rules(raw: str | None) -> tuple[QuietHours, ...]:
-    return tuple(_RULES.validate_json(raw)) if raw else ()
+    """The stored rules; a rule this machine cannot read any more (its time zone unknown to this
+    machine's tz database) is left out and logged: a ring must not fail for it."""
+    if not raw:
+        return ()
+    try:
+        return tuple(_RULES.validate_json(raw))
+    except ValidationError:
+        kept = []
+        for item in json.loads(raw):
+            try:
+                kept.append(QuietHours.model_validate(item))
+            except ValidationError as e:
+                log.warning("quiet-hours rule %s left out: %s", item, e.errors()[0]["msg"])
+        return tuple(kept)
 
 
 async def load_person(conn: Conn, user_id: str, *, tenant: str) -> PersonAvailability | None:

@@ -307,3 +307,24 @@ async def test_schedules_backend_dnd_and_ring_through(world: dict[str, Any], db_
     )
     r = await http.delete("/v1/users/alice/do-not-disturb")
     assert r.status_code == 200 and r.json()["active"] is False
+
+
+async def test_a_stored_rule_this_machine_cannot_read_is_left_out(db_pool: asyncpg.Pool) -> None:
+    """A rule whose zone this machine's tz database does not know (another host wrote it) is
+    left out of the ring's checks instead of failing every ring of that person."""
+    from ringflow.contracts.directory import UserIn
+    from store import availability
+    from store import directory as d
+
+    async with db_pool.acquire() as conn:
+        await d.put_user(conn, UserIn(id="bob", name="Bob"))
+        rules = [
+            {"days": ["mon"], "start": "22:00", "end": "07:00", "time_zone": "Atlantis/Lost"},
+            {"days": ["tue"], "start": "22:00", "end": "07:00", "time_zone": None},
+        ]
+        await conn.execute(
+            "INSERT INTO user_availability (user_id, quiet_hours) VALUES ('bob', $1::text::jsonb)",
+            json.dumps(rules),
+        )
+        person = await availability.load_person(conn, "bob", tenant="default")
+    assert person is not None and [r.days[0].value for r in person.quiet_hours] == ["tue"]
