@@ -1,9 +1,10 @@
 """Regenerate the stored histories replayed by ``tests/test_replay.py``.
 
 ``python -m tests.histories.generate [--tag TAG]``: runs the demo scenario (sequential:
-A no answer, B busy, C answers and talks 25 s), a ring-all race and a media call (one
+A no answer, B busy, C answers and talks 25 s), a ring-all race, a media call (one
 media room: the door joins once, a previewing listener answers, opens the door, hangs
-up) as ``BuildingCallWorkflow`` on a time-skipping server with the fake activities, and
+up) and an availability call (issue 10: A away, B in do-not-disturb, both skipped at the
+ring's instant, C answers) as ``BuildingCallWorkflow`` on a time-skipping server with the fake activities, and
 writes each call's history as JSON here, named ``<scenario><TAG>.json``. Keep the histories
 of older code and add new ones with a new TAG; regenerate old ones only on purpose
 (docs/design.md#versioning). The legacy shape's histories (``EscalationWorkflow`` plus one
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from ringflow.availability import PersonAvailability
 from ringflow.contracts.calls import (
     AnswerInput,
     CustomActionAck,
@@ -91,7 +93,8 @@ async def main(tag: str) -> None:
             await race.execute_update(BuildingCallWorkflow.force_hang_up, ForceHangUpInput())
             await race.result()
             await _media_call(env, tq, fake, f"media{tag}")
-            ids = [f"{s}{tag}" for s in ("demo", "race", "media")]
+            await _availability_call(env, tq, fake, f"dnd{tag}")
+            ids = [f"{s}{tag}" for s in ("demo", "race", "media", "dnd")]
         for wf_id in ids:
             history = await env.client.get_workflow_handle(wf_id).fetch_history()
             (HERE / f"{wf_id}.json").write_text(history.to_json())
@@ -129,6 +132,26 @@ async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, ca
     await env.sleep(10)
     await h.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=carol))
     await h.result()
+
+
+async def _availability_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
+    """Issue 10: alice away, bob in do-not-disturb (both skipped, 1017 and 1003), carol answers."""
+    fake.people["alice"] = PersonAvailability("alice", away=True)
+    fake.people["bob"] = PersonAvailability("bob", manager_dnd=True)
+    h = await env.client.start_workflow(
+        BuildingCallWorkflow.run,
+        EscalationInput(
+            call_id=call_id, caller=LOBBY, unit_id="101", policy=EscalationPolicy(ring_timeout_s=30)
+        ),
+        id=call_id,
+        task_queue=tq,
+    )
+    await _wait_ringing(h, user("carol"))
+    await h.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=user("carol")))
+    await env.sleep(5)
+    await h.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=user("carol")))
+    await h.result()
+    fake.people.clear()
 
 
 if __name__ == "__main__":
