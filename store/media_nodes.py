@@ -94,7 +94,8 @@ _LIVE = "n.heartbeat_at > now() - make_interval(secs => $1)"
 async def live_nodes(conn: Conn, expiry_s: float) -> list[NodeLoad] | None:
     """The live nodes, least loaded first; None when no node was ever registered."""
     rows = await conn.fetch(
-        f"""SELECT n.*, {_LIVE} AS live FROM media_nodes n ORDER BY n.rooms::float / n.capacity, n.cpu_percent""",
+        f"""SELECT n.*, {_LIVE} AS live FROM media_nodes n
+             ORDER BY n.rooms::float / n.capacity, n.cpu_percent""",
         expiry_s,
     )
     if not rows:
@@ -210,3 +211,16 @@ async def take_lease(conn: Conn, holder: str, lease_s: float) -> bool:
         lease_s,
     )
     return got == holder
+
+
+async def room_url(
+    pool: asyncpg.Pool | None, call_id: str, default_url: str, expiry_s: float, place: bool
+) -> tuple[str, Placement | None]:
+    """The control URL for room ``call_id`` and its placement: with ``place``, where
+    :func:`place_room` puts it (raises :class:`NoMediaNode`); else where it is or was
+    (:func:`room_node`). ``default_url`` (``settings.media_url``) and None without a
+    ``pool`` or without a registered node / a placement."""
+    if pool is None:
+        return default_url, None
+    found = await (place_room(pool, call_id, expiry_s) if place else room_node(pool, call_id))
+    return (found.control_url, found) if found is not None else (default_url, None)
