@@ -190,7 +190,7 @@ async def claim_lost_rooms(pool: asyncpg.Pool, expiry_s: float) -> list[Placemen
             expiry_s,
         )
         await c.execute(
-            "DELETE FROM media_nodes WHERE heartbeat_at < now() - make_interval(secs => $1)", KEEP_DEAD_S
+            "DELETE FROM media_nodes WHERE lost_at < now() - make_interval(secs => $1)", KEEP_DEAD_S
         )
         await c.execute(
             "DELETE FROM media_rooms WHERE placed_at < now() - make_interval(secs => $1)", KEEP_DEAD_S

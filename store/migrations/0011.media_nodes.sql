@@ -4,7 +4,7 @@
 -- A node registers itself at start and heartbeats every media_node_heartbeat_s (~1 s); it is
 -- live while heartbeat_at is younger than media_node_expiry_s. Rows of dead nodes stay (the
 -- API then knows a registry exists and never falls back to media_url) until a node with the
--- same id registers again or the row is a day old (store.media_nodes.forget_stale).
+-- same id registers again or a day after it was lost (store.media_nodes.claim_lost_rooms).
 
 CREATE TABLE media_nodes (
     node_id       text PRIMARY KEY,
