@@ -19,7 +19,8 @@ Supervision: a media process that exits (crash, kill -9) is seen at once (its ``
 returns); its rooms are forgotten, each room's building call gets the signal
 ``media_bridge_lost`` (``BridgeLostInput``, node ``"<node id>/<index>"``) so that the call
 re-offers its parties (``workflows/media_failover.py``), and the process is started again
-on its port. The next request for such a room places it on a ready process.
+on its port (after ``RESTART_DELAY_S`` while another process is ready, which takes the
+rooms). The next request for such a room places it on a ready process.
 
 Registry (``media_register``): the node registers itself in PostgreSQL (``store/media_nodes.py``)
 with its control URL, announced media address, capacity (``media_process_capacity`` x
@@ -71,6 +72,8 @@ log = logging.getLogger(__name__)
 
 PLACED_GRACE_S = 5.0
 """A room placed this recently counts on its process even before the process lists it."""
+RESTART_DELAY_S = 3.0
+"""How long a dead process waits before it starts again while other processes are ready."""
 READY_TIMEOUT_S = 60.0
 """How long a media process may take to answer ``/healthz`` after its start, seconds."""
 
@@ -253,7 +256,9 @@ class MediaNode:
             for call_id in lost:
                 del self.placement[call_id]
             p.rooms.clear()
-            log.warning("media process %d exited with %s; %d rooms lost, restarting", p.index, code, len(lost))
+            log.warning(
+                "media process %d exited with %s; %d rooms lost, restarting", p.index, code, len(lost)
+            )
             error = f"media process {p.index} of {self.node_id} exited with {code}"
             await asyncio.gather(
                 *(
@@ -266,6 +271,10 @@ class MediaNode:
                 )
             )
             p.restarts += 1
+            if any(q.ready for q in self.processes):
+                # the other processes take the lost rooms first: a starting process costs a
+                # core for a second or two (imports), which the re-offers need now
+                await asyncio.sleep(RESTART_DELAY_S)
             try:
                 await self._spawn(p)
             except (RuntimeError, OSError):
@@ -455,9 +464,9 @@ def create_node_app(settings: Settings) -> FastAPI:
         if last is None:
             raise _unavailable("no media process is ready")
         if request.method == "DELETE" and last.is_success:
-            p = n.placement.pop(call_id, None)
-            if p is not None:
-                p.rooms.pop(call_id, None)
+            gone = n.placement.pop(call_id, None)
+            if gone is not None:
+                gone.rooms.pop(call_id, None)
         return _relay(last)
 
     @app.post("/rooms/{call_id}/peers", dependencies=[BackendAuth])

@@ -10,10 +10,13 @@ failover then, in order:
    ``room_id``, ``lost``: the dead bridge, which a client uses to de-duplicate the pushes of
    several rooms) in one ``record``: each party makes a new peer connection and offers it
    (``POST /v1/calls/{id}/media``), which the registry places on a live node;
-2. waits for the parties it needs (the caller; the listener too once it answered) to join
+2. when the listener had answered, makes it the talker at once (``media_connect``: the
+   registry places the room on a live node, which places it on a live process), so that
+   media flows as soon as the parties' new peers connect;
+3. waits for the parties it needs (the caller; the listener too once it answered) to join
    again, at most ``spec.join_timeout_s`` (a party's join time, reference section 2(3));
-3. when the listener had answered, makes it the talker again (``media_connect``, idempotent:
-   the room on its new node, whose id the answer gives), then records ``mediaResumeVoip``
+4. when the listener had answered, makes it the talker again (``media_connect``, idempotent:
+   in case no node took the room at the loss), then records ``mediaResumeVoip``
    with ``data.interruption_s`` (seconds from the loss to the last party's join) and
    ``data.node``. Talk, keepTime and billing run on meanwhile.
 

@@ -439,6 +439,8 @@ class Room:
             await failover.lost(
                 msg.reason, spec.caller, spec.listener, self._rang, self._answered, spec.join_timeout_s
             )
+            if self._answered:  # the room and its talker on a live bridge before the offers come
+                await self._connect_media()
             return True
         if not failover.joined(msg.party):
             return False
