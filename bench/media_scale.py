@@ -241,9 +241,8 @@ async def run_failover(n_calls: int) -> dict[str, Any]:
                 victim = max(procs, key=lambda p: p["rooms"])
                 on_victim = await victim_rooms(http, victim, rooms)
             old = {m.call_id: (m.peer, t.peer) for m, t in sessions}
-            info(
-                f"[media_scale] kill -9 media process {victim['index']} (pid {victim['pid']}, {len(on_victim)} rooms)"
-            )
+            what = f"media process {victim['index']} (pid {victim['pid']}, {len(on_victim)} rooms)"
+            info(f"[media_scale] kill -9 {what}")
             killed = time.monotonic()
             os.kill(victim["pid"], signal.SIGKILL)
             resumed: dict[str, float | None] = {}
