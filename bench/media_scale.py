@@ -18,15 +18,16 @@ CPU per call (the measured ratio is bounded by the parties' and the other tenant
 shared 2-core machine; both are printed).
 
 **Failover.** An embedded stack with one registered node of 2 media processes, the worker and
-the API; ``--failover-calls`` (20) door -> resident calls by device and resident agents
-(``ringflow/agent.py``: real Opus both ways, decoded), all talking; then kill -9 of the media
-process holding the most rooms. Per call on it: kill -> both parties hear the other again
-(5 loud frames on their new peers), seconds; then every call hangs up and each must have its
+the API; ``--failover-calls`` (10) door -> resident calls by device and resident agents
+(``ringflow/agent.py``: real Opus both ways, decoded), all talking, all on media process 0
+(empty rooms on process 1 while they are placed; ``--spread``: least-loaded as they come);
+then kill -9 of the media process holding the most of them. Per call on it: kill -> both
+parties hear the other again (5 loud frames on their new peers), seconds; then every call hangs up and each must have its
 full history (``mediaInterruptVoip``/``mediaResumeVoip`` for the moved ones, ``finishVoip``,
 ``callEnded``) and one billing row with keepTime. Target: >= 9 of 10 resume within 3 s.
 
 ``python -m bench.media_scale [--quick] [--steps 1=10,20,40;2=20,40,80] [--duration S]
-[--failover-calls N] [--only scale|failover]``
+[--failover-calls N] [--spread] [--only scale|failover]``
 """
 
 from __future__ import annotations
@@ -198,9 +199,10 @@ async def heard_again(session: CallSession, old: Any, deadline: float) -> float 
     return None
 
 
-async def run_failover(n_calls: int) -> dict[str, Any]:
+async def run_failover(n_calls: int, concentrate: bool) -> dict[str, Any]:
     """``n_calls`` talking calls, kill -9 of the busiest media process; per-call resume times
-    and the history/billing check."""
+    and the history/billing check. ``concentrate``: every call on process 0 (empty rooms fill
+    process 1 while the calls are placed), so that the killed process holds all of them."""
     args = parser("").parse_args([])
     overrides = {
         "media_enabled": True,
@@ -214,7 +216,10 @@ async def run_failover(n_calls: int) -> dict[str, Any]:
         talk = ResidentScript(preview=False, answer_after_s=0.2, talk_s=None)
         agents: list[Any] = []
         sessions: list[tuple[CallSession, CallSession]] = []
+        dummies: list[str] = []
         try:
+            if concentrate:  # empty rooms on process 1: least-loaded placement puts every call on 0
+                dummies = await fill_process(bench, 1, n_calls)
             for sn, (unit, [rid]) in zip(directory.devices, directory.units.items(), strict=True):
                 resident = ResidentAgent(
                     bench.api_url, rid, await bench.backend.token(Who(kind=PartyKind.USER, id=rid)), talk
@@ -231,6 +236,7 @@ async def run_failover(n_calls: int) -> dict[str, Any]:
                 mine = await door.place_call(unit_id=unit, room_type="voice")
                 await asyncio.wait_for(mine.talking.wait(), 30)
                 sessions.append((mine, resident.sessions[mine.call_id]))
+            await close_rooms(bench, dummies)
             t_all = time.monotonic() + 30
             for mine, theirs in sessions:  # everybody talks: audio both ways
                 for sess in (mine, theirs):
@@ -240,6 +246,10 @@ async def run_failover(n_calls: int) -> dict[str, Any]:
                 procs = await processes(http)
                 victim = max(procs, key=lambda p: p["rooms"])
                 on_victim = await victim_rooms(http, victim, rooms)
+            own0, w0, victim_cpu_start = time.process_time(), time.monotonic(), cpu_s(victim["pid"])
+            await asyncio.sleep(3.0)
+            parties_cpu_pct = 100 * (time.process_time() - own0) / (time.monotonic() - w0)
+            victim_cpu0 = cpu_s(victim["pid"])
             old = {m.call_id: (m.peer, t.peer) for m, t in sessions}
             what = f"media process {victim['index']} (pid {victim['pid']}, {len(on_victim)} rooms)"
             info(f"[media_scale] kill -9 {what}")
@@ -268,6 +278,8 @@ async def run_failover(n_calls: int) -> dict[str, Any]:
         times = [t for t in resumed.values() if t is not None]
         return {
             "calls": n_calls,
+            "parties_cpu_pct": parties_cpu_pct,
+            "killed_process_cpu_pct_before": 100 * (victim_cpu0 - victim_cpu_start) / 3.0,
             "killed_process_rooms": len(on_victim),
             "resumed": len(times),
             "resumed_within_3s": sum(1 for t in times if t <= 3.0),
@@ -279,6 +291,36 @@ async def run_failover(n_calls: int) -> dict[str, Any]:
             "billed": sum(1 for c in checks if c["billed"]),
             "checks": checks,
         }
+
+
+async def fill_process(bench: Bench, index: int, n: int) -> list[str]:
+    """``n`` empty rooms (a talker update, no peer) put straight on media process ``index``,
+    each with a stand-in building call; returns once the node counts them (its sync)."""
+    s = bench.settings
+    async with httpx.AsyncClient(base_url=s.media_url, headers={"X-API-Key": s.api_key}) as http:
+        port = (await processes(http))[index]["port"]
+        ids = [f"fill-{uuid.uuid4().hex[:8]}" for _ in range(n)]
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=dict(http.headers)
+        ) as direct:
+            for call_id in ids:
+                await bench.client.start_workflow("bench-hold", id=call_id, task_queue=HOLD_QUEUE)
+                (await direct.put(f"/rooms/{call_id}/talker", json={"party": None})).raise_for_status()
+        for _ in range(100):  # the node's sync runs every heartbeat (1 s)
+            if (await processes(http))[index]["rooms"] >= n:
+                break
+            await asyncio.sleep(0.2)
+    return ids
+
+
+async def close_rooms(bench: Bench, ids: list[str]) -> None:
+    """Close rooms ``ids`` through the node and end their stand-in building calls."""
+    s = bench.settings
+    async with httpx.AsyncClient(base_url=s.media_url, headers={"X-API-Key": s.api_key}) as http:
+        for call_id in ids:
+            await http.delete(f"/rooms/{call_id}")
+            with contextlib.suppress(Exception):
+                await bench.client.get_workflow_handle(call_id).terminate("bench over")
 
 
 async def victim_rooms(http: httpx.AsyncClient, victim: dict[str, Any], rooms: dict[str, Any]) -> set[str]:
@@ -331,13 +373,18 @@ def main() -> None:
     p = parser("media at scale: 1 vs 2 media processes, and a media process killed mid-talk")
     p.add_argument("--steps", help="calls per step and process count, e.g. '1=10,20,40;2=20,40,80'")
     p.add_argument("--duration", type=float, help="measured seconds per step (default 10; quick 4)")
-    p.add_argument("--failover-calls", type=int, help="talking calls before the kill (default 20; quick 10)")
+    p.add_argument("--failover-calls", type=int, help="talking calls before the kill (default 10)")
+    p.add_argument(
+        "--spread",
+        action="store_true",
+        help="failover: calls on both processes (default: all on the killed one)",
+    )
     p.add_argument("--only", choices=["scale", "failover"], help="run one part")
     args = p.parse_args()
     MediaNetwork().install()  # the parties: host candidates on 127.0.0.1
     steps = _steps(args.steps or ("1=5,10;2=10,20" if args.quick else "1=10,20,30,40,50;2=20,40,60,80,100"))
     duration = args.duration or (4.0 if args.quick else 10.0)
-    n_fail = args.failover_calls or (10 if args.quick else 20)
+    n_fail = args.failover_calls or 10
     result: dict[str, Any] = {"machine_before": machine()}
     tables = []
     if args.only != "failover":
@@ -357,7 +404,7 @@ def main() -> None:
             )
         )
     if args.only != "scale":
-        fo = result["failover"] = asyncio.run(run_failover(n_fail))
+        fo = result["failover"] = asyncio.run(run_failover(n_fail, not args.spread))
         tables.append(
             table(
                 f"kill -9 of the media process holding {fo['killed_process_rooms']} of {fo['calls']} "
