@@ -177,7 +177,7 @@ async def run_scale(steps: dict[int, list[int]], duration_s: float) -> dict[str,
                     if not row["holds"]:
                         break
         held = [r["calls"] for r in rows if r["holds"]]
-        cpc = [r["cpu_pct_per_call_per_process"] for r in rows if r["holds"]]
+        cpc = [r["cpu_pct_per_call_per_process"] for r in rows]  # every step: the cost, held or not
         out[str(n_proc)] = {
             "rows": rows,
             "held": max(held, default=0),
