@@ -469,30 +469,28 @@ def create_node_app(settings: Settings) -> FastAPI:
                 gone.rooms.pop(call_id, None)
         return _relay(last)
 
-    @app.post("/rooms/{call_id}/peers", dependencies=[BackendAuth])
-    async def offer(call_id: str, request: Request) -> Response:
-        """A party's offer, on the room's process (``media/server.py``)."""
-        return await to_holder(call_id, request, f"/rooms/{call_id}/peers")
+    def route(forward: Any, suffix: str) -> Any:
+        async def endpoint(call_id: str, request: Request) -> Response:
+            return await forward(call_id, request, f"/rooms/{call_id}{suffix}")
 
-    @app.put("/rooms/{call_id}/talker", dependencies=[BackendAuth])
-    async def talker(call_id: str, request: Request) -> Response:
-        """The room's talker, on the room's process."""
-        return await to_holder(call_id, request, f"/rooms/{call_id}/talker")
+        return endpoint
 
-    @app.get("/rooms/{call_id}/stats", dependencies=[BackendAuth])
-    async def stats(call_id: str, request: Request) -> Response:
-        """The room's traffic (from whichever process has it)."""
-        return await to_any(call_id, request, f"/rooms/{call_id}/stats")
-
-    @app.get("/rooms/{call_id}/snapshot", dependencies=[BackendAuth])
-    async def snapshot(call_id: str, request: Request) -> Response:
-        """The visitor snapshot (from whichever process has it)."""
-        return await to_any(call_id, request, f"/rooms/{call_id}/snapshot")
-
-    @app.delete("/rooms/{call_id}", dependencies=[BackendAuth])
-    async def close_room(call_id: str, request: Request) -> Response:
-        """Close the room (wherever it is); its final stats."""
-        return await to_any(call_id, request, f"/rooms/{call_id}")
+    # (method, path after /rooms/{call_id}, how, what): the bridge's own routes (media/server.py)
+    for method, suffix, forward, what in (
+        ("POST", "/peers", to_holder, "A party's offer, on the room's process (placed now if new)."),
+        ("PUT", "/talker", to_holder, "The room's talker, on the room's process (placed now if new)."),
+        ("GET", "/stats", to_any, "The room's traffic, from whichever process has it."),
+        ("GET", "/snapshot", to_any, "The visitor snapshot, from whichever process has it."),
+        ("DELETE", "", to_any, "Close the room wherever it is; its final stats."),
+    ):
+        app.add_api_route(
+            f"/rooms/{{call_id}}{suffix}",
+            route(forward, suffix),
+            methods=[method],
+            dependencies=[BackendAuth],
+            description=what,
+            name=f"{method.lower()}_room{suffix.replace('/', '_')}",
+        )
 
     @app.get("/rooms", dependencies=[BackendAuth])
     async def rooms() -> list[dict[str, Any]]:
