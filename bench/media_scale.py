@@ -24,7 +24,8 @@ the API; ``--failover-calls`` (10) door -> resident calls by device and resident
 then kill -9 of the media process holding the most of them. Per call on it: kill -> both
 parties hear the other again (5 loud frames on their new peers), seconds; then every call
 hangs up and each must have its full history (``mediaInterruptVoip``/``mediaResumeVoip``
-for the moved ones, ``finishVoip``, ``callEnded``) and one billing row with keepTime. Target: >= 9 of 10 resume within 3 s.
+for the moved ones, ``finishVoip``, ``callEnded``) and one billing row with keepTime.
+Target: >= 9 of 10 resume within 3 s.
 
 ``python -m bench.media_scale [--quick] [--steps 1=10,20,40;2=20,40,80] [--duration S]
 [--failover-calls N] [--spread] [--only scale|failover]``
