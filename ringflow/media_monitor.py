@@ -42,6 +42,8 @@ class NodeMonitor:
     async def step(self) -> list[media_nodes.Placement]:
         """One look: when this monitor holds the lease, the rooms it found lost (their calls
         signalled); else []."""
+        if not await media_nodes.any_node(self.pool):
+            return []  # a single bridge at media_url: nothing to watch, no lease to write
         if not await media_nodes.take_lease(self.pool, self.holder, 3 * self.interval_s):
             return []
         lost = await media_nodes.claim_lost_rooms(self.pool, self.expiry_s)

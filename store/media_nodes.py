@@ -88,6 +88,11 @@ async def deregister(conn: Conn, node_id: str) -> None:
     await conn.execute("UPDATE media_nodes SET heartbeat_at = '-infinity' WHERE node_id = $1", node_id)
 
 
+async def any_node(conn: Conn) -> bool:
+    """A node was ever registered (the registry is in use)."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM media_nodes)"))
+
+
 _LIVE = "n.heartbeat_at > now() - make_interval(secs => $1)"
 
 
@@ -123,7 +128,7 @@ async def place_room(pool: asyncpg.Pool, call_id: str, expiry_s: float) -> Place
     was ever registered (use ``media_url``). Raises :class:`NoMediaNode` when none is live
     with capacity. Safe under concurrent calls for the same room (one placement wins)."""
     async with pool.acquire() as c, c.transaction():
-        if await c.fetchval("SELECT NOT EXISTS (SELECT 1 FROM media_nodes)"):
+        if not await any_node(c):
             return None
         await c.execute("SELECT pg_advisory_xact_lock(hashtext('media_rooms:' || $1))", call_id)
         row = await c.fetchrow(
