@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import httpx
 import pytest
 
+from api.routers.health import check_bridge
+from ringflow.stack.ports import free_port
 from store import media_nodes as reg
 from store.media_nodes import NodeLoad
 
@@ -83,3 +86,17 @@ async def test_monitor_lease_has_one_holder(db_pool: asyncpg.Pool) -> None:
     await asyncio.sleep(0.6)
     assert await reg.take_lease(db_pool, "w2", 0.5)  # expired: another worker takes over
     assert not await reg.take_lease(db_pool, "w1", 0.5)
+
+
+async def test_readyz_bridge_check_follows_the_registry(db_pool: asyncpg.Pool) -> None:
+    """API ``/readyz`` ``bridge``: no node registered -> the bridge at media_url must answer (here
+    nothing listens: refused); a live node -> ready without asking media_url; every node dead
+    -> not ready."""
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(httpx.HTTPError):
+        await check_bridge(db_pool, unreachable, EXPIRY_S)
+    await reg.heartbeat(db_pool, node("a"))
+    await check_bridge(db_pool, unreachable, EXPIRY_S)
+    await reg.deregister(db_pool, "a")
+    with pytest.raises(RuntimeError, match="no registered media bridge node is live"):
+        await check_bridge(db_pool, unreachable, EXPIRY_S)
