@@ -402,6 +402,7 @@ def main() -> None:
                 f"2 procs: {two} (ratio {result['held_ratio']:.2f}); by CPU per call: ratio "
                 f"{result['cpu_ratio_est']:.2f}; load {machine()['loadavg']}",
                 rows,
+                list(dict.fromkeys(k for r in rows for k in r)),  # every process's columns
             )
         )
     if args.only != "scale":
