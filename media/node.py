@@ -370,7 +370,7 @@ class MediaNode:
             return p
         ready = [q for q in self.processes if q.ready]
         if not ready:
-            raise Problem(503, "media-unavailable", "The media is unavailable", "no media process is ready")
+            raise _media_unavailable("no media process is ready")
         p = min(ready, key=lambda q: (len(q.rooms), q.cpu_percent, q.index))
         self.placement[call_id] = p
         p.rooms[call_id] = time.monotonic()
@@ -387,7 +387,7 @@ def _relay(r: httpx.Response) -> Response:
     return Response(r.content, r.status_code, headers=headers, media_type=r.headers.get("content-type"))
 
 
-def _unavailable(detail: str) -> Problem:
+def _media_unavailable(detail: str) -> Problem:
     return Problem(503, "media-unavailable", "The media is unavailable", detail)
 
 
@@ -445,7 +445,7 @@ def create_node_app(settings: Settings) -> FastAPI:
                 headers={"content-type": request.headers.get("content-type", "application/json")},
             )
         except httpx.HTTPError as e:
-            raise _unavailable(f"media process {p.index}: {e!r}") from e
+            raise _media_unavailable(f"media process {p.index}: {e!r}") from e
 
     async def to_holder(call_id: str, request: Request, path: str) -> Response:
         """Create-or-follow routes: the room's process (placed now if new)."""
@@ -462,7 +462,7 @@ def create_node_app(settings: Settings) -> FastAPI:
             if last.status_code != 404:
                 break
         if last is None:
-            raise _unavailable("no media process is ready")
+            raise _media_unavailable("no media process is ready")
         if request.method == "DELETE" and last.is_success:
             gone = n.placement.pop(call_id, None)
             if gone is not None:
