@@ -39,6 +39,7 @@ import os
 import signal
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -254,7 +255,7 @@ async def run_failover(n_calls: int, concentrate: bool) -> dict[str, Any]:
             old = {m.call_id: (m.peer, t.peer) for m, t in sessions}
             what = f"media process {victim['index']} (pid {victim['pid']}, {len(on_victim)} rooms)"
             info(f"[media_scale] kill -9 {what}")
-            killed = time.monotonic()
+            killed, killed_at = time.monotonic(), datetime.now(UTC)
             os.kill(victim["pid"], signal.SIGKILL)
             resumed: dict[str, float | None] = {}
 
@@ -271,7 +272,9 @@ async def run_failover(n_calls: int, concentrate: bool) -> dict[str, Any]:
                 await next(
                     a for a in agents if isinstance(a, DeviceAgent) and mine.call_id in a.sessions
                 ).hang_up(mine.call_id)
-            checks = [await check_history(bench, m.call_id, m.call_id in on_victim) for m, _ in sessions]
+            checks = [
+                await check_history(bench, m.call_id, m.call_id in on_victim, killed_at) for m, _ in sessions
+            ]
         finally:
             for agent in agents:
                 with contextlib.suppress(Exception):
@@ -332,9 +335,10 @@ async def victim_rooms(http: httpx.AsyncClient, victim: dict[str, Any], rooms: d
         return {r["call_id"] for r in (await direct.get("/rooms")).json()} & set(rooms)
 
 
-async def check_history(bench: Bench, call_id: str, moved: bool) -> dict[str, Any]:
+async def check_history(bench: Bench, call_id: str, moved: bool, killed_at: datetime) -> dict[str, Any]:
     """Call ``call_id`` ended with its whole history and one billing row (and, when its room
-    moved, the interruption's two events)."""
+    moved, the interruption's two events, and when they were recorded after ``killed_at``,
+    seconds: ``lost_after_s`` = the workflow knew, ``back_after_s`` = both parties back)."""
     deadline = time.monotonic() + 30
     while True:
         view = await bench.backend.call(call_id)
@@ -344,6 +348,11 @@ async def check_history(bench: Bench, call_id: str, moved: bool) -> dict[str, An
     names = [e["name"] for e in view["events"]]
     billed = await bench.pool.fetchval("SELECT keep_time_s FROM billing WHERE call_id = $1", call_id)
     back = [e for e in view["events"] if e["name"] == "mediaResumeVoip"]
+    at = {e["name"]: datetime.fromisoformat(e["at"]) for e in view["events"]}
+    since = {
+        f"{key}_after_s": round((at[name] - killed_at).total_seconds(), 3) if name in at else None
+        for key, name in (("lost", "mediaInterruptVoip"), ("back", "mediaResumeVoip"))
+    }
     ok = {"calling", "hangUpVoip", "endVoip", "finishVoip", "callEnded"} <= set(names) and (
         not moved or {"mediaInterruptVoip", "mediaResumeVoip"} <= set(names)
     )
@@ -354,6 +363,7 @@ async def check_history(bench: Bench, call_id: str, moved: bool) -> dict[str, An
         "keep_time_s": view.get("keep_time_s"),
         "billed": billed is not None and billed == view.get("keep_time_s"),
         "interruption_s": back[0]["data"]["interruption_s"] if back else None,
+        **since,
         "ok": ok,
     }
 
