@@ -161,10 +161,14 @@ class Settings(BaseSettings):
     )
     # Media at scale (issue 13; media/node.py, store/media_nodes.py, docs/media.md "Scale").
     media_processes: int = Field(
-        0, ge=0, description="Media processes of a bridge node, each a whole bridge on a core (0: one per core)"
+        0,
+        ge=0,
+        description="Media processes of a bridge node, each a whole bridge on a core (0: one per core)",
     )
     media_process_capacity: int = Field(
-        200, gt=0, description="Rooms one media process accepts; a node's capacity is this times its processes"
+        200,
+        gt=0,
+        description="Rooms one media process accepts; a node's capacity is this times its processes",
     )
     media_register: bool = Field(
         False,
