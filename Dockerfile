@@ -19,6 +19,6 @@ RUN pip install . \
 USER ringflow
 # 8080 API (/healthz, /readyz, /metrics); 8090 media bridge control API (/healthz, /readyz,
 # /metrics); 9464 a worker's metrics (RINGFLOW_WORKER_METRICS_ADDRESS). The bridge's ICE
-# ports are UDP from the kernel's ephemeral range (pinned by docker-compose.yml).
+# ports are UDP from the kernel's ephemeral range, on each node's own address.
 EXPOSE 8080 8090 9464
 CMD ["ringflow", "api"]

@@ -95,6 +95,20 @@ def udp_addresses(pid: int | str = "self") -> set[str]:
     return found
 
 
+def tree_udp_addresses(pid: int) -> set[str]:
+    """:func:`udp_addresses` of process ``pid`` and of all its descendants (a bridge node and
+    its media processes, ``media/node.py``). Raises ``OSError`` when ``pid`` does not exist."""
+    import psutil
+
+    found = udp_addresses(pid)
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            found |= udp_addresses(child.pid)
+        except OSError:  # exited meanwhile
+            continue
+    return found
+
+
 @dataclass(frozen=True)
 class MediaNetwork:
     """The media network policy of one bridge process.

@@ -1,4 +1,6 @@
-"""``python -m media.server``: the bridge process and its internal control API.
+"""``python -m media.server --process``: one media process (a whole bridge) and its internal
+control API. ``python -m media.server`` runs a bridge **node** (``media/node.py``): one such
+process per core behind one control API with the same routes (issue 13).
 
 The control API listens on ``media_host``:``media_port`` (loopback by default) and
 requires the backend key (``X-API-Key`` = settings ``api_key``). ringflow's API calls it
@@ -27,6 +29,7 @@ Errors are problem+json (``api/problems.py``).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -176,5 +179,17 @@ def serve(settings: Settings, log_level: str = "info") -> None:
     )
 
 
+def main(argv: list[str]) -> None:
+    """``python -m media.server [--process]``: a node (default) or one media process of a node.
+    Exits 1 with one line on invalid settings (a dev secret in production)."""
+    settings = settings_or_exit()
+    if "--process" in argv:
+        serve(settings)
+    else:
+        from media.node import serve_node  # the node imports no aiortc itself
+
+        serve_node(settings)
+
+
 if __name__ == "__main__":
-    serve(settings_or_exit())  # one line and exit 1 on invalid settings (a dev secret in production)
+    main(sys.argv[1:])

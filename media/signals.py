@@ -15,6 +15,8 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ringflow.contracts.calls import JoinInput
+from ringflow.contracts.media import BridgeLostInput
+from ringflow.contracts.messages import Signal
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +65,15 @@ class TemporalReporter:
                 else:
                     log.warning("watching room %s: %s", call_id, e)
             await asyncio.sleep(self.retry_s)
+
+
+async def signal_bridge_lost(client: Client, call_id: str, inp: BridgeLostInput) -> None:
+    """Signal ``media_bridge_lost`` with ``inp`` to building call ``call_id`` (issue 13 item 4:
+    the process or node that held its room died). A call already over (NOT_FOUND) is logged
+    at INFO; other RPC errors are logged as warnings (never raises: the caller goes on with
+    the other rooms)."""
+    try:
+        await client.get_workflow_handle(call_id).signal(Signal.MEDIA_BRIDGE_LOST, inp)
+    except RPCError as e:
+        level = logging.INFO if e.status == RPCStatusCode.NOT_FOUND else logging.WARNING
+        log.log(level, "signal %s to %s not delivered: %s", Signal.MEDIA_BRIDGE_LOST, call_id, e)

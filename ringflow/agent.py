@@ -240,6 +240,7 @@ class CallSession:
     finishing: bool = False
     talking: asyncio.Event = field(default_factory=asyncio.Event)  # talk_started arrived
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    reoffers: list[str] = field(default_factory=list)  # media_reoffer pushes followed (lost@at)
 
 
 class Agent:
@@ -510,6 +511,22 @@ class Agent:
         session = self.sessions.get(str(msg.call_id))
         if session is not None:
             await self._finish(session, msg.frame["payload"].get("end_reason"), 0)
+
+    async def on_media_reoffer(self, msg: Received) -> None:
+        """``media_reoffer`` (issue 13; payload ``lost``: the bridge that died): a new peer and a
+        new offer (:meth:`join`), which the server places on a live bridge; the call goes on.
+        Each room of a call pushes one: followed once per lost bridge and time."""
+        session = self.sessions.get(str(msg.call_id))
+        if session is None or session.finishing or session.ended.is_set():
+            return
+        key = f"{msg.frame['payload'].get('lost')}@{msg.frame.get('at')}"
+        if key in session.reoffers:
+            return
+        session.reoffers.append(key)
+        self.info(
+            "call %s: media bridge %s lost, offering again", session.call_id, msg.frame["payload"].get("lost")
+        )
+        self._spawn(self.join(session), session)
 
     async def on_custom_action_result(self, msg: Received) -> None:
         """``custom_action_result`` (to the listener that asked): kept in the session."""

@@ -159,6 +159,39 @@ class Settings(BaseSettings):
     media_recordings_dir: Path = Field(
         Path(".data/recordings"), description="Where the bridge writes recordings (policy record_media)"
     )
+    # Media at scale (issue 13; media/node.py, store/media_nodes.py, docs/media.md "Scale").
+    media_processes: int = Field(
+        0,
+        ge=0,
+        description="Media processes of a bridge node, each a whole bridge on a core (0: one per core)",
+    )
+    media_process_capacity: int = Field(
+        200,
+        gt=0,
+        description="Rooms one media process accepts; a node's capacity is this times its processes",
+    )
+    media_register: bool = Field(
+        False,
+        description="The bridge node registers itself and its load in PostgreSQL (media_nodes), so that "
+        "several nodes share the rooms; off: the API and the workers use media_url",
+    )
+    media_node_id: str | None = Field(
+        None, description="This bridge node's id in the registry (None: <hostname>:<media_port>)"
+    )
+    media_node_url: str | None = Field(
+        None,
+        description="The control API URL other services reach this node at (None: media_url; 'auto': "
+        "http://<this host's address>:<media_port>, for `docker compose --scale`)",
+    )
+    media_node_heartbeat_s: float = Field(
+        1.0, gt=0, description="How often a registered bridge node reports its load, seconds"
+    )
+    media_node_expiry_s: float = Field(
+        3.0, gt=0, description="A node silent this long is dead: its rooms move to another node, seconds"
+    )
+    media_monitor: bool = Field(
+        True, description="Workers watch the registered bridge nodes and move the rooms of dead ones"
+    )
     action_ack_timeout_s: float = Field(
         5.0,
         gt=0,

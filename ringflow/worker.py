@@ -85,6 +85,17 @@ def _start_webhook_dispatcher(settings: Settings, pool: Any) -> tuple[Any, async
     return dispatcher, asyncio.create_task(dispatcher.run(), name="webhook-dispatcher")
 
 
+def _start_media_monitor(settings: Settings, pool: Any, client: Any) -> asyncio.Task[None] | None:
+    """The media node monitor (``ringflow/media_monitor.py``, issue 13) running in a task of
+    this process; None unless ``media_enabled`` and ``media_monitor``."""
+    if not (settings.media_enabled and settings.media_monitor):
+        return None
+    from ringflow.media_monitor import NodeMonitor
+
+    monitor = NodeMonitor(pool, client, settings.media_node_expiry_s, settings.media_node_heartbeat_s / 2)
+    return asyncio.create_task(monitor.run(), name="media-node-monitor")
+
+
 def workflow_classes() -> list[type]:
     """The workflows this worker runs: ``BuildingCallWorkflow``, and the legacy
     ``EscalationWorkflow`` / ``CallWorkflow`` for calls started before the upgrade."""
@@ -130,7 +141,7 @@ async def run_worker(
     own_provider = tracer_provider is None
     provider = tracing.tracer_provider(settings, tracing.WORKER) if own_provider else tracer_provider
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
-    media = MediaActivities(settings) if settings.media_enabled else None  # docs/media.md
+    media = MediaActivities(settings, pool=pool) if settings.media_enabled else None  # docs/media.md
     try:
         client = await connect(settings, runtime=worker_runtime(settings), tracer_provider=provider)
         worker = Worker(
@@ -160,6 +171,7 @@ async def run_worker(
         running = asyncio.create_task(worker.run())
         stopping = asyncio.create_task(stop.wait())
         dispatcher, dispatching = _start_webhook_dispatcher(settings, pool)
+        monitoring = _start_media_monitor(settings, pool, client)
         log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
         # Either a stop request, or the worker failing on its own (fatal poll error).
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -170,6 +182,9 @@ async def run_worker(
         if dispatcher is not None and dispatching is not None:
             dispatcher.stop()
             await dispatching
+        if monitoring is not None:
+            monitoring.cancel()
+            await asyncio.gather(monitoring, return_exceptions=True)
         await running  # re-raises a worker failure
     finally:
         await pool.close()

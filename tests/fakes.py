@@ -41,7 +41,13 @@ from ringflow.contracts.calls import Phase
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.events import CallEvent
-from ringflow.contracts.media import MEDIA_CLOSE_ROOM, MEDIA_CONNECT, MediaConnectInput, RoomStats
+from ringflow.contracts.media import (
+    MEDIA_CLOSE_ROOM,
+    MEDIA_CONNECT,
+    MediaConnectInput,
+    MediaPlacement,
+    RoomStats,
+)
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
 from ringflow.contracts.push import PushMessage
 from ringflow.contracts.search import SEARCH_ATTRIBUTES
@@ -93,6 +99,7 @@ class FakeDirectory:
         self.device_groups: dict[str, str] = {}  # device sn -> device group id
         self.call_units: dict[str, str] = {}  # call id -> the unit it called (start_call)
         self.ring_instants: dict[str, datetime | None] = {}  # room id -> RingInput.at
+        self.media_placement: MediaPlacement | None = None  # what media_connect answers (issue 13)
 
     # ------------------------- activities (resolve_targets, precall_check, claim_line: helpers)
 
@@ -226,8 +233,9 @@ class FakeDirectory:
         return RingResult(status=RingStatus.RANG)
 
     @activity.defn(name=MEDIA_CONNECT)
-    async def media_connect(self, inp: MediaConnectInput) -> None:
+    async def media_connect(self, inp: MediaConnectInput) -> MediaPlacement | None:
         self.media_connects.append(inp)
+        return self.media_placement
 
     @activity.defn(name=MEDIA_CLOSE_ROOM)
     async def media_close_room(self, call_id: str) -> RoomStats | None:

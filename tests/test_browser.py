@@ -572,7 +572,7 @@ def process_udp_addresses(marker: str) -> set[str]:
 
 async def scenario(workdir: Path) -> dict[str, Any]:
     """The whole story (module docstring); returns the figures of ``report.json``."""
-    from media.network import MediaNetwork, udp_addresses
+    from media.network import MediaNetwork, tree_udp_addresses
     from ringflow.client import Backend
     from ringflow.contracts.common import Party, PartyKind
     from ringflow.directory_load import load_building, read_building
@@ -799,7 +799,7 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             # loopback only: the page's candidates, Chromium's and the bridge's sockets
             report["page_candidates"] = json.loads(card["data"].get("localCandidates", "[]"))
             assert stack.media.pid is not None
-            report["bridge_udp"] = sorted(udp_addresses(stack.media.pid))
+            report["bridge_udp"] = sorted(tree_udp_addresses(stack.media.pid))  # node + processes
             report["chromium_udp"] = sorted(process_udp_addresses(str(workdir / "chromium-profile")))
 
             # open the door from the call: the device acknowledges, the page shows it

@@ -197,7 +197,7 @@ async def scenario(workdir: Path, network: str = "loopback") -> dict[str, Any]:
     """The whole story (module docstring) on ``network``: ``loopback`` (only ``lo``, the
     test profile's prefs) or ``lan`` (:func:`lan_up`, Firefox's own privacy defaults, the
     bridge on :data:`TEST_ADDRESS`); returns the figures of ``report.json``."""
-    from media.network import MediaNetwork, udp_addresses
+    from media.network import MediaNetwork, tree_udp_addresses
     from ringflow.client import Backend
     from ringflow.contracts.common import Party, PartyKind
     from ringflow.directory_load import load_building, read_building
@@ -287,7 +287,7 @@ async def scenario(workdir: Path, network: str = "loopback") -> dict[str, Any]:
             # loopback only: the page's candidates, Firefox's and the bridge's sockets
             report["page_candidates"] = json.loads(card["data"].get("localCandidates", "[]"))
             assert stack.media.pid is not None
-            report["bridge_udp"] = sorted(udp_addresses(stack.media.pid))
+            report["bridge_udp"] = sorted(tree_udp_addresses(stack.media.pid))  # node + processes
             report["firefox_udp"] = sorted(firefox_udp_addresses(firefox))
             await page.js("window.scrollTo(0, 0)")
             await firefox.screenshot(workdir / "page-talk.png")  # the talk, for a person

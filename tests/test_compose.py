@@ -189,7 +189,7 @@ def test_profiles_of_the_optional_services(services: dict[str, Any]) -> None:
     assert services["grafana"]["profiles"] == ["observability"]
 
 
-@pytest.mark.parametrize("missing", sorted(SECRETS))
+@pytest.mark.parametrize("missing", sorted(set(SECRETS) - {"RINGFLOW_MEDIA_ANNOUNCED_IP"}))
 def test_a_missing_secret_is_a_clear_error(missing: str) -> None:
     result = _compose({k: v for k, v in SECRETS.items() if k != missing})
     assert result.returncode != 0
@@ -279,6 +279,9 @@ def test_ringflow_services_share_one_image_and_valid_settings(services: dict[str
         "RINGFLOW_MEDIA_HOST",
         "RINGFLOW_MEDIA_LISTEN_IPS",
         "RINGFLOW_MEDIA_ANNOUNCED_IP",
+        "RINGFLOW_MEDIA_NODE_URL",
+        "RINGFLOW_MEDIA_REGISTER",
+        "RINGFLOW_MEDIA_PROCESSES",
         "RINGFLOW_MEDIA_ALLOWED_NETWORKS",
         "RINGFLOW_MEDIA_RECORDINGS_DIR",
     }
@@ -301,14 +304,40 @@ def test_media_bridge_service(services: dict[str, Any]) -> None:
     assert settings.media_host == "0.0.0.0"
     assert str(settings.media_port) in bridge["expose"]
     assert settings.media_listen_ips == ["0.0.0.0"]
-    assert settings.media_announced_ip == SECRETS["RINGFLOW_MEDIA_ANNOUNCED_IP"]
     assert settings.media_ice_servers == []
     assert str(settings.media_recordings_dir) in {v.split(":")[1] for v in bridge["volumes"]}
-    # aioice binds ephemeral ports: the container's range is the published UDP range.
-    low, high = (int(p) for p in bridge["sysctls"]["net.ipv4.ip_local_port_range"].split())
-    published = [p for p in bridge["ports"] if p["protocol"] == "udp"]
-    assert sorted((p["published"], p["target"]) for p in published) == [(p, p) for p in range(low, high + 1)]
-    assert not [p for p in bridge["ports"] if p.get("protocol", "tcp") == "tcp"]  # control API internal
+    # issue 13: every node registers itself (node registry in PostgreSQL) with its own container
+    # address, announced and as its control URL; one media process per core
+    assert settings.media_register and settings.media_processes == 0
+    assert settings.media_announced_ip == "auto" and settings.media_node_url == "auto"
+    assert settings.media_node_id is None  # <container hostname>:<port>: unique per replica
+    assert not bridge.get("ports") and "sysctls" not in bridge  # nothing a second replica collides on
+    assert bridge["scale"] == 1
+    network = _config(SECRETS)["networks"]["default"]  # where the nodes' addresses are (MEDIA_SUBNET)
+    assert network["ipam"]["config"][0]["subnet"] == "172.31.250.0/24"
+
+
+def test_bridge_nodes_scale_and_coturn_relays_to_them() -> None:
+    """``--scale ringflow-bridge=N`` (or ``RINGFLOW_BRIDGE_NODES``): N nodes, each announcing its
+    own address; the API and workers find them in the registry (``RINGFLOW_MEDIA_URL`` only
+    serves while none registered). coturn may relay to the nodes' subnet."""
+    env = {
+        **SECRETS,
+        "RINGFLOW_BRIDGE_NODES": "3",
+        "MEDIA_SUBNET": "10.77.0.0/24",
+        "MEDIA_PEER_RANGE": "10.77.0.0-10.77.0.255",
+    }
+    config = _config(env, "turn")
+    services = config["services"]
+    assert services["ringflow-bridge"]["scale"] == 3
+    assert config["networks"]["default"]["ipam"]["config"][0]["subnet"] == "10.77.0.0/24"
+    coturn = services["coturn"]
+    assert _env(coturn)["TURN_BRIDGE_PEERS"] == "10.77.0.0-10.77.0.255"
+    assert '--allowed-peer-ip="$$TURN_BRIDGE_PEERS"' in " ".join(coturn["command"])
+    # the API and the workers still need no per-node setting
+    assert _settings(services["ringflow-api"]).media_url == "http://ringflow-bridge:8090"
+    # without the public IP the stack validates (coturn alone needs it, at its start)
+    assert _compose({k: v for k, v in SECRETS.items() if k != "RINGFLOW_MEDIA_ANNOUNCED_IP"}).returncode == 0
 
 
 def test_turn_ephemeral_credentials() -> None:

@@ -91,7 +91,12 @@ async def test_call_with_media_on_the_embedded_stack(tmp_path: Path) -> None:
                 await join(who, resident)
                 view = await view_until(backend, call_id, lambda v: v["phase"] == "talk")
                 await until(lambda: door.heard() >= 10 and resident.heard() >= 10)
-                assert stack.media.pid is not None and udp_addresses(stack.media.pid) == {"127.0.0.1"}
+                async with httpx.AsyncClient(
+                    base_url=stack.settings.media_url, headers={"X-API-Key": stack.settings.api_key}
+                ) as node:
+                    info = (await node.get("/node")).raise_for_status().json()
+                pids = [p["pid"] for p in info["processes"] if p["rooms"]]  # the room's media process
+                assert len(pids) == 1 and udp_addresses(pids[0]) == {"127.0.0.1"}
                 r = await http.post(
                     f"/v1/calls/{call_id}/hang-up", headers={"Authorization": f"Bearer {tokens[LOBBY.key()]}"}
                 )

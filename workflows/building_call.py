@@ -68,7 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.common import Party
     from ringflow.contracts.errors import ErrCode
     from ringflow.contracts.events import CallEvent, EventName
-    from ringflow.contracts.media import MEDIA_CLOSE_ROOM, RoomStats
+    from ringflow.contracts.media import MEDIA_CLOSE_ROOM, BridgeLostInput, RoomStats
     from ringflow.contracts.messages import Query, Rejection, Signal, Update, WorkflowType, rejection
     from ringflow.contracts.policies import RingStrategy
     from ringflow.contracts.push import PushType
@@ -176,6 +176,13 @@ class BuildingCallWorkflow:
     def media_lost(self, inp: JoinInput) -> None:
         """Media bridge: ``party``'s media vanished (abortVoip, troubleshooting guide 3(1), 6(1))."""
         self._media(RoomMessage.MEDIA_LOST, inp)
+
+    @workflow.signal(name=Signal.MEDIA_BRIDGE_LOST)
+    def media_bridge_lost(self, inp: BridgeLostInput) -> None:
+        """The bridge process/node holding the media room died (issue 13): every live room
+        re-offers its parties (``workflows/media_failover.py``)."""
+        for room in self._live_rooms():
+            room.post(RoomMessage.BRIDGE_LOST, reason=inp.node)
 
     def _media(self, kind: RoomMessage, inp: JoinInput) -> None:
         """Route a media fact by party (one media room per building call, docs/media.md): the

@@ -29,7 +29,6 @@ from enum import StrEnum
 from typing import Protocol
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.calls import CallActivities
@@ -45,18 +44,17 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.common import Party, RoomType
     from ringflow.contracts.errors import ErrCode
     from ringflow.contracts.events import CallEvent, EventName
-    from ringflow.contracts.media import MEDIA_CONNECT, MediaConnectInput
+    from ringflow.contracts.media import MediaPlacement
     from ringflow.contracts.push import PushMessage, PushType
     from workflows.deadlines import Deadlines
     from workflows.events import (
-        ACTIVITY_TIMEOUT,
-        MEDIA_RETRY,
         RECORD_TIMEOUT,
         RETRY,
         CallLog,
         record_local,
         seconds,
     )
+    from workflows.media_failover import RESUME_DEADLINE, MediaFailover, connect_media
     from workflows.metrics import CallMetrics
     from workflows.visibility import CallVisibility
 
@@ -72,6 +70,7 @@ class RoomMessage(StrEnum):
     JOINED = "joined"  # a party's media joined the call's media room
     JOIN_FAILED = "join_failed"  # a party's media could not join
     MEDIA_LOST = "media_lost"  # a party's media vanished (abortVoip)
+    BRIDGE_LOST = "bridge_lost"  # the bridge holding the media room died (reason: which; issue 13)
 
 
 MEDIA_MESSAGES = (RoomMessage.JOINED, RoomMessage.JOIN_FAILED, RoomMessage.MEDIA_LOST)
@@ -183,10 +182,12 @@ class Room:
         "_claimed",
         "_deadlines",
         "_end",
+        "_failover",
         "_inbox",
         "_listener_joined",
         "_listener_media",
         "_log",
+        "_media_node",
         "_metrics",
         "_rang",
         "_rang_at",
@@ -222,6 +223,8 @@ class Room:
         self._caller_joined = False
         self._listener_joined = False
         self._listener_media = False  # the listener's preview peer is in (early media)
+        self._failover: MediaFailover | None = None  # made by the first bridge loss (issue 13)
+        self._media_node: str | None = None  # the bridge node holding the media room, when known
         self.confirmed = False  # the answer is recorded: the room is in join or talk
         self.talk_started_at: datetime | None = None
 
@@ -377,6 +380,9 @@ class Room:
                 self._end = _End(EventName.JOIN_FAIL_CALLER, spec.caller, "join timeout")
         elif name == "listener_join":
             self._end = _End(EventName.JOIN_FAIL_LISTENER, spec.listener, "join timeout")
+        elif name == RESUME_DEADLINE:  # issue 13: no bridge took the room back in time
+            reason = f"media bridge lost, not back in {seconds(spec.join_timeout_s)}"
+            self._end = _End(EventName.ABORT_VOIP, None, reason)
         else:  # time_limit
             self._end = _End(EventName.HANG_UP_VOIP, None, "timeLimit")
 
@@ -387,6 +393,11 @@ class Room:
         is_listener = msg.party == spec.listener
         phase = self.phase
         kind = msg.kind
+        bridge = kind == RoomMessage.BRIDGE_LOST or (
+            kind == RoomMessage.JOINED and self._failover is not None
+        )
+        if bridge and await self._on_bridge(msg):
+            return  # a bridge loss; a join goes on to the table below as well
         if kind in (RoomMessage.FORCE_HANG_UP, RoomMessage.CANCEL):
             self._end = self._forced(msg.reason)
         elif is_listener and not self._answered and kind in MEDIA_MESSAGES:
@@ -417,6 +428,28 @@ class Room:
             await self._joined([])
         # anything else does not fit the phase and is ignored (the building call validated it)
 
+    async def _on_bridge(self, msg: _Message) -> bool:
+        """Issue 13 (``workflows/media_failover.py``): the bridge holding the media room died
+        (``BRIDGE_LOST``, reason = the bridge), or a party joined again after that; True when
+        the message is used up (a party's join during an interruption also counts as a join)."""
+        spec = self.spec
+        if self._failover is None:
+            self._failover = MediaFailover(self._log, self._deadlines)
+        failover = self._failover
+        if msg.kind == RoomMessage.BRIDGE_LOST:
+            await failover.lost(
+                msg.reason, spec.caller, spec.listener, self._rang, self._answered, spec.join_timeout_s
+            )
+            if self._answered:  # the room and its talker on a live bridge before the offers come
+                await self._connect_media()
+            return True
+        if not failover.joined(msg.party):
+            return False
+        if self._answered:  # the talk again, on the room's new node (idempotent)
+            await self._connect_media()
+        await failover.resumed(self._media_node, spec.listener)
+        return False
+
     def _forced(self, reason: str | None) -> _End:
         """forceHangUpVoip by phase (sections 3, 5, 6): cancelVoip before the listener
         joined, rejectVoip while the listener waits for the caller, hangUpVoip in talk."""
@@ -445,8 +478,8 @@ class Room:
                 },
             )
         ]
-        if spec.media_required:
-            await self._connect_media()
+        if spec.media_required and await self._connect_media() is not None and self._media_node:
+            answered.data["media_node"] = self._media_node  # issue 13: the node holding the room
         if spec.media_required and not self._listener_media:
             self._deadlines.set("listener_join", spec.join_timeout_s, f"{spec.listener_name} joining")
         else:
@@ -454,21 +487,16 @@ class Room:
         self._set_phase(Phase.JOIN)
         await self._joined([answered], pushes)
 
-    async def _connect_media(self) -> None:
+    async def _connect_media(self) -> MediaPlacement | None:
         """docs/media.md: the answering listener becomes the media room's talker, recorded when
         the unit's policy says so. A regular activity (the bridge is another service); a bridge
-        that cannot be reached is logged, the join timers then end the call."""
+        that cannot be reached is logged, the join timers then end the call. The node holding
+        the room is kept (``_media_node``; None with a single bridge)."""
         spec = self.spec
-        try:
-            await workflow.execute_activity(
-                MEDIA_CONNECT,
-                MediaConnectInput(call_id=spec.call_id, listener=spec.listener, record=spec.record_media),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=MEDIA_RETRY,
-                summary=f"media: connect {spec.listener_name} with the caller",
-            )
-        except ActivityError as e:
-            workflow.logger.warning("media connect for %s failed: %s", spec.room_id, e)
+        placement = await connect_media(spec.call_id, spec.listener, spec.record_media, spec.listener_name)
+        if placement is not None:
+            self._media_node = placement.node_id
+        return placement
 
     async def _joined(self, events: list[CallEvent], pushes: list[PushMessage] | None = None) -> None:
         """Record a join-phase change; when both parties are in, the talk starts (section 6)."""

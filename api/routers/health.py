@@ -4,8 +4,9 @@
   requests (a liveness probe; restarting the process is the only cure it suggests).
 - ``/readyz`` checks what a request needs, concurrently, each within
   :data:`CHECK_TIMEOUT_S`: ``postgres`` (``SELECT 1`` on the asyncpg pool), ``temporal``
-  (the frontend's gRPC health check) and, when ``media_enabled``, ``bridge`` (the media
-  bridge's ``GET /healthz`` at ``media_url``). 200 ``{"status": "ready", "checks":
+  (the frontend's gRPC health check) and, when ``media_enabled``, ``bridge`` (a live node
+  in the media node registry, or with none registered the media bridge's ``GET /healthz``
+  at ``media_url``). 200 ``{"status": "ready", "checks":
   {name: {"ok": true, "seconds": 0.002}}}``, or 503 ``application/problem+json`` of the
   stable type ``not-ready`` whose ``checks`` member has every check's result and the
   ``error`` of each failed one (``Retry-After: 5``). Never a 500, never longer than
@@ -30,6 +31,7 @@ from temporalio.client import Client
 
 from api.deps import PoolDep, SettingsDep, TemporalDep
 from api.problems import Problem, problem_responses
+from store import media_nodes
 
 router = APIRouter(tags=["health"])
 
@@ -129,6 +131,16 @@ async def readyz(settings: SettingsDep, pool: PoolDep, temporal: TemporalDep) ->
         "temporal": lambda: check_temporal(temporal),
     }
     if settings.media_enabled:
-        url = settings.media_url.rstrip("/") + "/healthz"
-        checks["bridge"] = lambda: check_http(url)
+        checks["bridge"] = lambda: check_bridge(pool, settings.media_url, settings.media_node_expiry_s)
     return readiness(await run_checks(checks))
+
+
+async def check_bridge(pool: asyncpg.Pool, media_url: str, expiry_s: float) -> None:
+    """With registered bridge nodes (``store/media_nodes.py``): at least one is live (its
+    heartbeat younger than ``expiry_s`` seconds); else the bridge at ``media_url`` answers
+    ``GET /healthz``. Raises ``RuntimeError`` / ``httpx.HTTPError``."""
+    nodes = await media_nodes.live_nodes(pool, expiry_s)
+    if nodes is None:
+        await check_http(media_url.rstrip("/") + "/healthz")
+    elif not nodes:
+        raise RuntimeError("no registered media bridge node is live")

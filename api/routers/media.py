@@ -5,9 +5,10 @@ of a building call (``docs/media.md``).
 ``{sdp, type: "offer"}`` with complete ICE (no trickle) -> ``SdpAnswer``
 ``{sdp, type: "answer"}``. The API authorises the party from Temporal (the
 building call's ``CallCaller`` search attribute, else its ``status`` query: the
-listener of a live attempt) and forwards the offer to the media bridge's control
-API (settings ``media_url``, ``media/server.py``); the bridge creates the room on
-its first offer and reports the connection to the workflow.
+listener of a live attempt) and forwards the offer to the control API of the bridge
+node that holds the room (``store/media_nodes.py``: the registry places a new room on the
+least loaded live node; no registered node: settings ``media_url``; ``media/server.py``);
+the bridge creates the room on its first offer and reports the connection to the workflow.
 
 Problems: 404 unknown call, 403 ``not-a-party``, 409 ``call-not-active`` (call
 over, or the listener's attempts are), 422 ``validation`` / ``invalid-sdp``, 503
@@ -40,6 +41,7 @@ from ringflow.contracts.search import CALL_CALLER
 from ringflow.contracts.tenancy import party_key, qualify, unqualified
 from ringflow.ice import IceServers, ice_servers
 from store import calls as calls_store
+from store import media_nodes
 
 router = APIRouter(prefix="/v1/calls", tags=["media"])
 ice_router = APIRouter(prefix="/v1/media", tags=["media"])
@@ -135,9 +137,13 @@ async def media_offer(
     workflow_id = qualify(ident.tenant_id, call_id)
     role = await call_role(client, pool, workflow_id, party)
     offer = PeerOffer(party=party, role=role, sdp=body.sdp)
-    return await forward_offer(
-        settings.media_url, settings.api_key, settings.media_request_timeout_s, workflow_id, offer
-    )
+    try:
+        url, _ = await media_nodes.room_url(
+            pool, workflow_id, settings.media_url, settings.media_node_expiry_s, place=True
+        )
+    except media_nodes.NoMediaNode as e:
+        raise _unavailable("media", str(e)) from e
+    return await forward_offer(url, settings.api_key, settings.media_request_timeout_s, workflow_id, offer)
 
 
 @ice_router.get("/ice-servers")

@@ -5,8 +5,9 @@ The media bridge keeps one JPEG per call, the first picture of the door's early-
 video (``media/snapshot.py``); this route checks that the token's party is the caller or a
 rung listener of the call (``store.calls.get_call``, in the token's tenant: another
 tenant's call is 404), then fetches the picture from the bridge's control API (``GET
-/rooms/{room}/snapshot``, the room named by the tenant-qualified call id, settings
-``media_url``, the API key). The answer is ``image/jpeg``, ``Cache-Control: private,
+/rooms/{room}/snapshot``, the room named by the tenant-qualified call id, on the node that
+held the room (``store/media_nodes.py``; no registered node: settings ``media_url``), the
+API key). The answer is ``image/jpeg``, ``Cache-Control: private,
 max-age=86400`` (a snapshot never changes).
 
 Problems: 401 (no/bad token, 1011), 403 ``not-a-party`` (1007: not a party of the call),
@@ -25,6 +26,7 @@ from ringflow.contracts.common import Identifier
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.tenancy import qualify
 from store import calls as store
+from store import media_nodes
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
 
@@ -62,17 +64,18 @@ async def my_call_snapshot(
             f"{party.key()} is not a party of this call",
             ErrCode.NOT_A_PARTY,
         )
+    url, _ = await media_nodes.room_url(
+        pool, room, settings.media_url, settings.media_node_expiry_s, place=False
+    )
     try:
-        async with httpx.AsyncClient(
-            base_url=settings.media_url, timeout=settings.media_request_timeout_s
-        ) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=settings.media_request_timeout_s) as http:
             r = await http.get(f"/rooms/{room}/snapshot", headers={"X-API-Key": settings.api_key})
     except httpx.HTTPError as e:
         raise Problem(
             503,
             "media-unavailable",
             "The media is unavailable",
-            f"media bridge at {settings.media_url}: {e!r}",
+            f"media bridge at {url}: {e!r}",
         ) from e
     if r.status_code == 404:
         raise not_found("snapshot", call_id)

@@ -44,6 +44,8 @@ class EventName(StrEnum):
     CALL_ENDED = "callEnded"  # a building call is over (after its last attempt's finishVoip)
     CUSTOM_ACTION = "customAction"  # the listener in talk asked the device for an action (FAQ 1.2)
     CUSTOM_ACTION_RESULT = "customActionResult"  # the device acknowledged it, or the ack timed out
+    MEDIA_INTERRUPTED = "mediaInterruptVoip"  # the bridge holding the room died; parties re-offered
+    MEDIA_RESUMED = "mediaResumeVoip"  # both parties' media are back on another bridge (data: interruption_s)
 
 
 TERMINAL_EVENTS: frozenset[EventName] = frozenset(

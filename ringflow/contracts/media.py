@@ -19,11 +19,31 @@ from pydantic import Field
 from ringflow.contracts.common import Contract, Party
 
 MEDIA_CONNECT = "media_connect"
-"""Activity name of ``MediaActivities.connect(MediaConnectInput) -> None`` (bridge
+"""Activity name of ``MediaActivities.connect(MediaConnectInput) -> MediaPlacement | None`` (bridge
 ``PUT /rooms/{call_id}/talker``); the workflows call it by this name."""
 MEDIA_CLOSE_ROOM = "media_close_room"
 """Activity name of ``MediaActivities.close_room(call_id: str) -> RoomStats | None`` (bridge
 ``DELETE /rooms/{call_id}``; None when the bridge has no such room)."""
+
+
+class BridgeLostInput(Contract):
+    """Signal ``media_bridge_lost`` (issue 13 item 4): the media process or node that held
+    room ``room_id`` (= ``call_id``) died; its peers are gone without a ``media_lost``.
+    Sent by the node's supervisor when one of its processes exits (``media/node.py``), or by
+    the node monitor in a worker when a node missed its heartbeats (``ringflow/media_monitor.py``).
+    ``node``: the dead node's id (``"<node>/<process index>"`` for one process)."""
+
+    room_id: str
+    node: str | None = None
+    error: str | None = None
+
+
+class MediaPlacement(Contract):
+    """What ``MediaActivities.connect`` answers (issue 13 item 3): the node holding the room
+    (``node_id``; None in a single-bridge deployment, ``media_url``) and how often it moved."""
+
+    node_id: str | None = None
+    moves: int = 0
 
 
 class MediaConnectInput(Contract):

@@ -45,6 +45,7 @@ class Signal(StrEnum):
     JOINED = "joined"
     JOIN_FAILED = "join_failed"
     MEDIA_LOST = "media_lost"
+    MEDIA_BRIDGE_LOST = "media_bridge_lost"  # the bridge process/node holding the room died (issue 13)
 
 
 class Query(StrEnum):

@@ -32,6 +32,7 @@ class PushType(StrEnum):
     CUSTOM_ACTION = "custom_action"  # to the caller device: perform an in-call action (open door)
     CUSTOM_ACTION_RESULT = "custom_action_result"  # to the listener: the action's outcome
     PRESENCE = "presence"  # to a person: their presence changed (away/available; no call: call_id "")
+    MEDIA_REOFFER = "media_reoffer"  # to both parties: the bridge died, offer again (issue 13)
 
 
 class PushMessage(Contract):

@@ -254,6 +254,17 @@
         presence = p;
         renderPresence();
         break;
+      case "media_reoffer":
+        // issue 13: the media bridge holding the call died; a new peer connection and a new
+        // offer, which the server places on a live bridge (docs/media.md). The rooms of one
+        // call each send one: de-duplicated by the lost bridge (payload.lost).
+        if (call && call.state !== "ended" && call.reofferedFor !== `${p.lost}@${frame.at}`) {
+          call.reofferedFor = `${p.lost}@${frame.at}`;
+          call.mediaAttempts = 0;
+          call.node.dataset.reoffers = String(Number(call.node.dataset.reoffers || 0) + 1);
+          call.startMedia().catch((e) => call.mediaFailed(e.message));
+        }
+        break;
       default:
         break; // call_answered (to callers), call_event: nothing to show
     }
