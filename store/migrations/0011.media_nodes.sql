@@ -1,4 +1,4 @@
--- depends: 0009.resident_availability
+-- depends: 0010.availability_rules
 -- Issue 13 items 3 and 4: the media bridge nodes and which node holds each building call's
 -- media room (store/media_nodes.py, docs/media.md "Many nodes").
 -- A node registers itself at start and heartbeats every media_node_heartbeat_s (~1 s); it is
