@@ -73,7 +73,7 @@ from aiortc.codecs import get_decoder, is_rtx
 from aiortc.codecs.base import Decoder
 from aiortc.codecs.h264 import H264PayloadDescriptor
 from aiortc.codecs.vpx import VpxPayloadDescriptor
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver, StreamStatistics
@@ -136,6 +136,7 @@ class EncodedSink(Protocol):
 # ---------------------------------------------------------------- aiortc hooks
 
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _RECEIVER_FIELDS = (
     "__codecs",
     "__rtx_ssrc",
@@ -144,6 +145,7 @@ _RECEIVER_FIELDS = (
     "__nack_generator",
     "__remote_bitrate_estimator",
     "__rtcp_ssrc",
+    "__jitter_buffer",
 )
 """Private ``RTCRtpReceiver`` attributes :class:`ReceiverTap` reads (``_RTCRtpReceiver`` + name)."""
 _HOOKED = "_ringflow_forward"  # marks a hooked receiver, sender or peer connection
@@ -332,6 +334,7 @@ class ReceiverTap:
         self.on_loss: list[Callable[[], None]] = []
         self.sink: Callable[[RTCRtpCodecParameters, Packet], None] | None = None
         self.source: _Source | None = None
+        self._lean = False  # the last packet skipped aiortc's jitter buffer
         self._media_ssrcs: list[int] = []
         self._rtx_ssrcs: set[int] = set()
         self._pli: Callable[[int], Awaitable[None]] = receiver._send_rtcp_pli
@@ -370,11 +373,15 @@ class ReceiverTap:
             self.octets += len(packet.payload)
         source = self.source
         if source is None or source.wants_frames(media_codec):
+            if self._lean:  # frames wanted again: restart aiortc's jitter buffer (stale packets)
+                self._lean = False
+                self._reset_jitter_buffer()
             await self._handle(packet, arrival_time_ms)
             if source is None:
                 return
             media = self._unwrap(packet, codec) if rtx else packet
         else:
+            self._lean = True
             media = await self._account(packet, codec, arrival_time_ms)
         if media is not None and media.payload:
             self.codec = media_codec
@@ -382,6 +389,12 @@ class ReceiverTap:
                 await source.forward_rtp(media_codec, media)
             except Exception:  # never into aiortc's receive loop
                 log.exception("relay: forwarding a %s packet failed", media_codec.mimeType)
+
+    def _reset_jitter_buffer(self) -> None:
+        """A fresh, empty ``RTCRtpReceiver.__jitter_buffer`` of the same shape: the old one
+        holds packets from before the stretch it was not fed, which it would wait on."""
+        old = getattr(self.receiver, _JITTER_BUFFER)
+        setattr(self.receiver, _JITTER_BUFFER, JitterBuffer(old.capacity, old._prefetch, old._is_video))
 
     def _unwrap(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> RtpPacket | None:
         """The media packet an RTX ``packet`` carries (RFC 4588), or None (unknown SSRC,
