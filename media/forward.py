@@ -82,7 +82,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, 
 from av.frame import Frame
 from av.packet import Packet
 
-from media.rtpstream import SENDER_FIELDS, OutStream
+from media.rtpstream import SENDER_FIELDS, OutStream, ntp_now
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +335,8 @@ class ReceiverTap:
         self.sink: Callable[[RTCRtpCodecParameters, Packet], None] | None = None
         self.source: _Source | None = None
         self._lean = False  # the last packet skipped aiortc's jitter buffer
+        self._by_pt: dict[int, tuple[RTCRtpCodecParameters, RTCRtpCodecParameters, bool]] = {}
+        self._seen_at: dict[int, int] = {}  # SSRC -> arrival ms when _active was last renewed
         self._media_ssrcs: list[int] = []
         self._rtx_ssrcs: set[int] = set()
         self._pli: Callable[[int], Awaitable[None]] = receiver._send_rtcp_pli
@@ -357,17 +359,29 @@ class ReceiverTap:
         receiver._handle_rtp_packet = self._on_rtp  # type: ignore[method-assign]
         setattr(track, _TAP, self)
 
+    def _classify(
+        self, payload_type: int
+    ) -> tuple[RTCRtpCodecParameters, RTCRtpCodecParameters, bool] | None:
+        """(codec, media codec, is RTX) of ``payload_type``, None when not negotiated."""
+        known = self._by_pt.get(payload_type)
+        if known is None:
+            codec = self._codecs.get(payload_type)
+            if codec is None:
+                return None
+            rtx = is_rtx(codec)
+            media = self._codecs.get(codec.parameters.get("apt"), codec) if rtx else codec  # type: ignore[arg-type]
+            known = self._by_pt[payload_type] = (codec, media, rtx)
+        return known
+
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        codec = self._codecs.get(packet.payload_type)
-        if codec is None or not self.receiver._enabled:
+        known = self._classify(packet.payload_type)
+        if known is None or not self.receiver._enabled:
             await self._handle(packet, arrival_time_ms)  # aiortc drops it (and logs why)
             return
-        media_codec = codec
-        rtx = is_rtx(codec)
+        codec, media_codec, rtx = known
         if rtx:
             self.rtx_packets += 1
             self.rtx_octets += len(packet.payload)
-            media_codec = self._codecs.get(codec.parameters.get("apt"), codec)  # type: ignore[arg-type]
         else:
             self.packets += 1
             self.octets += len(packet.payload)
@@ -382,7 +396,7 @@ class ReceiverTap:
             media = self._unwrap(packet, codec) if rtx else packet
         else:
             self._lean = True
-            media = await self._account(packet, codec, arrival_time_ms)
+            media = await self._account(packet, codec, rtx, arrival_time_ms)
         if media is not None and media.payload:
             self.codec = media_codec
             try:
@@ -411,12 +425,14 @@ class ReceiverTap:
         return unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
 
     async def _account(
-        self, packet: RtpPacket, codec: RTCRtpCodecParameters, arrival_time_ms: int
+        self, packet: RtpPacket, codec: RTCRtpCodecParameters, rtx: bool, arrival_time_ms: int
     ) -> RtpPacket | None:
         """aiortc's receiver bookkeeping for ``packet`` without depacketizing it or feeding
         the jitter buffer (``RTCRtpReceiver._handle_rtp_packet`` up to ``depayload``): REMB
         (video), active sources, RTCP statistics (receiver reports, ``inbound-rtp``), RTX
-        unwrapping and NACKs for missing packets (video). Returns the media packet."""
+        unwrapping and NACKs for missing packets (video). Returns the media packet. The
+        active sources' times (``getSynchronizationSources``, a 10 s window) are renewed
+        once a second per source, not per packet."""
         receiver: Any = self.receiver
         if self._estimator is not None and packet.extensions.abs_send_time is not None:
             remb = self._estimator.add(
@@ -430,12 +446,15 @@ class ReceiverTap:
                 await receiver._send_rtcp(
                     RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
                 )
-        self._active[packet.ssrc] = current_datetime()
+        seen = self._seen_at.get(packet.ssrc)
+        if seen is None or arrival_time_ms - seen >= 1000:
+            self._seen_at[packet.ssrc] = arrival_time_ms
+            self._active[packet.ssrc] = current_datetime()
         stats = self._streams.get(packet.ssrc)
         if stats is None:
             stats = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stats.add(packet)
-        media = self._unwrap(packet, codec) if is_rtx(codec) else packet
+        media = self._unwrap(packet, codec) if rtx else packet
         if media is not None and self._nacks is not None and self._nacks.add(media):
             await receiver._send_rtcp_nack(media.ssrc, sorted(self._nacks.missing))
         return media
@@ -621,15 +640,28 @@ class RelayedTrack(MediaStreamTrack):
             return
         self.output_codec = codec
         self._restart()
+        if self._source is not None:
+            self._source.changed()
 
     def set_output_stream(self, out: OutStream | None) -> None:
         if out is self.output:
             return
-        self.output = out
+        previous, self.output = self.output, out
         self._matches.clear()
         if self._started and out is not None:
-            out.owner = self
+            self._claim(out)
+        if previous is not None and previous.owner is self:
+            previous.owner = None
         self._restart()
+        if self._source is not None:
+            self._source.changed()
+
+    def _claim(self, out: OutStream) -> None:
+        """Become the subscriber that writes to ``out`` (the one it wrote for stops)."""
+        owner = out.owner
+        if isinstance(owner, RelayedTrack) and owner is not self and owner._source is not None:
+            owner._source.changed()
+        out.owner = self
 
     def _restart(self) -> None:
         """The output changed: forwarded video starts again at a keyframe."""
@@ -732,7 +764,7 @@ class RelayedTrack(MediaStreamTrack):
         if not self._started and self._source is not None:
             self._started = True
             if self.output is not None:
-                self.output.owner = self
+                self._claim(self.output)
             self._source.start(self)
         while not self._items:
             self._ready.clear()
@@ -769,6 +801,7 @@ class _Source:
         self.tap = tap_of(track)
         self.last_arrival: float | None = None  # loop.time() of the last frame or packet
         self.keyframe_requests = 0
+        self._wants: dict[int, bool] = {}  # id(codec) -> wants_frames(codec)
         self._loop = asyncio.get_running_loop()
         self._last_pli = -1e9
         self._decoder: Decoder | None = None
@@ -785,14 +818,25 @@ class _Source:
 
     def wants_frames(self, codec: RTCRtpCodecParameters) -> bool:
         """Whether a started subscriber takes encoded or decoded frames of ``codec`` media
-        (then aiortc's jitter buffer must run for this source)."""
-        return any(sub.delivery(codec) in ("packets", "frames") for sub in self.subscribers)
+        (then aiortc's jitter buffer must run for this source). Kept per codec until the
+        subscribers or their outputs change (:meth:`changed`)."""
+        wants = self._wants.get(id(codec))
+        if wants is None:
+            wants = self._wants[id(codec)] = any(
+                sub.delivery(codec) in ("packets", "frames") for sub in self.subscribers
+            )
+        return wants
+
+    def changed(self) -> None:
+        """A subscriber started, stopped, or its output changed: decide again."""
+        self._wants.clear()
 
     async def forward_rtp(self, codec: RTCRtpCodecParameters, packet: RtpPacket) -> None:
         """A media packet arrived (decrypted, RTX unwrapped): note it for ``arrivals``
         subscribers and send it on each RTP subscriber's stream; a video subscriber that
         waits for a keyframe starts at the first packet of one (:func:`starts_keyframe`)."""
         now = self._loop.time()
+        ntp = ntp_now()
         self.last_arrival = now
         self.codec = codec
         relay = self.relay
@@ -811,7 +855,7 @@ class _Source:
                     waiting = True
                     continue
                 sub._need_keyframe = False
-            if await out.forward(self, packet, now):
+            if await out.forward(self, packet, now, ntp):
                 sub.forwarded += 1
                 relay.rtp_forwarded += 1
         if waiting:
@@ -829,6 +873,7 @@ class _Source:
         self._packet(codec, packet)
 
     def start(self, sub: RelayedTrack) -> None:
+        self.changed()
         if sub not in self.subscribers:
             self.subscribers.append(sub)
         if self.task is None:
@@ -837,6 +882,7 @@ class _Source:
             self.keyframe_wanted(urgent=True)
 
     def remove(self, sub: RelayedTrack) -> None:
+        self.changed()
         if sub in self.subscribers:
             self.subscribers.remove(sub)
 

@@ -40,10 +40,10 @@ protect, ICE send). Private aiortc API: the sender attributes named above, check
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from aiortc import RTCRtpCodecParameters
-from aiortc.clock import current_ntp_time
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
 from aiortc.utils import random32, uint16_gt, uint32_gt
@@ -68,6 +68,16 @@ def check_sender(sender: RTCRtpSender) -> str | None:
         if not hasattr(sender, name):
             return f"RTCRtpSender.{name} is gone"
     return None
+
+
+NTP_UNIX_OFFSET_S = 2_208_988_800
+"""Seconds from the NTP epoch (1900-01-01) to the Unix epoch (RFC 5905 section 6)."""
+
+
+def ntp_now() -> int:
+    """The wall clock as a 64-bit NTP timestamp (32.32 fixed point, RFC 3550 section 4), as
+    ``aiortc.clock.current_ntp_time`` but from ``time.time()`` (no datetime per packet)."""
+    return int((time.time() + NTP_UNIX_OFFSET_S) * 4294967296.0)
 
 
 class OutStream:
@@ -116,10 +126,12 @@ class OutStream:
         """Whether ``source`` is the one this stream forwards now."""
         return self._source is source
 
-    async def forward(self, source: object, packet: RtpPacket, now: float) -> bool:
+    async def forward(self, source: object, packet: RtpPacket, now: float, ntp: int | None = None) -> bool:
         """Send ``packet`` of ``source`` (a received, decrypted, RTX-unwrapped media packet)
-        rewritten for this stream; ``now``: loop time. False when dropped (from before the
-        source's first forwarded packet, or the transport is not connected)."""
+        rewritten for this stream; ``now``: loop time; ``ntp``: the wall clock as
+        :func:`ntp_now` (taken once per received packet for all its subscribers). False when
+        dropped (from before the source's first forwarded packet, or the transport is not
+        connected)."""
         if source is not self._source or packet.ssrc != self._source_ssrc:
             self._rebase(source, packet, now)
         elif uint16_gt(self._base_seq, packet.sequence_number):
@@ -135,7 +147,8 @@ class OutStream:
             ssrc=self.ssrc,
             payload=packet.payload,
         )
-        ntp = current_ntp_time()
+        if ntp is None:
+            ntp = ntp_now()
         ext = out.extensions
         ext.mid = self._mid
         ext.abs_send_time = (ntp >> 14) & 0x00FFFFFF
