@@ -19,16 +19,20 @@ Routing follows the room's **talker** (the listener who answered, set by
 Every peer gets its sender tracks at offer time (:class:`RoomTrack`, one per offered
 audio/video section); each picks its source from the room's current state and switches
 at once when the talker or a party's peer changes, without renegotiation. Every track a
-party sends is consumed at once (a drain that notes when its last frame arrived, so
-frames never pile up). All relaying goes through ``Room.subscribe`` (``buffered=False``:
-a slow consumer drops frames instead of queueing them), on the relay that
-``Room.relay`` makes: the one place where the relay is chosen. That is
-``media/forward.py``'s ``ForwardingRelay`` (issue 3, "forward, don't transcode"): every
-bridge peer has ``enable_forwarding``, so received tracks yield encoded frames, which go
-out unchanged where both legs negotiated the same codec (Opus first, aiortc's codecs)
-and are decoded once per source only for a consumer that needs frames (another codec,
-the recorder). Drains take encoded frames (never decode); :class:`RoomTrack` tells its
-proxy the codec its sender negotiated and passes on the far end's keyframe requests.
+party sends is watched at once (a drain that notes when its last packet arrived and takes
+nothing). All relaying goes through ``Room.subscribe`` (``buffered=False``: a slow
+frame consumer drops frames instead of queueing them), on the relay that ``Room.relay``
+makes: the one place where the relay is chosen. That is ``media/forward.py``'s
+``ForwardingRelay`` (issue 3, "forward, don't transcode"; RTP packets since issue 13):
+every bridge peer has ``enable_forwarding``, so where both legs negotiated the same codec
+(Opus, VP8: aiortc's codecs) each received RTP packet goes out on the receiving peer's
+sender as it arrives, with that sender's SSRC, sequence numbers and timestamps
+(continuous across talker switches and re-joins: one ``media.rtpstream.OutStream`` per
+sender, which :class:`RoomTrack` hands to every source it follows), without jitter
+buffer, depacketization or decoding; NACKs are answered from the sender's history or
+relayed to the source, PLI/FIR relayed to the source. Frames are made (and decoded, once
+per source) only for a consumer that needs them: another codec, the recorder, the
+visitor snapshot.
 
 Connection states drive the call (troubleshooting guide sections 2-6):
 
@@ -43,7 +47,7 @@ Each goes to the :class:`Reporter` (Temporal signals to the building call's work
 ``call_id`` with ``JoinInput(room_id=call_id, party, error)``, ``media/signals.py``),
 which routes them by party. A room closes when the reporter says its building call's
 workflow ended, on :meth:`Bridge.close_room`, or at :meth:`Bridge.close`; peers the
-bridge closes itself are not reported. Traffic per party comes from RTC stats
+bridge closes itself are not reported. Traffic per party is exact, counted per RTP packet
 (:func:`peer_traffic`); the talk is recorded with ``MediaRecorder`` when asked
 (:class:`Recording`). Every peer connection and recorder is closed in ``finally``
 paths. Durations are seconds.

@@ -1,53 +1,75 @@
-"""Forward, don't transcode: relay encoded media between aiortc peers (issue 3).
+"""Forward, don't transcode: relay RTP packets (and, where needed, encoded or decoded
+frames) between aiortc peers (issue 3; packet level since issue 13 item 1).
 
 aiortc's stock path decodes every received frame (a decoder thread per receiver) and
-re-encodes it in every sender: measured ~10 % of a core per one-way Opus stream, 40 %
-of it in the pure-Python ``compute_audio_level_dbov`` of the sender, and ~10 % per
-640x480 VP8 stream. When both legs negotiated the same codec, the bridge can hand the
-sender the encoded frame it received instead: ``RTCRtpSender._next_encoded_frame``
-passes anything that is not an ``av.Frame`` to ``encoder.pack()``, which only
-re-packetizes (RTP payload format) and rescales ``pts`` by ``time_base``.
+re-encodes it in every sender: measured ~10 % of a core per one-way Opus stream. An SFU
+(mediasoup, LiveKit/pion) does less: it takes each decrypted RTP packet as it arrives and
+sends it on each subscriber's stream with that stream's SSRC, sequence number, timestamp
+and payload type, re-encrypted; no depacketization, no jitter buffer, no decoding. This
+module does that inside aiortc, and keeps frame-level paths for consumers that need them.
+
+**Packets** (the forwarding path). :class:`ReceiverTap` takes each RTP packet the DTLS
+transport routes to a receiver (``RTCRtpReceiver._handle_rtp_packet``: decrypted and
+parsed), counts it exactly (the per-party traffic), and when no consumer of that source
+wants frames does only aiortc's receiver bookkeeping (RTCP statistics for receiver
+reports, REMB, NACK generation for video, RTX unwrapping), then hands the media packet
+to the relay source. Each RTP subscriber writes it to its sender's
+:class:`~media.rtpstream.OutStream` (``media/rtpstream.py``: SSRC/sequence/timestamp/PT
+rewriting continuous across source switches, the sender's retransmission history and
+counters, so aiortc's own sender reports and ``outbound-rtp`` stats count forwarded
+packets), which the sender's DTLS transport encrypts and sends. The sender's own RTP
+loop then idles (its track yields nothing); its RTCP loop still sends sender reports.
+
+- NACK (RFC 4585 6.2.1) from a subscriber: answered from the sender's history (aiortc's
+  ``_retransmit``, RTX when negotiated); a packet that never reached the bridge is asked
+  of the source with its own SSRC and sequence number (``OutStream.upstream``).
+- PLI/FIR from a subscriber: the source is asked for a keyframe (RTCP PLI, rate-limited
+  to one per :data:`KEYFRAME_MIN_INTERVAL_S`). A new video subscriber drops packets until
+  the first packet of a keyframe (:func:`starts_keyframe`), asking for one at once and
+  every :data:`KEYFRAME_RETRY_S` while it waits.
+
+**Frames** (fallbacks): a consumer that needs frames makes the tap run aiortc's whole
+receive path for that source (jitter buffer restarted fresh), whose complete encoded
+frames become ``av.Packet`` (``pts`` in 1/clock rate, ``is_keyframe``); they are decoded
+once per source for consumers that want decoded frames. That is: a sender whose codec
+differs from the source's (aiortc re-encodes; it numbers those packets itself, so a
+stream that switches between a forwarded source and a transcoded one is not continuous),
+the recorder (``MediaRecorder``), the visitor snapshot (``media/snapshot.py``, until its
+picture), and ``mode="encoded"`` consumers.
 
 Integration (the bridge, or any aiortc process):
 
 1. :func:`enable_forwarding` on each ``RTCPeerConnection`` **before**
-   ``setRemoteDescription``. The tracks it receives then yield ``av.Packet`` (one
-   depayloaded encoded frame each: the receiver's jitter buffer output, ``pts`` in
-   ``time_base`` = 1/clock rate, ``is_keyframe`` set) instead of decoded frames, and
-   its senders tell their track which codec they negotiated and pass keyframe
-   requests (RTCP PLI/FIR from the far end) on to it.
+   ``setRemoteDescription``: taps its receivers, and makes its senders tell their track
+   the codec they negotiated, their :class:`~media.rtpstream.OutStream` once started,
+   and the far end's keyframe requests; a NACK for a packet not in a sender's history is
+   relayed. A received track that no relay reads yields ``av.Packet`` encoded frames.
 2. :class:`ForwardingRelay` in place of ``aiortc.contrib.media.MediaRelay``:
-   ``subscribe(track, buffered=False, mode="auto") -> MediaStreamTrack``, several
-   subscribers per source. In ``auto`` mode a subscriber gets packets when the sender
-   that carries it negotiated the source's codec, and decoded frames otherwise (a
-   different codec, or no sender at all, e.g. ``MediaRecorder``): the fallback decodes
-   once per source, only while such a subscriber exists. ``mode="encoded"`` always
-   takes what the source yields, never decoding (the bridge's drain that notes the last
-   frame arrival per party); ``mode="decoded"`` always frames.
-3. A track that wraps a subscriber (the bridge's ``RoomTrack``, which follows a party
-   that re-joins) must pass on the two calls of :class:`EncodedSink`:
-   ``set_output_codec`` (remember it, hand it to each new subscriber) and
-   ``request_keyframe``. Without them, ``auto`` falls back to decoding: correct, slower.
+   ``subscribe(track, buffered=False, mode="auto")``, several subscribers per source.
+   ``auto``: RTP onto the sender's stream when it negotiated the source's codec (same MIME
+   type, clock rate, channels; payload types may differ), encoded frames to a sender that
+   told only its codec, decoded frames otherwise (another codec, no sender at all).
+   ``encoded``: encoded frames, never decoded; ``decoded``: frames; ``arrivals``: the
+   times packets arrive, taking nothing (a drain that watches a party's media).
+3. A track that wraps a subscriber (the bridge's ``RoomTrack``, which follows the room's
+   talker or a party that re-joins) must pass on the calls of :class:`EncodedSink`:
+   ``set_output_codec`` and ``set_output_stream`` (remember them, hand them to each new
+   subscriber: one ``OutStream`` per sender keeps its sequence numbers and timestamps
+   continuous whichever source feeds it) and ``request_keyframe``. Without them, ``auto``
+   falls back to frames: correct, slower.
 
-How ``media/bridge.py`` uses it (its relay is ``Room.relay``, every consumer goes
-through ``Room.subscribe``): ``Room.relay`` = ``ForwardingRelay()``;
+How ``media/bridge.py`` uses it: ``Room.relay`` = ``ForwardingRelay()``;
 ``enable_forwarding(pc)`` right after each ``RTCPeerConnection(...)`` in ``Bridge.offer``;
-the drain subscribes with ``mode="encoded"`` (an ``auto`` drain has no sender, so it would
-decode every stream); ``RoomTrack`` implements :class:`EncodedSink` (keep the codec, hand
-it to each new proxy; pass ``request_keyframe`` to the current proxy). The recorder's
-``RoomTrack``\\ s have no sender and get frames as they are.
+the drain subscribes with ``mode="arrivals"``; ``RoomTrack`` implements
+:class:`EncodedSink`; the recorder's ``RoomTrack``\\ s have no sender and get frames.
 
-Video needs keyframes: a forwarding video subscriber starts by dropping frames until
-a keyframe arrives, and the relay asks the source peer for one (RTCP PLI, RFC 4585
-section 6.3.1) when a subscriber starts, falls behind, or when the receiver itself
-detected loss (aiortc sends a PLI when its jitter buffer overflows or a packet is lost
-for good), retrying every :data:`KEYFRAME_RETRY_S` while someone still waits.
-
-Private aiortc API used (no public hook exists for encoded frames in aiortc
-1.16): the receiver's decoder queue (``RTCRtpReceiver.__decoder_queue``, whose
-``(codec, JitterFrame)`` items we take before the decoder thread sees them),
-``RemoteStreamTrack._queue``, ``RTCRtpReceiver._send_rtcp_pli`` and
-``RTCRtpSender._send_keyframe``. :func:`check_aiortc` verifies them (raising
+Private aiortc API used (aiortc 1.16 has no public hook for received packets, encoded
+frames or sending prepared RTP): ``RTCRtpReceiver._handle_rtp_packet`` (replaced per
+receiver) and the attributes it uses (:data:`_RECEIVER_FIELDS`), the receiver's decoder
+queue, ``RemoteStreamTrack._queue``, ``RTCRtpReceiver._send_rtcp_pli`` /
+``_send_rtcp_nack`` / ``_send_rtcp``, ``RTCRtpSender._send_keyframe`` / ``_retransmit`` and
+its history and counters (``media.rtpstream.SENDER_FIELDS``), ``RTCDtlsTransport._send_rtp``.
+:func:`check_aiortc` verifies them by reading aiortc's source (raising
 :class:`ForwardingUnsupported` with what changed) before any peer is touched, and
 ``tests/test_media_forward.py`` fails on an aiortc version not in
 :data:`TESTED_AIORTC`. Everything here runs on the event loop thread.
