@@ -247,6 +247,18 @@ def codec(mime: str, profile: str | None = None) -> RTCRtpCodecParameters:
     )
 
 
+def h264_packets(frames: int) -> list[list[bytes]]:
+    """RTP payloads of the first ``frames`` pattern frames as aiortc's H.264 encoder makes
+    them (a keyframe first), per frame."""
+    encoder = H264Encoder()
+    out = []
+    for i in range(frames):
+        frame = pattern_frame(i)
+        frame.pts, frame.time_base = i * 6000, fractions.Fraction(1, 90000)
+        out.append(encoder.encode(frame)[0])
+    return out
+
+
 def test_keyframe_rules_on_real_vp8_and_h264() -> None:
     vp8 = encode_video_loop()
     assert is_keyframe(codec("video/VP8"), vp8[0])
@@ -254,13 +266,8 @@ def test_keyframe_rules_on_real_vp8_and_h264() -> None:
     assert is_keyframe(codec("audio/opus"), b"\x01")
 
     # aiortc's H.264 encoder packetizes for RTP: depayload as its receiver does, then judge.
-    h264, encoder = codec("video/H264"), H264Encoder()
-    frames = []
-    for i in range(3):
-        frame = pattern_frame(i)
-        frame.pts, frame.time_base = i * 6000, fractions.Fraction(1, 90000)
-        payloads, _ = encoder.encode(frame)
-        frames.append(b"".join(depayload(h264, p) for p in payloads))
+    h264 = codec("video/H264")
+    frames = [b"".join(depayload(h264, p) for p in payloads) for payloads in h264_packets(3)]
     assert is_keyframe(h264, frames[0])
     assert not any(is_keyframe(h264, f) for f in frames[1:])
     with pytest.raises(ValueError):
@@ -287,13 +294,8 @@ def test_keyframe_start_rules_on_real_rtp_packets() -> None:
     assert not any(starts_keyframe(vp8, p) for frame in packets[1:] for p in frame)
     assert not starts_keyframe(vp8, b"")
 
-    h264, h264_encoder = codec("video/H264"), H264Encoder()
-    starts = []
-    for i in range(2):
-        frame = pattern_frame(i)
-        frame.pts, frame.time_base = i * 6000, fractions.Fraction(1, 90000)
-        payloads, _ = h264_encoder.encode(frame)
-        starts.append([starts_keyframe(h264, p) for p in payloads])
+    h264 = codec("video/H264")
+    starts = [[starts_keyframe(h264, p) for p in payloads] for payloads in h264_packets(2)]
     assert any(starts[0]) and not any(starts[1])
     assert starts_keyframe(codec("audio/opus"), b"\x01")
 
