@@ -449,7 +449,8 @@ class PacedTrack(MediaStreamTrack):
 class Ticker:
     """One clock for every :class:`PacedTrack` of a kind: every ``1/fps`` s, the next frame of
     each stream's loop (``frames``: RTP payloads per frame; after the last, from
-    ``loop_from``) as RTP packets, timestamps ``tick x clock_rate/fps``."""
+    ``loop_from``) as RTP packets, timestamps ``tick x clock_rate/fps``. A tick the event
+    loop missed (this process starved) is skipped: its frames count as not delivered."""
 
     def __init__(
         self, kind: str, frames: list[list[bytes]], fps: int, clock_rate: int, loop_from: int
@@ -459,6 +460,7 @@ class Ticker:
         self.step = clock_rate // fps
         self.streams: list[PacedTrack] = []
         self.keyframes_sent = 0
+        self.ticks = 0  # ticks sent (skipped ones not)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -469,8 +471,11 @@ class Ticker:
         loop = asyncio.get_running_loop()
         start, tick = time.monotonic(), 0
         while True:
-            tick += 1
+            # the next tick; one that is already past is skipped, not sent in a burst (a
+            # stalled party sends less, as a real one would, instead of catching up)
+            tick = max(tick + 1, int((time.monotonic() - start) * self.fps) + 1)
             await asyncio.sleep(start + tick / self.fps - time.monotonic())
+            self.ticks += 1
             now = loop.time()
             for stream in list(self.streams):
                 out = stream.out
