@@ -67,6 +67,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.contrib.media import MediaRelay
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket, is_rtcp
 from av import AudioFrame, VideoFrame
@@ -682,13 +683,15 @@ LATENCY_MARKS = ("resident_connected", "first_packet_at_bridge", "first_packet_a
 """Where answer -> first audible frame goes, in order (:func:`latency_call`)."""
 
 
-async def latency_call(bridge: BridgeClient) -> dict[str, float]:
+async def latency_call(bridge: BridgeClient, door_prefetch: int | None = None) -> dict[str, float]:
     """One call with decoding parties (``ToneTrack``, Opus): the door joins and connects;
     the resident answers (offers). Returns seconds from the answer (the resident's offer) to
     each of :data:`LATENCY_MARKS`: its peer connection ``connected`` (ICE + DTLS), its first
     RTP packet sent (its sender started: the bridge gets it within a millisecond on
     loopback), the first RTP packet at the door, the first loud decoded frame at the door
-    (after the door's own jitter buffer and Opus decoder)."""
+    (after the door's own jitter buffer and Opus decoder). ``door_prefetch``: frames the
+    door's audio jitter buffer holds before its first one (aiortc's ``JitterBuffer``
+    ``prefetch``, 4 = 80 ms by default; a what-if for the client side, not the bridge)."""
     call_id = f"lat-{uuid.uuid4().hex[:8]}"
     door = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     resident = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -733,6 +736,10 @@ async def latency_call(bridge: BridgeClient) -> dict[str, float]:
     try:
         await join(bridge, call_id, "door", door)
         first(door, "first_packet_at_door", sending=False)
+        if door_prefetch is not None:
+            [audio] = [t for t in door.getTransceivers() if t.kind == "audio"]
+            receiver: Any = audio.receiver
+            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(16, prefetch=door_prefetch)
         await connected(door)
         answered = time.monotonic()
         await join(bridge, call_id, "resident", resident)
@@ -806,6 +813,7 @@ async def run(
     latency_calls: int,
     duration_s: float,
     cpu: int | None,
+    door_prefetch: int | None = None,
 ) -> dict[str, Any]:
     """Every relay: audio steps, then video steps (each kind stopping after a step that
     delivered under half the frames: larger ones only take longer), then latency calls; each
@@ -832,7 +840,7 @@ async def run(
                 samples: dict[str, list[float]] = {k: [] for k in LATENCY_MARKS}
                 for i in range(latency_calls):
                     info(f"media_relay {relay}: latency call {i + 1}/{latency_calls}")
-                    for k, v in (await latency_call(bridge)).items():
+                    for k, v in (await latency_call(bridge, door_prefetch)).items():
                         samples[k].append(v)
                 out["latency"] = {k: summary_ms(v) for k, v in samples.items() if v}
             for kind in ("audio", "video"):
@@ -860,6 +868,11 @@ def main() -> None:
         default="0",
         help="core the bridge process is pinned to (the parties run on the others); 'none': not pinned",
     )
+    p.add_argument(
+        "--door-prefetch",
+        type=int,
+        help="latency calls: frames the door's audio jitter buffer holds first (aiortc: 4); a what-if",
+    )
     p.add_argument("--serve-bridge", type=int, help=argparse.SUPPRESS)
     p.add_argument("--relay", default="stock", help=argparse.SUPPRESS)
     p.add_argument("--pin", type=int, help=argparse.SUPPRESS)
@@ -877,7 +890,7 @@ def main() -> None:
     video = _steps(args.video_calls if args.video_calls is not None else defaults["video"])
     latency = args.latency_calls if args.latency_calls is not None else (5 if args.quick else 30)
     duration = args.duration or (4.0 if args.quick else 10.0)
-    result = asyncio.run(run(relays, audio, video, latency, duration, cpu))
+    result = asyncio.run(run(relays, audio, video, latency, duration, cpu, args.door_prefetch))
     load = f"load {result['machine']['loadavg']}, before the run"
     audio_rows, video_rows, latency_rows, summary = [], [], [], []
     for relay, out in result["relays"].items():
