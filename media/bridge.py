@@ -19,16 +19,20 @@ Routing follows the room's **talker** (the listener who answered, set by
 Every peer gets its sender tracks at offer time (:class:`RoomTrack`, one per offered
 audio/video section); each picks its source from the room's current state and switches
 at once when the talker or a party's peer changes, without renegotiation. Every track a
-party sends is consumed at once (a drain that notes when its last frame arrived, so
-frames never pile up). All relaying goes through ``Room.subscribe`` (``buffered=False``:
-a slow consumer drops frames instead of queueing them), on the relay that
-``Room.relay`` makes: the one place where the relay is chosen. That is
-``media/forward.py``'s ``ForwardingRelay`` (issue 3, "forward, don't transcode"): every
-bridge peer has ``enable_forwarding``, so received tracks yield encoded frames, which go
-out unchanged where both legs negotiated the same codec (Opus first, aiortc's codecs)
-and are decoded once per source only for a consumer that needs frames (another codec,
-the recorder). Drains take encoded frames (never decode); :class:`RoomTrack` tells its
-proxy the codec its sender negotiated and passes on the far end's keyframe requests.
+party sends is watched at once (a drain that notes when its last packet arrived and takes
+nothing). All relaying goes through ``Room.subscribe`` (``buffered=False``: a slow
+frame consumer drops frames instead of queueing them), on the relay that ``Room.relay``
+makes: the one place where the relay is chosen. That is ``media/forward.py``'s
+``ForwardingRelay`` (issue 3, "forward, don't transcode"; RTP packets since issue 13):
+every bridge peer has ``enable_forwarding``, so where both legs negotiated the same codec
+(Opus, VP8: aiortc's codecs) each received RTP packet goes out on the receiving peer's
+sender as it arrives, with that sender's SSRC, sequence numbers and timestamps
+(continuous across talker switches and re-joins: one ``media.rtpstream.OutStream`` per
+sender, which :class:`RoomTrack` hands to every source it follows), without jitter
+buffer, depacketization or decoding; NACKs are answered from the sender's history or
+relayed to the source, PLI/FIR relayed to the source. Frames are made (and decoded, once
+per source) only for a consumer that needs them: another codec, the recorder, the
+visitor snapshot.
 
 Connection states drive the call (troubleshooting guide sections 2-6):
 
@@ -43,7 +47,7 @@ Each goes to the :class:`Reporter` (Temporal signals to the building call's work
 ``call_id`` with ``JoinInput(room_id=call_id, party, error)``, ``media/signals.py``),
 which routes them by party. A room closes when the reporter says its building call's
 workflow ended, on :meth:`Bridge.close_room`, or at :meth:`Bridge.close`; peers the
-bridge closes itself are not reported. Traffic per party comes from RTC stats
+bridge closes itself are not reported. Traffic per party is exact, counted per RTP packet
 (:func:`peer_traffic`); the talk is recorded with ``MediaRecorder`` when asked
 (:class:`Recording`). Every peer connection and recorder is closed in ``finally``
 paths. Durations are seconds.
@@ -57,7 +61,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RTCSessionDescription
 from aiortc.contrib.media import MediaRecorder
@@ -66,9 +70,10 @@ from aiortc.sdp import SessionDescription
 from av.frame import Frame
 from av.packet import Packet
 
-from media.forward import ForwardingRelay, Mode, RelayedTrack, enable_forwarding
+from media.forward import ForwardingRelay, Mode, RelayedTrack, enable_forwarding, tap_of
 from media.models import PeerInfo, PeerOffer, Role, RoomInfo, SdpAnswer, TalkerUpdate
 from media.network import MediaNetwork
+from media.rtpstream import OutStream
 from media.snapshot import SnapshotStore, take_snapshot
 from ringflow.contracts.calls import JoinInput
 from ringflow.contracts.common import Party
@@ -80,6 +85,11 @@ log = logging.getLogger(__name__)
 CLOSED_ROOMS_KEPT = 256
 """How many closed rooms' final stats the bridge keeps, so that a retried
 ``DELETE /rooms/{call_id}`` (``MediaActivities.close_room``) gets the same answer."""
+
+
+DRAIN_INTERVAL_S = 0.25
+"""How often a party's drain notes its last packet arrival, s (``disconnect_grace_s`` is
+seconds: a wake-up per packet would cost more than the forwarding)."""
 
 
 class InvalidSdp(ValueError):
@@ -109,7 +119,7 @@ class Peer:
     joined: bool = False
     ended: bool = False
     accounted: bool = False  # its final traffic is in Room.closed_traffic
-    last_frame: float | None = None  # loop.time() of the last frame it sent
+    last_frame: float | None = None  # loop.time() of the last packet it sent (its drain)
     timer: asyncio.TimerHandle | None = None  # connect timeout
 
     def cancel_timer(self) -> None:
@@ -193,6 +203,7 @@ class RoomTrack(MediaStreamTrack):
         self._proxy: MediaStreamTrack | None = None
         self._pending: asyncio.Future[Frame | Packet] | None = None
         self._codec: RTCRtpCodecParameters | None = None
+        self._out: OutStream | None = None
 
     def set_output_codec(self, codec: RTCRtpCodecParameters | None) -> None:
         """The codec this track's sender negotiated (``media.forward.EncodedSink``): kept
@@ -200,6 +211,14 @@ class RoomTrack(MediaStreamTrack):
         self._codec = codec
         if isinstance(self._proxy, RelayedTrack):
             self._proxy.set_output_codec(codec)
+
+    def set_output_stream(self, out: OutStream | None) -> None:
+        """This track's sender's RTP stream (``media.forward.EncodedSink``): handed to every
+        proxy, so forwarded packets keep one continuous sequence and timestamp line on it
+        whichever party the room routes here (``media/rtpstream.py``)."""
+        self._out = out
+        if isinstance(self._proxy, RelayedTrack):
+            self._proxy.set_output_stream(out)
 
     def request_keyframe(self) -> None:
         """The far end lost a picture (PLI/FIR): ask the current source for a keyframe."""
@@ -215,6 +234,7 @@ class RoomTrack(MediaStreamTrack):
                 if want is not None:
                     self._proxy = self._room.subscribe(want)
                     self.set_output_codec(self._codec)
+                    self.set_output_stream(self._out)
             if self._proxy is None:
                 await asyncio.shield(self._room.changed)
                 continue
@@ -278,31 +298,38 @@ class Recording:
 
 
 async def peer_traffic(peer: Peer) -> PartyTraffic:
-    """``peer``'s traffic from ``RTCPeerConnection.getStats()`` (payload bytes, as aiortc
-    counts them): ``outbound-rtp`` bytesSent/packetsSent (bridge -> party),
-    ``inbound-rtp`` packetsReceived (party -> bridge). aiortc's ``inbound-rtp`` has no
-    byte count, so bytes received per kind are the party's own count in its last RTCP
-    sender report (``remote-outbound-rtp`` bytesSent, every 0.5-1.5 s; equal to what
-    arrived when nothing is lost, as on 127.0.0.1). Zeros if the stats are unavailable."""
+    """``peer``'s traffic, exact (RTP payload bytes and packets, RFC 3550 section 6.4.1,
+    as the party's own ``outbound-rtp``/``inbound-rtp`` stats count them):
+
+    - party -> bridge: counted per RTP packet as it arrives by the receiver taps of
+      ``media/forward.py`` (``ReceiverTap.packets``/``octets``: media packets and their
+      payload bytes, retransmissions excluded), per kind;
+    - bridge -> party: ``outbound-rtp`` ``packetsSent``/``bytesSent`` of ``getStats()``:
+      aiortc's sender counters, which count forwarded RTP packets as well
+      (``media/rtpstream.py``) as the frames the sender packed itself.
+
+    Sent counts are zeros if the stats are unavailable (a connection torn down under us)."""
     traffic = PartyTraffic(party=peer.party, role=peer.role.value)
+    for transceiver in peer.pc.getTransceivers():
+        track = transceiver.receiver.track
+        tap = tap_of(track) if track is not None else None
+        if tap is None:
+            continue
+        traffic.packets_received += tap.packets
+        traffic.bytes_received += tap.octets
+        if tap.kind == "audio":
+            traffic.audio_bytes_received += tap.octets
+        elif tap.kind == "video":
+            traffic.video_bytes_received += tap.octets
     try:
         report = await peer.pc.getStats()
-    except Exception:  # a connection torn down under us has nothing more to tell
+    except Exception:
         log.warning("stats of %s unavailable", peer.party.key(), exc_info=True)
         return traffic
     for stats in report.values():
-        kind = getattr(stats, "kind", "")
         if stats.type == "outbound-rtp":
             traffic.bytes_sent += stats.bytesSent
             traffic.packets_sent += stats.packetsSent
-        elif stats.type == "inbound-rtp":
-            traffic.packets_received += stats.packetsReceived
-        elif stats.type == "remote-outbound-rtp":
-            traffic.bytes_received += stats.bytesSent
-            if kind == "audio":
-                traffic.audio_bytes_received += stats.bytesSent
-            elif kind == "video":
-                traffic.video_bytes_received += stats.bytesSent
     return traffic
 
 
@@ -552,7 +579,7 @@ class Bridge:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             # Consume at once: with nobody relaying yet, frames would pile up in the receiver.
-            self._spawn(self._drain(peer, room.subscribe(track, mode="encoded")))
+            self._spawn(self._drain(peer, room.subscribe(track, mode="arrivals")))
             room.set_source(peer.party, track.kind, track)
             if peer.role == Role.CALLER and track.kind == "video" and not self.snapshots.exists(room.call_id):
                 decoded = room.subscribe(track, mode="decoded")  # decodes only until the first picture
@@ -579,12 +606,13 @@ class Bridge:
 
     @staticmethod
     async def _drain(peer: Peer, proxy: MediaStreamTrack) -> None:
-        """Consume one of ``peer``'s tracks until it ends, noting each frame's arrival."""
-        loop = asyncio.get_running_loop()
+        """Note when one of ``peer``'s tracks last had a packet (an ``arrivals``
+        subscription: it takes nothing, so the forwarding path stays free of aiortc's
+        jitter buffer), at most every :data:`DRAIN_INTERVAL_S`, until the track ends."""
         try:
             while True:
-                await proxy.recv()
-                peer.last_frame = loop.time()
+                peer.last_frame = cast(float, await proxy.recv())
+                await asyncio.sleep(DRAIN_INTERVAL_S)
         except MediaStreamError:
             pass
         finally:

@@ -7,11 +7,12 @@ a coroutine (``RTCPeerConnection.getStats``), a collector's ``collect()`` is not
 endpoint awaits :meth:`BridgeCollector.refresh` first and ``collect()`` reports what it read:
 
 - rooms and peers: ``len(bridge.rooms)`` and their peer connections (any state);
-- bytes, in (parties -> bridge) and out (bridge -> parties): the rooms' traffic as
-  ``Bridge.stats`` / ``Bridge.closed`` count it (RTP payload bytes, ``media/bridge.py``
-  ``peer_traffic``); a closed room's final traffic is added once, from ``Bridge.closed``
-  (which keeps the last ``CLOSED_ROOMS_KEPT``: more rooms closing between two scrapes than
-  that are not counted);
+- bytes and packets, in (parties -> bridge) and out (bridge -> parties): the rooms' traffic
+  as ``Bridge.stats`` / ``Bridge.closed`` count it (RTP payload bytes and RTP packets,
+  exact: counted per packet by the receiver taps and aiortc's sender counters,
+  ``media/bridge.py`` ``peer_traffic``); a closed room's final traffic is added once, from
+  ``Bridge.closed`` (which keeps the last ``CLOSED_ROOMS_KEPT``: more rooms closing between
+  two scrapes than that are not counted);
 - packets lost, jitter and round-trip time: the connected peers' RTP stream stats (RFC
   3550 via aiortc): ``inbound-rtp`` is what the bridge measured on a party's media,
   ``remote-inbound-rtp`` what the party reported (RTCP receiver reports) of the bridge's.
@@ -51,9 +52,41 @@ class _PeerSample:
     rtt_s: float | None = None
 
 
-def _traffic(stats: RoomStats) -> tuple[int, int]:
-    """(bytes in, bytes out) of a room's traffic."""
-    return (sum(p.bytes_received for p in stats.parties), sum(p.bytes_sent for p in stats.parties))
+@dataclass(frozen=True)
+class _Traffic:
+    """A room's traffic summed over its parties: RTP payload bytes and packets each way."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+
+    def __add__(self, other: _Traffic) -> _Traffic:
+        return _Traffic(
+            self.bytes_in + other.bytes_in,
+            self.bytes_out + other.bytes_out,
+            self.packets_in + other.packets_in,
+            self.packets_out + other.packets_out,
+        )
+
+    def at_least(self, other: _Traffic) -> _Traffic:
+        """Field by field the larger (counters never go back)."""
+        return _Traffic(
+            max(self.bytes_in, other.bytes_in),
+            max(self.bytes_out, other.bytes_out),
+            max(self.packets_in, other.packets_in),
+            max(self.packets_out, other.packets_out),
+        )
+
+
+def _traffic(stats: RoomStats) -> _Traffic:
+    """A room's traffic (:class:`_Traffic`)."""
+    return _Traffic(
+        sum(p.bytes_received for p in stats.parties),
+        sum(p.bytes_sent for p in stats.parties),
+        sum(p.packets_received for p in stats.parties),
+        sum(p.packets_sent for p in stats.parties),
+    )
 
 
 def _clock_rates(peer: Peer) -> dict[str, int]:
@@ -99,13 +132,13 @@ class BridgeCollector(Collector):
     def __init__(self, bridge: Callable[[], Bridge], clock: Callable[[], float] | None = None) -> None:
         self._bridge = bridge
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
-        self._live: dict[str, tuple[int, int]] = {}  # by call id: a live room's traffic now
+        self._live: dict[str, _Traffic] = {}  # by call id: a live room's traffic now
         self._folded: dict[int, RoomStats] = {}  # closed rooms' final stats already counted
-        self._closed_in = self._closed_out = 0  # bytes of closed rooms
+        self._closed = _Traffic()  # traffic of closed rooms
         self._peers: dict[Peer, _PeerSample] = {}  # connected peers' latest sample
         self._retired_lost = 0  # lost packets of peers gone since
         self._rooms = self._peer_count = 0
-        self._bytes = (0, 0)  # counters as last reported (never decrease)
+        self._counted = _Traffic()  # counters as last reported (never decrease)
         self._bitrate = (0.0, 0.0)
         self._last_at: float | None = None
 
@@ -113,7 +146,7 @@ class BridgeCollector(Collector):
         """Read the bridge's rooms, their traffic and their peers' RTC stats (awaits each
         peer's ``getStats``)."""
         bridge = self._bridge()
-        live: dict[str, tuple[int, int]] = {}
+        live: dict[str, _Traffic] = {}
         peers: dict[Peer, _PeerSample] = {}
         for call_id, room in list(bridge.rooms.items()):
             stats = await bridge.stats(call_id)
@@ -126,9 +159,7 @@ class BridgeCollector(Collector):
         kept = {id(s): s for s in bridge.closed.values()}
         for key, stats in kept.items():
             if key not in self._folded:
-                bytes_in, bytes_out = _traffic(stats)
-                self._closed_in += bytes_in
-                self._closed_out += bytes_out
+                self._closed += _traffic(stats)
         self._folded = kept
         for peer, sample in self._peers.items():
             if peer not in peers:
@@ -136,18 +167,17 @@ class BridgeCollector(Collector):
         self._live, self._peers = live, peers
         self._rooms = len(bridge.rooms)
         self._peer_count = sum(len(r.peers) for r in bridge.rooms.values())
-        total_in = self._closed_in + sum(t[0] for t in live.values())
-        total_out = self._closed_out + sum(t[1] for t in live.values())
+        total = sum(live.values(), self._closed)
         # a room closed and reopened between two scrapes can make the sum dip: never go back
-        now_in, now_out = max(total_in, self._bytes[0]), max(total_out, self._bytes[1])
+        now = total.at_least(self._counted)
         at = self._clock()
         if self._last_at is not None and at > self._last_at:
             elapsed = at - self._last_at
             self._bitrate = (
-                (now_in - self._bytes[0]) * 8 / elapsed,
-                (now_out - self._bytes[1]) * 8 / elapsed,
+                (now.bytes_in - self._counted.bytes_in) * 8 / elapsed,
+                (now.bytes_out - self._counted.bytes_out) * 8 / elapsed,
             )
-        self._bytes, self._last_at = (now_in, now_out), at
+        self._counted, self._last_at = now, at
 
     def describe(self) -> Iterable[Any]:
         """No samples at registration (the bridge may not exist yet)."""
@@ -161,12 +191,20 @@ class BridgeCollector(Collector):
         )
         traffic = CounterMetricFamily(
             "ringflow_media_bytes",
-            "RTP payload bytes, in (parties -> bridge) and out (bridge -> parties)",
+            "RTP payload bytes, in (parties -> bridge) and out (bridge -> parties), counted per packet",
             labels=["direction"],
         )
-        traffic.add_metric(["in"], self._bytes[0])
-        traffic.add_metric(["out"], self._bytes[1])
+        traffic.add_metric(["in"], self._counted.bytes_in)
+        traffic.add_metric(["out"], self._counted.bytes_out)
         yield traffic
+        packets = CounterMetricFamily(
+            "ringflow_media_packets",
+            "RTP packets, in (parties -> bridge, retransmissions excluded) and out (bridge -> parties)",
+            labels=["direction"],
+        )
+        packets.add_metric(["in"], self._counted.packets_in)
+        packets.add_metric(["out"], self._counted.packets_out)
+        yield packets
         lost = self._retired_lost + sum(s.lost for s in self._peers.values())
         yield CounterMetricFamily(
             "ringflow_media_packets_lost",

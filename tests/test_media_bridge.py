@@ -12,14 +12,21 @@ foreign candidates.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import pytest
 import pytest_asyncio
+from aiortc import RTCPeerConnection
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RtpPacket
 
 from media.bridge import Bridge, InvalidSdp
+from media.forward import KEYFRAME_MIN_INTERVAL_S
 from media.models import PeerOffer, Role, TalkerUpdate
 from media.network import MediaNetwork, candidate_addresses, udp_addresses
 from media.peer import ClientPeer, ToneTrack
@@ -365,3 +372,204 @@ def test_announced_ip_rewrites_host_candidates() -> None:
     )
     assert MediaNetwork().announce(sdp) == sdp
     assert MediaNetwork().rtc_configuration().iceServers == []
+
+
+# ---------------------------------------------------------------- packet-level forwarding
+
+
+@dataclass
+class RtpLog:
+    """The RTP headers one client receiver got, before aiortc handled them: per packet
+    (SSRC, sequence number, timestamp, arrival ``time.monotonic()``, payload type);
+    ``drop(seq, retransmission)`` says which to discard (induced loss)."""
+
+    packets: list[tuple[int, int, int, float, int]] = field(default_factory=list)
+    drop: Callable[[int, bool], bool] = lambda seq, rtx: False
+    dropped: list[int] = field(default_factory=list)
+    media_ssrc: int | None = None
+
+    def media(self) -> list[tuple[int, int, int, float, int]]:
+        """The packets on the media SSRC (the first one seen), in arrival order."""
+        return [p for p in self.packets if p[0] == self.media_ssrc]
+
+    def originals(self) -> set[int]:
+        """Every sequence number of the media stream that arrived: sent, or retransmitted
+        (RTX: the original sequence number is the payload's first two bytes, RFC 4588)."""
+        return {p[1] for p in self.packets}
+
+
+def log_rtp(receiver: RTCRtpReceiver, log: RtpLog) -> None:
+    """Record (and maybe drop) what reaches ``receiver``, ahead of whatever handles it now."""
+    handle = receiver._handle_rtp_packet
+
+    async def logged(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if log.media_ssrc is None:
+            log.media_ssrc = packet.ssrc
+        rtx = packet.ssrc != log.media_ssrc
+        seq = (
+            int.from_bytes(packet.payload[:2], "big")
+            if rtx and len(packet.payload) >= 2
+            else packet.sequence_number
+        )
+        if not (rtx and len(packet.payload) < 2) and log.drop(seq, rtx):
+            log.dropped.append(seq)
+            return
+        if not (rtx and len(packet.payload) < 2):  # RTX padding carries nothing
+            log.packets.append((packet.ssrc, seq, packet.timestamp, time.monotonic(), packet.payload_type))
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = logged  # type: ignore[method-assign]
+
+
+def receiver_of(peer: ClientPeer | RTCPeerConnection, kind: str) -> RTCRtpReceiver:
+    pc = peer.pc if isinstance(peer, ClientPeer) else peer
+    [transceiver] = [t for t in pc.getTransceivers() if t.kind == kind]
+    return transceiver.receiver
+
+
+async def test_forwarded_rtp_is_continuous_across_a_talker_switch(bridge: Bridge) -> None:
+    """The door's audio stream keeps one SSRC and gap-free sequence numbers while the bridge
+    forwards bob's, then carol's packets; at the switch the timestamp advances by the
+    elapsed time (48 kHz), never back. Forwarded as RTP: no jitter buffer, no decoding."""
+    door = ClientPeer([ToneTrack(440)])
+    bob = ClientPeer([ToneTrack(880, amplitude=0.0)])  # silence
+    carol = ClientPeer([ToneTrack(660)])  # a loud tone
+    heard = RtpLog()
+    try:
+        await join(bridge, door, LOBBY, Role.CALLER)
+        log_rtp(receiver_of(door, "audio"), heard)
+        await join(bridge, bob, BOB)
+        await join(bridge, carol, CAROL)
+        await bridge.set_talker(CALL, TalkerUpdate(party=BOB))
+        await until(lambda: door.frames("audio") >= 50)
+        assert door.heard() == 0  # bob's silence
+        await asyncio.sleep(0.3)
+        switched = time.monotonic()
+        await bridge.set_talker(CALL, TalkerUpdate(party=CAROL))
+        await until(lambda: door.heard() >= 50)
+        packets = heard.media()
+        assert {p[0] for p in heard.packets} == {heard.media_ssrc}  # one stream, no RTX needed
+        assert len({p[4] for p in packets}) == 1
+        steps = list(itertools.pairwise(packets))
+        assert all((b[1] - a[1]) & 0xFFFF == 1 for a, b in steps), [
+            (a[1], b[1]) for a, b in steps if (b[1] - a[1]) & 0xFFFF != 1
+        ]
+        ts_steps = [((b[2] - a[2]) & 0xFFFFFFFF, b[3] - a[3], b[3]) for a, b in steps]
+        assert all(0 < d < 1 << 31 for d, _, _ in ts_steps)  # forward only (mod 2^32)
+        jumps = [(d, dt) for d, dt, at in ts_steps if d != 960]  # 20 ms Opus frames otherwise
+        switch = [(d, dt) for d, dt, at in ts_steps if at >= switched and d != 960][:1]
+        assert switch, jumps
+        [(d, dt)] = switch
+        assert abs(d / 48000 - dt) < 0.1, (d, dt)  # the elapsed time at the switch, within 100 ms
+        relay = bridge.rooms[CALL].relay
+        assert relay.rtp_forwarded > 100 and relay.packets_in == 0 and relay.decoded_frames == 0
+    finally:
+        for peer in (door, bob, carol):
+            await peer.close()
+
+
+async def test_lost_video_packets_are_retransmitted_or_asked_of_the_door(bridge: Bridge) -> None:
+    """Loss on both legs of the door's video to bob: packets bob misses are retransmitted
+    from the bridge's history of what it sent (bob's NACK); packets the bridge itself
+    missed (it drops the first copy and the first retransmission of some) are asked of the
+    door again when bob's NACK finds them missing (relayed NACK). Bob ends up with every
+    sequence number and keeps decoding pictures."""
+    door = ClientPeer([ToneTrack(440), door_camera()])
+    bob = ClientPeer([ToneTrack(880)], receive=("video",))
+    at_bob = RtpLog(drop=lambda seq, rtx: not rtx and seq % 17 == 0)
+    at_bridge_seen: dict[int, int] = {}
+
+    def bridge_drop(seq: int, rtx: bool) -> bool:
+        at_bridge_seen[seq] = at_bridge_seen.get(seq, 0) + 1
+        return seq % 13 == 0 and at_bridge_seen[seq] <= 2  # the original and one retransmission
+
+    at_bridge = RtpLog(drop=bridge_drop)
+    try:
+        await join(bridge, door, LOBBY, Role.CALLER)
+        log_rtp(receiver_of(bridge.rooms[CALL].peers[LOBBY.key()].pc, "video"), at_bridge)
+        await join(bridge, bob, BOB)
+        log_rtp(receiver_of(bob, "video"), at_bob)
+        await until(lambda: bob.frames("video") >= 10)
+        start = bob.frames("video")
+        await asyncio.sleep(4.0)
+        assert bob.frames("video") - start >= 25  # 10 fps: pictures kept coming
+        relay = bridge.rooms[CALL].relay
+        assert at_bob.dropped and at_bridge.dropped
+        assert relay.nacks_relayed > 0
+        got = sorted(at_bob.originals())
+        # every sequence number up to shortly before now arrived at bob, the dropped ones again
+        recent = [s for s in got if s <= got[-1] - 10]
+        assert recent and set(range(recent[0], recent[-1] + 1)) <= set(got), sorted(
+            set(range(recent[0], recent[-1] + 1)) - set(got)
+        )
+        assert {s for s in at_bob.dropped if s <= recent[-1]} <= at_bob.originals()
+    finally:
+        await door.close()
+        await bob.close()
+
+
+async def test_a_listeners_picture_loss_reaches_the_door(bridge: Bridge) -> None:
+    """Bob's PLI (RFC 4585 6.3.1) for the video the bridge forwards him is relayed to the
+    door's sender, which makes a keyframe."""
+    door = ClientPeer([ToneTrack(440), door_camera()])
+    bob = ClientPeer([ToneTrack(880)], receive=("video",))
+    keyframe_requests: list[float] = []
+    try:
+        await join(bridge, door, LOBBY, Role.CALLER)
+        [video_sender] = [s for s in door.pc.getSenders() if s.kind == "video"]
+        make_keyframe = video_sender._send_keyframe
+
+        def counted() -> None:
+            keyframe_requests.append(time.monotonic())
+            make_keyframe()
+
+        video_sender._send_keyframe = counted  # type: ignore[method-assign]
+        await join(bridge, bob, BOB)
+        await until(lambda: bob.frames("video") >= 10)
+        await asyncio.sleep(KEYFRAME_MIN_INTERVAL_S + 0.5)
+        before = len(keyframe_requests)
+        receiver = receiver_of(bob, "video")
+        [source] = receiver.getSynchronizationSources()
+        for _ in range(3):
+            await receiver._send_rtcp_pli(source.source)
+            await asyncio.sleep(KEYFRAME_MIN_INTERVAL_S + 0.3)
+        assert len(keyframe_requests) - before >= 3
+    finally:
+        await door.close()
+        await bob.close()
+
+
+async def test_traffic_counts_equal_the_parties_own(bridge: Bridge) -> None:
+    """The bridge's per-party packets and bytes are exact: what it received from the door
+    equals the door's own ``outbound-rtp`` count, what it sent bob equals bob's
+    ``inbound-rtp`` count and its RTP payload bytes (aiortc's ``getStats`` on the clients)."""
+    door = ClientPeer([ToneTrack(440), door_camera()])
+    bob = ClientPeer([ToneTrack(880)], receive=("video",))
+    at_bob = RtpLog()
+    try:
+        await join(bridge, door, LOBBY, Role.CALLER)
+        await join(bridge, bob, BOB)
+        log_rtp(receiver_of(bob, "audio"), at_bob)
+        log_rtp(receiver_of(bob, "video"), RtpLog())
+        await bridge.set_talker(CALL, TalkerUpdate(party=BOB))
+        await until(lambda: bob.heard() >= 50 and bob.frames("video") >= 20)
+        for track in door.tracks:  # the door stops sending; what is in flight lands
+            track.stop()
+        await asyncio.sleep(0.5)
+        sent = await door.stats()
+        room = await bridge.stats(CALL)
+        door_t, bob_t = traffic(room, LOBBY), traffic(room, BOB)
+        out_packets = sum(k.packets_sent for k in sent.kinds.values())
+        out_bytes = sum(k.bytes_sent for k in sent.kinds.values())
+        assert (door_t.packets_received, door_t.bytes_received) == (out_packets, out_bytes)
+        assert door_t.audio_bytes_received == sent.kind("audio").bytes_sent
+        assert door_t.video_bytes_received == sent.kind("video").bytes_sent
+        got = await bob.stats()
+        assert bob_t.packets_sent == sum(k.packets_received for k in got.kinds.values())
+        assert 0 < bob_t.packets_sent <= door_t.packets_received  # none made up
+        report = await bob.pc.getStats()
+        [audio_in] = [s for s in report.values() if s.type == "inbound-rtp" and s.kind == "audio"]
+        assert audio_in.packetsReceived == len(at_bob.packets)
+    finally:
+        await door.close()
+        await bob.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import random
 import statistics
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from aiortc import (
 )
 from aiortc.codecs import CODECS, depayload
 from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.contrib.media import MediaRecorder
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
@@ -57,6 +59,7 @@ from media.forward import (
     enable_forwarding,
     is_keyframe,
     same_codec,
+    starts_keyframe,
     tap_of,
 )
 from media.network import MediaNetwork
@@ -145,7 +148,7 @@ class Client:
 
 class MiniBridge:
     """A bridge built from ``media.forward`` only: per client a peer with
-    ``enable_forwarding``; every received track drained (``mode="encoded"``, noting the
+    ``enable_forwarding``; every received track drained (``mode="arrivals"``, noting the
     last arrival as ``media/bridge.py``'s drain does) and relayed by
     :meth:`relay_to` through one ``ForwardingRelay``."""
 
@@ -164,7 +167,7 @@ class MiniBridge:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             self.tracks[(name, track.kind)] = track
-            drain = self.relay.subscribe(track, buffered=False, mode="encoded")
+            drain = self.relay.subscribe(track, buffered=False, mode="arrivals")
             self._tasks.append(asyncio.ensure_future(self._drain(name, drain)))
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
@@ -244,6 +247,18 @@ def codec(mime: str, profile: str | None = None) -> RTCRtpCodecParameters:
     )
 
 
+def h264_packets(frames: int) -> list[list[bytes]]:
+    """RTP payloads of the first ``frames`` pattern frames as aiortc's H.264 encoder makes
+    them (a keyframe first), per frame."""
+    encoder = H264Encoder()
+    out = []
+    for i in range(frames):
+        frame = pattern_frame(i)
+        frame.pts, frame.time_base = i * 6000, fractions.Fraction(1, 90000)
+        out.append(encoder.encode(frame)[0])
+    return out
+
+
 def test_keyframe_rules_on_real_vp8_and_h264() -> None:
     vp8 = encode_video_loop()
     assert is_keyframe(codec("video/VP8"), vp8[0])
@@ -251,17 +266,38 @@ def test_keyframe_rules_on_real_vp8_and_h264() -> None:
     assert is_keyframe(codec("audio/opus"), b"\x01")
 
     # aiortc's H.264 encoder packetizes for RTP: depayload as its receiver does, then judge.
-    h264, encoder = codec("video/H264"), H264Encoder()
-    frames = []
-    for i in range(3):
-        frame = pattern_frame(i)
-        frame.pts, frame.time_base = i * 6000, fractions.Fraction(1, 90000)
-        payloads, _ = encoder.encode(frame)
-        frames.append(b"".join(depayload(h264, p) for p in payloads))
+    h264 = codec("video/H264")
+    frames = [b"".join(depayload(h264, p) for p in payloads) for payloads in h264_packets(3)]
     assert is_keyframe(h264, frames[0])
     assert not any(is_keyframe(h264, f) for f in frames[1:])
     with pytest.raises(ValueError):
         is_keyframe(RTCRtpCodecParameters(mimeType="video/AV1", clockRate=90000, payloadType=45), b"")
+
+
+def test_keyframe_start_rules_on_real_rtp_packets() -> None:
+    """``starts_keyframe`` judges RTP payloads as aiortc's encoders packetize them: only the
+    first packet of a keyframe starts one."""
+    vp8 = codec("video/VP8")
+    encoder = Vp8Encoder()
+    packets = []
+    noise = random.Random(13)
+    for i in range(3):
+        frame = VideoFrame(VIDEO_WIDTH, VIDEO_HEIGHT, "yuv420p")  # noise: a keyframe of many packets
+        for plane in frame.planes:
+            plane.update(noise.randbytes(plane.buffer_size))
+        frame.pts, frame.time_base = i * 6000, fractions.Fraction(1, 90000)
+        payloads, _ = encoder.encode(frame, force_keyframe=i == 0)
+        packets.append(payloads)
+    assert len(packets[0]) > 1  # a 640x480 keyframe spans packets
+    assert starts_keyframe(vp8, packets[0][0])
+    assert not any(starts_keyframe(vp8, p) for p in packets[0][1:])
+    assert not any(starts_keyframe(vp8, p) for frame in packets[1:] for p in frame)
+    assert not starts_keyframe(vp8, b"")
+
+    h264 = codec("video/H264")
+    starts = [[starts_keyframe(h264, p) for p in payloads] for payloads in h264_packets(2)]
+    assert any(starts[0]) and not any(starts[1])
+    assert starts_keyframe(codec("audio/opus"), b"\x01")
 
 
 def test_same_codec() -> None:
@@ -287,13 +323,15 @@ async def test_audio_forwarded_both_ways_without_decoding(bridge: MiniBridge) ->
         )
         for client in (door, resident):
             assert tone_intact(client.heard["audio"].audio_peaks), client.heard["audio"].audio_peaks[10:30]
-        # The bridge forwarded encoded frames and decoded none; its drains saw packets.
-        assert bridge.relay.packets_in > 100
-        assert bridge.relay.decoded_frames == 0
-        assert all(isinstance(p, Packet) for items in bridge.drained.values() for p in items)
+        # The bridge forwarded RTP packets: no jitter buffer (no encoded frame read), no
+        # decoding; its drains saw packet arrival times.
+        assert bridge.relay.rtp_forwarded > 100 and bridge.relay.rtp_in >= bridge.relay.rtp_forwarded
+        assert bridge.relay.packets_in == 0 and bridge.relay.decoded_frames == 0
+        assert all(isinstance(t, float) for items in bridge.drained.values() for t in items)
         assert set(bridge.last_frame) == {"door", "resident"}
         tap = tap_of(bridge.tracks[("door", "audio")])
         assert tap is not None and tap.codec is not None and tap.codec.mimeType == "audio/opus"
+        assert tap.packets >= bridge.relay.rtp_forwarded // 2 and tap.octets > 0 and tap.frames == 0
     finally:
         await door.close()
         await resident.close()
