@@ -66,6 +66,7 @@ class RoomMessage(StrEnum):
 
     ANSWER = "answer"  # the listener answered (section 4)
     REJECT = "reject"  # the listener declined (section 4)
+    PASS = "pass"  # the listener passed: "skip me, move on now" (issue 10 item 3)
     HANG_UP = "hang_up"  # a party hung up (sections 3, 5, 6)
     FORCE_HANG_UP = "force_hang_up"  # forceHangUpVoip (sections 3, 5, 6)
     CANCEL = "cancel"  # the building call no longer needs this room (answered by another, ...)
@@ -79,6 +80,7 @@ MEDIA_MESSAGES = (RoomMessage.JOINED, RoomMessage.JOIN_FAILED, RoomMessage.MEDIA
 _OUTCOMES = {
     EventName.TIMEOUT: AttemptOutcome.NO_ANSWER,
     EventName.REJECT_VOIP: AttemptOutcome.REJECTED,
+    EventName.PASS_VOIP: AttemptOutcome.PASSED,
     EventName.BUSY: AttemptOutcome.BUSY,
     EventName.CANCEL_VOIP: AttemptOutcome.CANCELLED,
     EventName.JOIN_FAIL_CALLER: AttemptOutcome.FAILED,
@@ -247,6 +249,11 @@ class Room:
         """The rung party."""
         return self.spec.listener
 
+    @property
+    def rang(self) -> bool:
+        """The listener was rung (the INCOMING_CALL push went out)."""
+        return self._rang
+
     def post(self, kind: RoomMessage, party: Party | None = None, reason: str | None = None) -> None:
         """Hand the room a message; applied in order by ``run()``. Ignored once it ended."""
         if not self.ended:
@@ -404,6 +411,9 @@ class Room:
         elif kind in (RoomMessage.HANG_UP, RoomMessage.REJECT) and is_listener and phase != Phase.TALK:
             # sections 4, 5: the listener declines, or hangs up while waiting for the caller
             self._end = _End(EventName.REJECT_VOIP, msg.party, "listener declined")
+        elif kind == RoomMessage.PASS and is_listener and phase == Phase.WAIT:
+            # issue 10 item 3: like a decline for this room, recorded as its own event
+            self._end = _End(EventName.PASS_VOIP, msg.party, "listener passed")
         elif kind == RoomMessage.ANSWER and is_listener and phase == Phase.WAIT:
             await self._on_answer()
         elif kind == RoomMessage.JOINED and is_caller and not self._caller_joined:
@@ -529,7 +539,11 @@ class Room:
         finish = self._log.event(EventName.FINISH_VOIP, keep_time_s=keep)
         payload = {"end_reason": end.event.value, "keepTime": keep, "room_id": spec.room_id}
         pushes = [self._log.push(end_voip, spec.caller, PushType.CALL_ENDED, payload)]
-        if self._rang and not self._answered and end.event != EventName.REJECT_VOIP:
+        if (
+            self._rang
+            and not self._answered
+            and end.event not in (EventName.REJECT_VOIP, EventName.PASS_VOIP)
+        ):
             pushes.append(self._log.push(end_voip, spec.listener, PushType.CALL_CANCELLED, payload))
         elif self._rang:
             pushes.append(self._log.push(end_voip, spec.listener, PushType.CALL_ENDED, payload))

@@ -44,6 +44,10 @@ class EventName(StrEnum):
     CALL_ENDED = "callEnded"  # a building call is over (after its last attempt's finishVoip)
     CUSTOM_ACTION = "customAction"  # the listener in talk asked the device for an action (FAQ 1.2)
     CUSTOM_ACTION_RESULT = "customActionResult"  # the device acknowledged it, or the ack timed out
+    # issue 10 (re-planning, missed-call follow-up)
+    PASS_VOIP = "passVoip"  # a rung listener passed: "skip me, move on now" (ends its room)
+    PLAN_CHANGED = "planChanged"  # the targets not yet rung were re-resolved (directory/policy edit)
+    CALL_BACK = "callBack"  # a rung resident calls the door back after a miss (data: the new call)
 
 
 TERMINAL_EVENTS: frozenset[EventName] = frozenset(
@@ -56,6 +60,7 @@ TERMINAL_EVENTS: frozenset[EventName] = frozenset(
         EventName.TIMEOUT,
         EventName.HANG_UP_VOIP,
         EventName.ABORT_VOIP,
+        EventName.PASS_VOIP,
     }
 )
 """Events that end a caller-listener call; ``endVoip`` follows each of them."""

@@ -37,6 +37,11 @@ class EscalationPolicy(Contract):
       actions ("open door") from the incoming-call screen, before answering (issue 11 item
       3; ButterflyMX/2N-style one-tap open). Audited as the in-call action (``customAction``
       with ``while_ringing``). Off by default: the reference allows actions in talk only.
+    - ``follow_up_window_s`` (issue 10 item 4): after a missed call (nobody answered, the
+      caller did not give up), a resident who was rung may call the door back for this many
+      seconds (a durable timer of the call); None/0 = no follow-up window.
+    - ``remote_open_after_miss``: within that window a rung resident may also open the door
+      remotely (audited as the call's in-call action ``open_door``, ``after_miss``).
     """
 
     strategy: RingStrategy = RingStrategy.SEQUENTIAL
@@ -46,3 +51,6 @@ class EscalationPolicy(Contract):
     fallback_ring_timeout_s: float | None = Field(None, gt=0, le=3600)
     record_media: bool = False
     open_while_ringing: bool = False
+    # issue 10 item 4 (missed-call follow-up): keep these last
+    follow_up_window_s: float | None = Field(None, ge=0, le=86400)
+    remote_open_after_miss: bool = False

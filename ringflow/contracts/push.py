@@ -31,6 +31,7 @@ class PushType(StrEnum):
     CALL_FINISHED = "call_finished"  # to the caller: the building call is over (callEnded)
     CUSTOM_ACTION = "custom_action"  # to the caller device: perform an in-call action (open door)
     CUSTOM_ACTION_RESULT = "custom_action_result"  # to the listener: the action's outcome
+    MISSED_CALL = "missed_call"  # to each rung resident: nobody answered (snapshot link, follow-up)
 
 
 class PushMessage(Contract):
