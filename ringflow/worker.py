@@ -116,6 +116,7 @@ async def run_worker(
     from activities.calls import CallActivities
     from activities.directory import DirectoryActivities
     from activities.media import MediaActivities
+    from activities.snapshots import SnapshotActivities
     from ringflow import tracing
     from ringflow.sandbox import workflow_runner
     from ringflow.temporal import connect
@@ -131,6 +132,8 @@ async def run_worker(
     provider = tracing.tracer_provider(settings, tracing.WORKER) if own_provider else tracer_provider
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     media = MediaActivities(settings) if settings.media_enabled else None  # docs/media.md
+    # issue 10 item 4: a missed call's snapshot, fetched from the bridge, stored with the call
+    snapshots = SnapshotActivities(pool, settings) if settings.media_enabled else None
     try:
         client = await connect(settings, runtime=worker_runtime(settings), tracer_provider=provider)
         worker = Worker(
@@ -144,6 +147,7 @@ async def run_worker(
                 *CallActivities(pool).all(),
                 *DirectoryActivities(pool).all(),
                 *(media.all() if media is not None else []),
+                *(snapshots.all() if snapshots is not None else []),
             ],
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_s),
             # After a crash the server keeps offering a call's next task to the dead worker's
@@ -175,6 +179,8 @@ async def run_worker(
         await pool.close()
         if media is not None:
             await media.aclose()
+        if snapshots is not None:
+            await snapshots.aclose()
         if own_provider and provider is not None:
             await asyncio.to_thread(provider.shutdown)  # flushes: may wait on the collector
         if own_signals:

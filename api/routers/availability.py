@@ -20,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
 
-from api.deps import PartyIdentity, PartyIdentityDep, PoolDep
+from api.deps import PartyIdentity, PartyIdentityDep, PoolDep, TemporalDep
 from api.problems import Problem, not_found, problem_responses
+from api.replan import notify_plan_changed
 from ringflow.contracts.availability import MAX_DND_S, DoNotDisturb, DoNotDisturbIn
 from ringflow.contracts.common import PartyKind
 from ringflow.contracts.errors import ErrCode
@@ -77,7 +78,9 @@ async def get_do_not_disturb(ident: PartyIdentityDep, pool: PoolDep) -> DoNotDis
 
 
 @router.put("/do-not-disturb", response_model=DoNotDisturb, responses=_PROBLEMS)
-async def put_do_not_disturb(body: DoNotDisturbIn, ident: PartyIdentityDep, pool: PoolDep) -> DoNotDisturb:
+async def put_do_not_disturb(
+    body: DoNotDisturbIn, ident: PartyIdentityDep, pool: PoolDep, client: TemporalDep
+) -> DoNotDisturb:
     """Switch the resident's own do-not-disturb on until ``until`` (UTC; null = until
     switched off). 422 ``validation`` when ``until`` is not in the future or more than 30
     days ahead (``MAX_DND_S``)."""
@@ -95,6 +98,10 @@ async def put_do_not_disturb(body: DoNotDisturbIn, ident: PartyIdentityDep, pool
         if await directory_store.find_user(conn, user_id, tenant=ident.tenant_id) is None:
             raise not_found("user", user_id)
         await availability.set_dnd(conn, qualify(ident.tenant_id, user_id), body.until)
+    # issue 10 item 3: the calls still ringing this resident re-plan (api/replan.py)
+    await notify_plan_changed(
+        client, pool, ident.tenant_id, f"user {user_id} do-not-disturb on", user_id=user_id
+    )
     return await _view(pool, user_id, ident.tenant_id)
 
 
