@@ -592,6 +592,7 @@ class BuildingCallWorkflow:
             record_media=s.plan.record_media,
             lead_in=lead_in,
             ringing_actions=tuple(s.plan.caller_actions) if s.plan.open_while_ringing else (),
+            more_targets=inp.unit_id is not None and (n < len(s.plan.stages) or len(stage.targets) > 1),
         )
         room = s.rooms[room_id] = Room(spec, attempt, self._vis, s, self._metrics)
         what = "fallback " if stage.fallback else ""

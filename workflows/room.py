@@ -108,6 +108,7 @@ class RoomSpec:
     record_media: bool = False  # unit policy record_media: the bridge records the talk
     lead_in: tuple[CallEvent, ...] = ()  # the building call's events written with the ring (escalated)
     ringing_actions: tuple[str, ...] = ()  # in-call actions offered while ringing (open_while_ringing)
+    more_targets: bool = False  # a unit's call would ring someone else after this listener (issue 10)
 
 
 @dataclass(slots=True)
@@ -305,6 +306,8 @@ class Room:
                     "auto_answer": spec.listener_auto_answer,
                     # only when offered: older calls' pushes (stored histories) stay as they were
                     **({"ringing_actions": list(spec.ringing_actions)} if spec.ringing_actions else {}),
+                    # issue 10: the app offers "pass" (only then: stored histories' pushes unchanged)
+                    **({"more_targets": True} if spec.more_targets else {}),
                 },
             )
         ]
