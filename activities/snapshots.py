@@ -17,29 +17,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ringflow.contracts.calls import STORE_SNAPSHOT
-from ringflow.settings import Settings
 from store import calls
 
 
 class SnapshotActivities:
-    """``store_snapshot`` over one asyncpg pool and one ``httpx.AsyncClient`` to the bridge
-    (``settings.media_url``, ``X-API-Key``, ``settings.media_request_timeout_s``). Close with
-    :meth:`aclose`."""
+    """``store_snapshot`` over one asyncpg pool and the media activities' HTTP client to the
+    bridge (``MediaActivities.http``: ``settings.media_url``, ``X-API-Key``, its timeout)."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, http: httpx.AsyncClient) -> None:
         self.pool = pool
-        self.http = httpx.AsyncClient(
-            base_url=settings.media_url,
-            headers={"X-API-Key": settings.api_key},
-            timeout=settings.media_request_timeout_s,
-            transport=transport,
-        )
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
+        self.http = http
 
     @activity.defn(name=STORE_SNAPSHOT)
     async def store_snapshot(self, call_id: str) -> bool:

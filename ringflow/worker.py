@@ -133,7 +133,7 @@ async def run_worker(
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     media = MediaActivities(settings) if settings.media_enabled else None  # docs/media.md
     # issue 10 item 4: a missed call's snapshot, fetched from the bridge, stored with the call
-    snapshots = SnapshotActivities(pool, settings) if settings.media_enabled else None
+    snapshots = SnapshotActivities(pool, media.http) if media is not None else None
     try:
         client = await connect(settings, runtime=worker_runtime(settings), tracer_provider=provider)
         worker = Worker(
@@ -179,8 +179,6 @@ async def run_worker(
         await pool.close()
         if media is not None:
             await media.aclose()
-        if snapshots is not None:
-            await snapshots.aclose()
         if own_provider and provider is not None:
             await asyncio.to_thread(provider.shutdown)  # flushes: may wait on the collector
         if own_signals:

@@ -16,34 +16,20 @@ API and the bridge as processes; media on 127.0.0.1 only), with the device agent
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-import pytest_asyncio
-
-from media.network import MediaNetwork
 from ringflow.agent import CallSession, LoggingDoor, MediaSpec, ResidentScript
+from tests import test_agent
 from tests.fakes import until
-from tests.integration_helpers import World, party_json, poll, running_world
+from tests.integration_helpers import World, party_json, poll
 from tests.test_agent import GARAGE_SN, SMALL, device_agent, resident_agent
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
-
-@pytest_asyncio.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    MediaNetwork().install()  # this process's peers: host candidates on 127.0.0.1
-    async with running_world(tmp_path_factory.mktemp("follow-up"), media_enabled=True) as w:
-        yield w
-
-
-@pytest_asyncio.fixture
-async def agents() -> AsyncIterator[list[Any]]:
-    started: list[Any] = []
-    yield started
-    for agent in started:
-        await agent.close()
+# test_agent's fixtures: a stack of this module's own (media bridge on, examples/building.yaml)
+# and the agents a test starts, closed at its end
+world = test_agent.world
+agents = test_agent.agents
 
 
 async def test_missed_call_snapshot_remote_open_and_call_back(world: World, agents: list[Any]) -> None:

@@ -453,18 +453,7 @@ class BuildingCallWorkflow:
         start = asyncio.create_task(
             workflow.execute_local_activity_method(
                 CallActivities.start_call,
-                StartCallInput(
-                    call_id=inp.call_id,
-                    resolve=ResolveInput(
-                        caller=inp.caller,
-                        unit_id=inp.unit_id,
-                        callees=inp.callees,
-                        policy=inp.policy,
-                        tenant_id=inp.tenant_id,
-                        site_id=inp.site_id,
-                    ),
-                    started=started,
-                ),
+                StartCallInput(call_id=inp.call_id, resolve=self._resolve_input(), started=started),
                 start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RETRY,
                 summary=f"record callStarted, resolve targets of {self._target_label()}",
@@ -488,6 +477,19 @@ class BuildingCallWorkflow:
             return INITIATE_FAILED, ErrCode.NO_TARGETS, "nobody may be called from this device"
         self._set_phase(Phase.WAIT)
         return None
+
+    def _resolve_input(self) -> ResolveInput:
+        """What ``start_call`` and ``replan`` resolve: this call's caller, unit or callees,
+        policy override, tenant and site."""
+        inp = self._inp
+        return ResolveInput(
+            caller=inp.caller,
+            unit_id=inp.unit_id,
+            callees=inp.callees,
+            policy=inp.policy,
+            tenant_id=inp.tenant_id,
+            site_id=inp.site_id,
+        )
 
     async def _ring_plan(self) -> None:
         """Ring stage after stage until an answer is confirmed, the ringing is stopped, or the
@@ -530,14 +532,7 @@ class BuildingCallWorkflow:
         what, s.replan = s.replan, []
         res = await workflow.execute_local_activity_method(
             CallActivities.replan,
-            ResolveInput(
-                caller=inp.caller,
-                unit_id=inp.unit_id,
-                callees=inp.callees,
-                policy=inp.policy,
-                tenant_id=inp.tenant_id,
-                site_id=inp.site_id,
-            ),
+            self._resolve_input(),
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RETRY,
             summary=f"re-resolve the targets of {self._target_label()} ({'; '.join(what)})"[:200],

@@ -90,7 +90,7 @@ class CallActionData(CallRef):
 
 class AttemptData(Contract):
     """One rung target of a call (``attempts`` row): ``outcome`` answered / no_answer /
-    busy / rejected / cancelled / failed / skipped, ``end_reason`` its terminal event,
+    busy / rejected / passed / cancelled / failed / skipped, ``end_reason`` its terminal event,
     ``keepTime`` seconds of talk."""
 
     room_id: str

@@ -20,6 +20,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from ringflow.contracts.calls import (
@@ -153,6 +154,14 @@ async def _missed_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, c
     opening = asyncio.create_task(
         h.execute_update(BuildingCallWorkflow.open_door, FollowUpInput(party=carol))
     )
+    await _door_acks(h, fake, call_id)
+    await opening
+    await h.result()
+    fake.units["101"].residents.insert(1, "bob")
+
+
+async def _door_acks(h: WorkflowHandle, fake: FakeDirectory, call_id: str) -> None:
+    """The door acknowledges the call's first ``custom_action`` push ("door opened")."""
     for _ in range(500):
         pushed = [p for p in fake.pushes() if p.type == "custom_action" and p.call_id == call_id]
         if pushed:
@@ -162,9 +171,6 @@ async def _missed_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, c
         BuildingCallWorkflow.custom_action_ack,
         CustomActionAck(party=LOBBY, action_id=pushed[0].payload["action_id"], detail="door opened"),
     )
-    await opening
-    await h.result()
-    fake.units["101"].residents.insert(1, "bob")
 
 
 async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
@@ -186,15 +192,7 @@ async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, ca
             BuildingCallWorkflow.custom_action, CustomActionInput(party=carol, action="open_door")
         )
     )
-    for _ in range(500):
-        pushed = [p for p in fake.pushes() if p.type == "custom_action" and p.call_id == call_id]
-        if pushed:
-            break
-        await asyncio.sleep(0.02)
-    await h.execute_update(
-        BuildingCallWorkflow.custom_action_ack,
-        CustomActionAck(party=LOBBY, action_id=pushed[0].payload["action_id"], detail="door opened"),
-    )
+    await _door_acks(h, fake, call_id)
     await asking
     await env.sleep(10)
     await h.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=carol))

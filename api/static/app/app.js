@@ -836,27 +836,24 @@
     }
 
     async reject() {
-      if (this.state !== "ringing") return;
-      this.handled();
-      try {
-        await this.act("reject");
-        if (this.state !== "ended") this.setState("ending", "call.declining"); // call_ended may come first
-      } catch (e) {
-        if (e.status === 409) this.finish(t("call.over", { msg: e.message }), null);
-        else this.error(t("call.cannotDecline", { msg: e.message }));
-      }
+      await this.leaveRinging("reject", "call.declining", "call.cannotDecline");
     }
 
     async pass() {
       // issue 10: passVoip, the building call moves on to the next resident at once
+      await this.leaveRinging("pass", "call.passing", "call.cannotPass");
+    }
+
+    async leaveRinging(action, statusKey, errorKey) {
+      // decline or pass: the ring stops here; call_ended may come before the answer
       if (this.state !== "ringing") return;
       this.handled();
       try {
-        await this.act("pass");
-        if (this.state !== "ended") this.setState("ending", "call.passing");
+        await this.act(action);
+        if (this.state !== "ended") this.setState("ending", statusKey);
       } catch (e) {
         if (e.status === 409) this.finish(t("call.over", { msg: e.message }), null);
-        else this.error(t("call.cannotPass", { msg: e.message }));
+        else this.error(t(errorKey, { msg: e.message }));
       }
     }
 
