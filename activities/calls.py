@@ -19,6 +19,7 @@ from ringflow.contracts.activities import (
     LineInput,
     PrecallInput,
     RecordInput,
+    ResolveInput,
     RingInput,
     RingResult,
     RingStatus,
@@ -123,6 +124,20 @@ class CallActivities:
                 )
         return StartCallResult(plan=plan)
 
+    @activity.defn(name="replan")
+    async def replan(self, inp: ResolveInput) -> StartCallResult:
+        """Re-resolve a ringing call's targets (issue 10 item 3: the directory or a policy
+        changed; ``resolve_plan`` in one read-only transaction). A non-retryable failure (the
+        unit, the caller deleted meanwhile) is returned as ``error_type``/``error_message``
+        with ``plan`` None; nothing is written."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            try:
+                return StartCallResult(plan=await resolve_plan(conn, inp))
+            except ApplicationError as err:
+                if not err.non_retryable:
+                    raise
+                return StartCallResult(error_type=err.type, error_message=err.message)
+
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""
-        return [self.release_line, self.record, self.ring, self.start_call]
+        return [self.release_line, self.record, self.replan, self.ring, self.start_call]

@@ -64,6 +64,14 @@ class MediaActivities:
         """Close the HTTP client."""
         await self.http.aclose()
 
+    async def room_url(self, call_id: str) -> str:
+        """The control URL of the node that holds (or held) room ``call_id``; ``settings.media_url``
+        without a registry or a placement. Not an activity (``store_snapshot`` asks it)."""
+        url, _ = await media_nodes.room_url(
+            self.pool, call_id, self.settings.media_url, self.settings.media_node_expiry_s, place=False
+        )
+        return url
+
     @activity.defn(name=MEDIA_CONNECT)
     async def connect(self, inp: MediaConnectInput) -> MediaPlacement | None:
         """Make ``inp.listener`` the talker of room ``inp.call_id`` (created if no party has

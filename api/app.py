@@ -124,6 +124,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     app.include_router(me.router)
     app.include_router(availability.router)
     app.include_router(snapshots.router)
+    app.include_router(snapshots.calls_router)
     app.include_router(webhooks.router)
     app.include_router(events.router)
     app.include_router(webapp.router)

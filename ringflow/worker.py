@@ -127,6 +127,7 @@ async def run_worker(
     from activities.calls import CallActivities
     from activities.directory import DirectoryActivities
     from activities.media import MediaActivities
+    from activities.snapshots import SnapshotActivities
     from ringflow import tracing
     from ringflow.sandbox import workflow_runner
     from ringflow.temporal import connect
@@ -142,6 +143,8 @@ async def run_worker(
     provider = tracing.tracer_provider(settings, tracing.WORKER) if own_provider else tracer_provider
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     media = MediaActivities(settings, pool=pool) if settings.media_enabled else None  # docs/media.md
+    # issue 10 item 4: a missed call's snapshot, fetched from the room's bridge node, stored with the call
+    snapshots = SnapshotActivities(pool, media) if media is not None else None
     try:
         client = await connect(settings, runtime=worker_runtime(settings), tracer_provider=provider)
         worker = Worker(
@@ -155,6 +158,7 @@ async def run_worker(
                 *CallActivities(pool).all(),
                 *DirectoryActivities(pool).all(),
                 *(media.all() if media is not None else []),
+                *(snapshots.all() if snapshots is not None else []),
             ],
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_s),
             # After a crash the server keeps offering a call's next task to the dead worker's

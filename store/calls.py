@@ -91,10 +91,11 @@ async def _upsert_call(conn: asyncpg.Connection, c: CallRecord) -> None:
         """
         INSERT INTO calls (call_id, caller_kind, caller_id, caller_name, unit_id, callees, room_type,
                            strategy, phase, started_at, talk_started_at, ended_at, answered_by,
-                           end_reason, err_code, keep_time_s, tenant_id, site_id)
+                           end_reason, err_code, keep_time_s, tenant_id, site_id, follow_up_until)
         VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                $17, $18)
+                $17, $18, $19)
         ON CONFLICT (call_id) DO UPDATE SET
+            follow_up_until = COALESCE(EXCLUDED.follow_up_until, calls.follow_up_until),
             site_id = COALESCE(EXCLUDED.site_id, calls.site_id),
             caller_kind = COALESCE(EXCLUDED.caller_kind, calls.caller_kind),
             caller_id = COALESCE(EXCLUDED.caller_id, calls.caller_id),
@@ -130,6 +131,7 @@ async def _upsert_call(conn: asyncpg.Connection, c: CallRecord) -> None:
         c.keep_time_s,
         tenant_of(c.call_id),
         c.site_id,
+        c.follow_up_until,
     )
 
 
@@ -305,7 +307,9 @@ async def attempt_phase(conn: asyncpg.Connection | asyncpg.Pool, room_id: str) -
 _CALL_COLUMNS = """
     c.call_id, c.caller_kind, c.caller_id, c.caller_name, c.unit_id, c.room_type, c.strategy,
     c.phase, c.started_at, c.talk_started_at, c.ended_at, c.answered_by, c.end_reason,
-    c.err_code, c.keep_time_s
+    c.err_code, c.keep_time_s, c.follow_up_until,
+    EXISTS (SELECT 1 FROM call_snapshots s WHERE s.tenant_id = c.tenant_id AND s.call_id = c.call_id)
+        AS has_snapshot
 """
 
 # a row is a viewable call once the workflow recorded its start (these are set together)
@@ -331,6 +335,8 @@ def _view(row: asyncpg.Record) -> CallView:
         end_reason=row["end_reason"],
         err_code=row["err_code"],
         keep_time_s=row["keep_time_s"],
+        follow_up_until=row["follow_up_until"],
+        has_snapshot=row["has_snapshot"],
     )
 
 
@@ -489,3 +495,58 @@ async def list_calls(
     last = rows[f.limit - 1] if len(rows) > f.limit else None
     cursor = encode_cursor(last["started_at"], last["call_id"]) if last is not None else None
     return views, cursor
+
+
+# ---------------------------------------------------------------- issue 10
+
+
+async def ringing_calls(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: str,
+    *,
+    unit_id: str | None = None,
+    site_id: str | None = None,
+    party: Party | None = None,
+) -> list[str]:
+    """The workflow ids of tenant ``tenant_id``'s calls still ringing (phase initiate or wait,
+    issue 10 item 3): of unit ``unit_id`` of site ``site_id`` (None: the default site), or,
+    with ``party``, every call that may ring that party (its ``callees``). Oldest first."""
+    if (unit_id is None) == (party is None):
+        raise ValueError("give exactly one of unit_id and party")
+    rows = await conn.fetch(
+        """
+        SELECT call_id FROM calls
+        WHERE tenant_id = $1 AND phase IN ('initiate', 'wait')
+          AND ($2::text IS NULL OR (unit_id = $2 AND COALESCE(site_id, 'default') = $3))
+          AND ($4::text IS NULL OR callees @> jsonb_build_array($4::text))
+        ORDER BY started_at, call_id
+        """,
+        tenant_id,
+        unit_id,
+        site_id or "default",
+        party.key() if party is not None else None,
+    )
+    return [r["call_id"] for r in rows]
+
+
+async def store_snapshot(conn: asyncpg.Connection | asyncpg.Pool, call_id: str, jpeg: bytes) -> None:
+    """Store the visitor snapshot (JPEG bytes, at most 4 MiB) of call ``call_id`` (the
+    workflow id, tenant-qualified) with the call (issue 10 item 4); a second store of the same
+    call keeps the first picture (idempotent: the activity may run twice)."""
+    await conn.execute(
+        """
+        INSERT INTO call_snapshots (tenant_id, call_id, jpeg) VALUES ($1, $2, $3)
+        ON CONFLICT (tenant_id, call_id) DO NOTHING
+        """,
+        tenant_of(call_id),
+        call_id,
+        jpeg,
+    )
+
+
+async def get_snapshot(conn: asyncpg.Connection | asyncpg.Pool, call_id: str) -> bytes | None:
+    """The stored visitor snapshot of call ``call_id`` (workflow id), or None."""
+    jpeg = await conn.fetchval(
+        "SELECT jpeg FROM call_snapshots WHERE tenant_id = $1 AND call_id = $2", tenant_of(call_id), call_id
+    )
+    return None if jpeg is None else bytes(jpeg)

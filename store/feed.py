@@ -36,6 +36,7 @@ from ringflow.contracts.webhooks import (
     CallAnsweredData,
     CallCreatedData,
     CallEndedData,
+    CallMissedData,
     CallRingingData,
     Event,
     EventType,
@@ -169,7 +170,12 @@ def derive(
         data = _dump(ended)
         out = []
         if party is None and end_reason != EventName.CANCEL_VOIP.value:
-            out.append(one(EventType.CALL_MISSED, data))
+            missed = CallMissedData(
+                **data,
+                snapshot_url=f"/v1/calls/{ref['call_id']}/snapshot.jpg" if ev.data.get("snapshot") else None,
+                follow_up_until=ev.data.get("follow_up_until"),
+            )
+            out.append(one(EventType.CALL_MISSED, _dump(missed)))
         out.append(one(EventType.CALL_ENDED, data))
         return out
     return []

@@ -37,7 +37,7 @@ from ringflow.contracts.activities import (
     StartCallResult,
     Target,
 )
-from ringflow.contracts.calls import Phase
+from ringflow.contracts.calls import STORE_SNAPSHOT, Phase
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.errors import ErrCode
 from ringflow.contracts.events import CallEvent
@@ -100,6 +100,10 @@ class FakeDirectory:
         self.call_units: dict[str, str] = {}  # call id -> the unit it called (start_call)
         self.ring_instants: dict[str, datetime | None] = {}  # room id -> RingInput.at
         self.media_placement: MediaPlacement | None = None  # what media_connect answers (issue 13)
+        # issue 10: re-planning and the missed-call follow-up
+        self.replans: list[ResolveInput] = []  # replan calls, in order
+        self.snapshot_present = True  # what store_snapshot answers (the bridge had a picture)
+        self.snapshots: list[str] = []  # store_snapshot calls (call ids)
 
     # ------------------------- activities (resolve_targets, precall_check, claim_line: helpers)
 
@@ -232,6 +236,21 @@ class FakeDirectory:
         await self.record(inp.record)
         return RingResult(status=RingStatus.RANG)
 
+    @activity.defn(name="replan")
+    async def replan(self, inp: ResolveInput) -> StartCallResult:
+        """``resolve_targets`` over the directory as it is now (issue 10 item 3)."""
+        self.replans.append(inp)
+        try:
+            return StartCallResult(plan=await self.resolve_targets(inp))
+        except ApplicationError as err:
+            return StartCallResult(error_type=err.type, error_message=err.message)
+
+    @activity.defn(name=STORE_SNAPSHOT)
+    async def store_snapshot(self, call_id: str) -> bool:
+        """The bridge's snapshot stored with the call (issue 10 item 4): ``snapshot_present``."""
+        self.snapshots.append(call_id)
+        return self.snapshot_present
+
     @activity.defn(name=MEDIA_CONNECT)
     async def media_connect(self, inp: MediaConnectInput) -> MediaPlacement | None:
         self.media_connects.append(inp)
@@ -251,6 +270,8 @@ class FakeDirectory:
             self.record,
             self.ring,
             self.start_call,
+            self.replan,
+            self.store_snapshot,
         ]
 
     # -------------------------------------------------------------- assertions

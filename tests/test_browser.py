@@ -55,7 +55,7 @@ from tests.browser_helpers import CHROMEDRIVER, CHROMIUM, require_chromium, run_
 ROOT = Path(__file__).resolve().parent.parent
 BUILDING = ROOT / "examples" / "building.yaml"
 
-SCENARIO_TIMEOUT_S = 240.0
+SCENARIO_TIMEOUT_S = 300.0
 """The whole scenario (stack start included) must finish within this, seconds."""
 
 STEP_TIMEOUT_S = 30.0
@@ -177,6 +177,14 @@ def test_resident_web_app_in_headless_chromium(tmp_path: Path) -> None:
     # whose door never sent video
     snaps = report["snapshots"]
     assert snaps[report["detail"]["call_id"]] > 0 and snaps[stale["missed"]["callId"]] == 0, snaps
+    # issue 10: Pass on a unit's call; the missed call's follow-up from the call log
+    passed = report["pass"]
+    assert passed["card"] == {"pass": "Pass", "decline": "Decline"}, passed
+    assert passed["outcomes"][0] == "passed" and "passVoip" in passed["events"], passed
+    follow_up = report["follow_up"]
+    assert follow_up["missed"] == "true" and follow_up["open"] == "Open door", follow_up
+    assert follow_up["result"] == {"result": "done", "text": "Door opened"}, follow_up
+    assert follow_up["door_actions"][-1] is True, follow_up
     # item 6: Simplified Chinese
     assert report["ringing_zh_answer"] == "接听"
     assert report["history_zh"]["lang"] == "zh-CN" and "通话记录" in report["history_zh"]["title"]
@@ -969,6 +977,52 @@ async def scenario(workdir: Path) -> dict[str, Any]:
             )
             report["detail"]["clicked"] = call_id
             await asyncio.to_thread(driver.save_screenshot, str(workdir / "detail.png"))
+
+            # issue 10: "Pass" on a unit's call (alice passes, bob is rung at once), then the
+            # missed call's follow-up in the log: "Open door" inside the window
+            follow = {"ring_timeout_s": 5, "follow_up_window_s": 600, "remote_open_after_miss": True}
+            passed_id = await door.call("101", follow)
+            report["pass"] = {
+                "card": await wait_until(
+                    "the Pass button on the ringing card",
+                    lambda: page.js(
+                        "const c = document.querySelector(`.call[data-call-id='${arguments[0]}']`);"
+                        "return c && c.dataset.state === 'ringing' && !c.querySelector('.pass').hidden"
+                        " ? {pass: c.querySelector('.pass').textContent, decline: c.querySelector('.reject')"
+                        ".textContent} : null",
+                        passed_id,
+                    ),
+                )
+            }
+            await page.click(f'.call[data-call-id="{passed_id}"] .pass')
+            await wait_until("the neighbour rung after the pass", lambda: neighbour.rung(passed_id))
+            await wait_until("ended (missed after the pass)", lambda: _phase_is(backend, passed_id, "ended"))
+            missed_view = (await backend.http.get(f"/v1/calls/{passed_id}")).raise_for_status().json()
+            report["pass"]["events"] = [e["name"] for e in missed_view["events"]]
+            report["pass"]["outcomes"] = [a["outcome"] for a in missed_view["attempts"]]
+            await page.click("#history-refresh")
+            entry = f'#history .entry[data-call-id="{passed_id}"]'
+            report["follow_up"] = await wait_until(
+                "the follow-up buttons in the log",
+                lambda: page.js(
+                    "const e = document.querySelector(arguments[0]);"
+                    "return e && e.dataset.followUp === 'true' ? {missed: e.dataset.missed,"
+                    " call_back: e.querySelector('.call-back').textContent,"
+                    " open: e.querySelector('.open-door-after').textContent} : null",
+                    entry,
+                ),
+            )
+            await page.click(f"{entry} .open-door-after")
+            report["follow_up"]["result"] = await wait_until(
+                "the door opened after the miss",
+                lambda: page.js(
+                    "const r = document.querySelector(arguments[0] + ' .follow-up-result');"
+                    "return r.dataset.result ? {result: r.dataset.result, text: r.textContent} : null",
+                    entry,
+                ),
+            )
+            report["follow_up"]["door_actions"] = [a.get("after_miss") for a in door.actions]
+            report["axe"]["follow_up"] = await page.axe()
             report["shown_calls"] = await page.js("return window.__shownCalls")
             console = await asyncio.to_thread(driver.get_log, "browser")
             report["console_errors"] = [e["message"] for e in console if e.get("level") == "SEVERE"]

@@ -36,7 +36,9 @@ PROBLEM_REF = "#/components/schemas/Problem"
 API_KEY = "test-openapi-key"
 
 # Routes open to a party token (PartyToken), to the backend's key (BackendApiKey) or to both.
-PARTY_ONLY = re.compile(r"^/v1/(me/|media/|calls/\{call_id\}/(answer|reject|hang-up|cancel|actions|media))")
+PARTY_ONLY = re.compile(
+    r"^/v1/(me/|media/|calls/\{call_id\}/(answer|reject|pass|hang-up|cancel|actions|media))"
+)
 EITHER = {("post", "/v1/calls"), ("get", "/v1/calls/{call_id}"), ("get", "/v1/calls/{call_id}/timeline.svg")}
 # a person's availability: the backend for any user of its tenant, or the user's own token (issue 10)
 EITHER_PATHS = re.compile(r"^/v1/users/\{user_id\}/(do-not-disturb|quiet-hours|presence)$")

@@ -5,13 +5,16 @@ calling device.
 Each action: ``customAction`` + push ``custom_action`` to the caller, then ONE settlement
 (the device's ack -> done/failed, or ``action_ack_timeout_s`` passing or the talk ending
 first -> timeout): ``customActionResult`` + push ``custom_action_result`` to the listener.
-Both are written with the ``record`` local activity; ids are deterministic
+After a missed call (issue 10 item 4) a rung resident may ask for ``open_door`` inside the
+follow-up window (:meth:`InCallActions.request_after_miss`): the same events, flagged
+``after_miss``. Both are written with the ``record`` local activity; ids are deterministic
 (``"<call_id>.action-<n>"``).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from temporalio import workflow
 
@@ -63,6 +66,30 @@ class InCallActions:
         timeout or the end of ``room`` (its talk, or its ringing when ``while_ringing``: the
         listener asked from the incoming-call screen, policy ``open_while_ringing``; the event's
         and the push's data then say ``while_ringing: true``), and return the settled result."""
+        flags = {"while_ringing": True} if while_ringing else {}  # only then: histories unchanged
+        return await self._request(
+            room.spec.room_id, room.spec.listener_name, by, action, lambda: room.ended, flags
+        )
+
+    async def request_after_miss(
+        self, room_id: str, by_name: str, by: Party, action: str
+    ) -> CustomActionResult:
+        """A rung resident opens the door remotely inside a missed call's follow-up window
+        (issue 10 item 4): audited as this call's in-call action, with ``after_miss: true`` in
+        the event's and the push's data, ``room_id`` the resident's last room of the call; the
+        device acknowledges as in talk; it settles on the ack or the ack timeout."""
+        return await self._request(room_id, by_name, by, action, lambda: False, {"after_miss": True})
+
+    async def _request(
+        self,
+        room_id: str,
+        by_name: str,
+        by: Party,
+        action: str,
+        over: Callable[[], bool],
+        flags: dict[str, bool],
+    ) -> CustomActionResult:
+        """``request``'s steps; ``over``: the talk (or ring) the action belongs to ended."""
         # the tenant's own call id (issue 9): the party acknowledges with it in a URL; the same
         # id as before for the default tenant, so stored histories replay
         action_id = f"{unqualified(self._call_id)}.action-{len(self._actions) + 1}"
@@ -70,14 +97,11 @@ class InCallActions:
             call_id=self._call_id,
             action_id=action_id,
             action=action,
-            room_id=room.spec.room_id,
+            room_id=room_id,
             by=by,
             requested_at=workflow.now(),
         )
-        by_name = room.spec.listener_name
-        data: dict[str, object] = {"action_id": action_id, "action": action, "room_id": res.room_id}
-        if while_ringing:  # only then: stored histories' events stay as they were
-            data["while_ringing"] = True
+        data: dict[str, object] = {"action_id": action_id, "action": action, "room_id": res.room_id, **flags}
         ev = self._log.event(EventName.CUSTOM_ACTION, party=by, data=data)
         payload = {
             "action_id": action_id,
@@ -85,7 +109,7 @@ class InCallActions:
             "by": by.key(),
             "by_name": by_name,
             "room_id": res.room_id,
-            **({"while_ringing": True} if while_ringing else {}),
+            **flags,
         }
         push = self._log.push(ev, self._caller, PushType.CUSTOM_ACTION, payload)
         await record_local(
@@ -94,12 +118,12 @@ class InCallActions:
         timeout = self._ack_timeout_s
         with contextlib.suppress(TimeoutError):  # no ack in time: settled as timeout below
             await workflow.wait_condition(
-                lambda: res.result is not None or room.ended,
+                lambda: res.result is not None or over(),
                 timeout=timeout,
                 timeout_summary=f"waiting for the device to {action} ({seconds(timeout)})",
             )
         if res.result is None:
-            why = "the call ended first" if room.ended else f"no acknowledgement in {seconds(timeout)}"
+            why = "the call ended first" if over() else f"no acknowledgement in {seconds(timeout)}"
             await self.settle(res, CustomActionOutcome.TIMEOUT, why)
         await workflow.wait_condition(lambda: action_id in self._recorded)
         return res

@@ -18,6 +18,25 @@ Messages (names in ``ringflow.contracts.messages``), answered in place:
   by party (the caller's to every live room, a listener's to its room).
 - query ``status`` -> ``CallStatus``.
 
+Issue 10 (re-planning, missed-call follow-up):
+- update ``pass`` (``PassInput``): a rung listener says "skip me, move on now": its room ends
+  with ``passVoip`` and the listener is left out of the stages not yet started. Sequential:
+  the plan moves on at once. Ring-all: that listener stops ringing, the stage goes on for the
+  others; when it was the last one ringing, the plan moves on.
+- signal ``plan_changed`` (``PlanChangedInput``, from ``api/replan.py``): while the plan
+  rings, the next loop turn of ``_ring_plan`` re-resolves the targets with the local activity
+  ``replan`` (its result is in history: deterministic), keeps the stage ringing, rebuilds the
+  stages after it (``RingPlan.rebuild``) and records ``planChanged``. A change that lands in
+  the same workflow task as a ring timeout is applied BEFORE the next stage is chosen, so that
+  stage already comes from the rebuilt plan (whatever the order of the two in the task).
+- a missed call (nobody answered, not cancelled, someone was rung; behind the patch
+  ``PATCH_FOLLOW_UP``): the visitor snapshot is stored with the call (activity
+  ``store_snapshot``, before the media room closes), every rung resident gets a
+  ``missed_call`` push with ``callEnded``, and with the policy's ``follow_up_window_s`` the
+  workflow stays open that long (a durable timer) for the updates ``call_back`` ->
+  ``CallBackResult`` and ``open_door`` -> ``CustomActionResult`` (policy
+  ``remote_open_after_miss``); outside the window they are rejected with ``FollowUpClosed``.
+
 Durations are seconds. ``docs/events.md`` is the table of events.
 
 Memory: a worker keeps every ringing call cached (issue 8: <= 100 KiB of worker RSS per
@@ -33,7 +52,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -50,19 +69,24 @@ with workflow.unsafe.imports_passed_through():
         StartCallInput,
     )
     from ringflow.contracts.calls import (
+        STORE_SNAPSHOT,
         ActionResult,
         AnswerInput,
         AttemptOutcome,
+        CallBackResult,
         CallStatus,
         CustomActionAck,
         CustomActionInput,
         CustomActionResult,
         EscalationInput,
         EscalationResult,
+        FollowUpInput,
         ForceHangUpInput,
         HangUpInput,
         JoinInput,
+        PassInput,
         Phase,
+        PlanChangedInput,
         RejectInput,
     )
     from ringflow.contracts.common import Party
@@ -71,12 +95,20 @@ with workflow.unsafe.imports_passed_through():
     from ringflow.contracts.media import MEDIA_CLOSE_ROOM, BridgeLostInput, RoomStats
     from ringflow.contracts.messages import Query, Rejection, Signal, Update, WorkflowType, rejection
     from ringflow.contracts.policies import RingStrategy
-    from ringflow.contracts.push import PushType
-    from ringflow.contracts.tenancy import DEFAULT_SITE
+    from ringflow.contracts.push import PushMessage, PushType
+    from ringflow.contracts.tenancy import DEFAULT_SITE, unqualified
     from workflows.actions import InCallActions
-    from workflows.events import ACTIVITY_TIMEOUT, MEDIA_RETRY, RECORD_TIMEOUT, RETRY, CallLog, record_local
+    from workflows.events import (
+        ACTIVITY_TIMEOUT,
+        MEDIA_RETRY,
+        RECORD_TIMEOUT,
+        RETRY,
+        CallLog,
+        record_local,
+        seconds,
+    )
     from workflows.metrics import CallMetrics
-    from workflows.plan import RingPlan, RingTarget, Stage
+    from workflows.plan import PlanChange, RingPlan, RingTarget, Stage
     from workflows.room import MEDIA_MESSAGES, AttemptState, Room, RoomMessage, RoomSpec
     from workflows.visibility import CallVisibility
 
@@ -89,6 +121,12 @@ CANCELLED_REASON = "building call cancelled"
 """``cancelVoip``/``hangUpVoip`` reason when the workflow itself is cancelled."""
 
 _ERR_CODES = {EventName.TIMEOUT: None, EventName.BUSY: ErrCode.LISTENER_BUSY}
+
+PATCH_FOLLOW_UP = "missed-call-follow-up"
+"""``workflow.patched`` id (issue 10 item 4): a missed call stores its snapshot, pushes
+``missed_call`` and keeps its follow-up window; calls that missed before it end as before."""
+FOLLOW_UP_ACTION = "open_door"
+"""The door action a resident may ask for after a miss (the device must offer it)."""
 
 
 @dataclass(slots=True)
@@ -115,6 +153,10 @@ class CallState:
     ring_done: bool = False  # no further room will be opened
     caller_joined: bool = False  # the caller's media is in the call's media room
     failure: Exception | None = None  # a room's task failed (a bug): fails the workflow task
+    replan: list[str] = field(default_factory=list)  # plan_changed signals not yet applied
+    follow_up_until: datetime | None = None  # a missed call's follow-up window (issue 10)
+    follow_up_open: bool = False  # call_back / open_door are accepted now
+    call_backs: int = 0  # call_back updates accepted (the new calls' ids count them)
 
 
 @workflow.defn(name=WorkflowType.BUILDING_CALL)
@@ -160,6 +202,7 @@ class BuildingCallWorkflow:
             talk_room_id=talk.spec.room_id if talk else None,
             talk_started_at=s.talk_started_at,
             attempts=[r.attempt for r in s.rooms.values()],
+            follow_up_until=s.follow_up_until if s.follow_up_open else None,
         )
 
     @workflow.signal(name=Signal.JOINED)
@@ -183,6 +226,15 @@ class BuildingCallWorkflow:
         re-offers its parties (``workflows/media_failover.py``)."""
         for room in self._live_rooms():
             room.post(RoomMessage.BRIDGE_LOST, reason=inp.node)
+
+    @workflow.signal(name=Signal.PLAN_CHANGED)
+    def plan_changed(self, inp: PlanChangedInput) -> None:
+        """The directory or a policy changed under this call (``api/replan.py``): re-resolve
+        the targets not yet rung at the plan's next turn; ignored once nobody more will be
+        rung (answered, stopped, plan over)."""
+        s = self._s
+        if not s.ring_done and s.answered_by is None and s.stop is None and len(s.replan) < 20:
+            s.replan.append(inp.what)
 
     def _media(self, kind: RoomMessage, inp: JoinInput) -> None:
         """Route a media fact by party (one media room per building call, docs/media.md): the
@@ -238,6 +290,60 @@ class BuildingCallWorkflow:
     @reject.validator
     def _validate_reject(self, inp: RejectInput) -> None:
         self._ringing_room(inp.party, answering=False)
+
+    @workflow.update(name=Update.PASS)
+    async def pass_turn(self, inp: PassInput) -> ActionResult:
+        """A rung listener passes (issue 10 item 3): its room ends with ``passVoip``, it is left
+        out of every stage not yet started, and the plan moves on once its stage has nobody
+        else ringing (at once for sequential). Rejections: ``CallNotActive`` (not ringing you),
+        ``NotAParty``."""
+        room = self._ringing_room(inp.party, answering=False)
+        room.post(RoomMessage.PASS, inp.party)
+        if self._s.plan is not None:
+            self._s.plan.exclude(inp.party)
+        return await self._after(room)
+
+    @pass_turn.validator
+    def _validate_pass(self, inp: PassInput) -> None:
+        self._ringing_room(inp.party, answering=False)
+
+    @workflow.update(name=Update.CALL_BACK)
+    async def call_back(self, inp: FollowUpInput) -> CallBackResult:
+        """A resident rung by this missed call calls the door back inside the follow-up window
+        (issue 10 item 4): records ``callBack`` (data: the new call's id, the door) and returns
+        the id the API starts the new call under (``"<call_id>-cb<n>"``, the caller -> the
+        door). Rejections: ``NotAParty`` (not rung by this call), ``FollowUpClosed``."""
+        room = self._follow_up_room(inp.party)
+        s, inp_ = self._s, self._inp
+        s.call_backs += 1
+        new_call_id = f"{unqualified(inp_.call_id)[:118]}-cb{s.call_backs}"
+        ev = self._log.event(
+            EventName.CALL_BACK,
+            party=inp.party,
+            listener=inp_.caller,
+            data={"new_call_id": new_call_id, "door": inp_.caller.key(), "room_id": room.spec.room_id},
+        )
+        await record_local(RecordInput(events=[ev]), f"record callBack by {room.spec.listener_name}")
+        return CallBackResult(call_id=inp_.call_id, new_call_id=new_call_id, door=inp_.caller)
+
+    @call_back.validator
+    def _validate_call_back(self, inp: FollowUpInput) -> None:
+        self._follow_up_room(inp.party)
+
+    @workflow.update(name=Update.OPEN_DOOR)
+    async def open_door(self, inp: FollowUpInput) -> CustomActionResult:
+        """A resident rung by this missed call opens the door remotely inside the follow-up
+        window, when the policy's ``remote_open_after_miss`` allows it: this call's in-call
+        action ``open_door`` (``customAction`` ``after_miss``, acked by the device as in talk).
+        Rejections: ``NotAParty``, ``FollowUpClosed``, ``FollowUpNotAllowed``, ``UnknownAction``."""
+        room = self._open_door_room(inp.party)
+        return await self._actions.request_after_miss(
+            room.spec.room_id, room.spec.listener_name, inp.party, FOLLOW_UP_ACTION
+        )
+
+    @open_door.validator
+    def _validate_open_door(self, inp: FollowUpInput) -> None:
+        self._open_door_room(inp.party)
 
     @workflow.update(name=Update.HANG_UP)
     async def hang_up(self, inp: HangUpInput) -> ActionResult:
@@ -354,18 +460,7 @@ class BuildingCallWorkflow:
         start = asyncio.create_task(
             workflow.execute_local_activity_method(
                 CallActivities.start_call,
-                StartCallInput(
-                    call_id=inp.call_id,
-                    resolve=ResolveInput(
-                        caller=inp.caller,
-                        unit_id=inp.unit_id,
-                        callees=inp.callees,
-                        policy=inp.policy,
-                        tenant_id=inp.tenant_id,
-                        site_id=inp.site_id,
-                    ),
-                    started=started,
-                ),
+                StartCallInput(call_id=inp.call_id, resolve=self._resolve_input(), started=started),
                 start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RETRY,
                 summary=f"record callStarted, resolve targets of {self._target_label()}",
@@ -390,24 +485,80 @@ class BuildingCallWorkflow:
         self._set_phase(Phase.WAIT)
         return None
 
+    def _resolve_input(self) -> ResolveInput:
+        """What ``start_call`` and ``replan`` resolve: this call's caller, unit or callees,
+        policy override, tenant and site."""
+        inp = self._inp
+        return ResolveInput(
+            caller=inp.caller,
+            unit_id=inp.unit_id,
+            callees=inp.callees,
+            policy=inp.policy,
+            tenant_id=inp.tenant_id,
+            site_id=inp.site_id,
+        )
+
     async def _ring_plan(self) -> None:
         """Ring stage after stage until an answer is confirmed, the ringing is stopped, or the
         plan is exhausted (FAQ 1.5); first answer wins."""
         s = self._s
         assert s.plan is not None
         plan = s.plan
-        total = len(plan.stages)
-        while s.stop is None and (stage := plan.next()) is not None:
+        while s.stop is None:
+            if s.replan:  # issue 10: a change applies before the next stage is chosen
+                await self._replan()
+            if s.stop is not None or (stage := plan.next()) is None:
+                break
             lead_in = () if plan.previous is None else (self._escalated(plan.previous, stage),)
+            total = len(plan.stages)
             rooms = [
                 self._open_room(t, stage, plan.position, total, lead_in if i == 0 else ())
                 for i, t in enumerate(stage.targets)
             ]
-            await self._until(lambda rs=rooms: self._talk_room() is not None or all(r.ended for r in rs))
-            answered = self._talk_room()
-            if answered is not None:
-                await self._on_answered(answered)
-                return
+            while True:
+                await self._until(
+                    lambda rs=rooms: (
+                        self._talk_room() is not None or all(r.ended for r in rs) or bool(s.replan)
+                    )
+                )
+                answered = self._talk_room()
+                if answered is not None:
+                    await self._on_answered(answered)
+                    return
+                if all(r.ended for r in rooms):
+                    break
+                await self._replan()  # while the stage rings: its rooms and timers are kept
+
+    async def _replan(self) -> None:
+        """Apply the pending ``plan_changed`` signals (issue 10 item 3): the local activity
+        ``replan`` re-resolves the call's targets (its result is in history), the stages not
+        yet started are rebuilt from it (``RingPlan.rebuild``; a unit that is gone leaves
+        nothing more to ring), and ``planChanged`` is recorded with what changed."""
+        inp, s = self._inp, self._s
+        assert s.plan is not None
+        what, s.replan = s.replan, []
+        res = await workflow.execute_local_activity_method(
+            CallActivities.replan,
+            self._resolve_input(),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"re-resolve the targets of {self._target_label()} ({'; '.join(what)})"[:200],
+        )
+        change: PlanChange = s.plan.rebuild(res.plan, inp.default_ring_timeout_s)
+        data: dict[str, Any] = {
+            "what": what,
+            "added": [p.key() for p in change.added],
+            "removed": [p.key() for p in change.removed],
+            "ring_timeout_s": change.ring_timeout_s,
+            "remaining": [p.key() for p in change.remaining],
+        }
+        if res.plan is None:
+            data["error"] = f"{res.error_type}: {res.error_message}"
+        ev = self._log.event(EventName.PLAN_CHANGED, reason="; ".join(what)[:200], data=data)
+        await record_local(RecordInput(events=[ev]), "record planChanged")
+        if change.added:
+            self._vis.callees([p.key() for p in s.plan.callees])
+            self._vis.flush()
 
     def _open_room(
         self, target: RingTarget, stage: Stage, n: int, total: int, lead_in: tuple[CallEvent, ...]
@@ -443,6 +594,7 @@ class BuildingCallWorkflow:
             record_media=s.plan.record_media,
             lead_in=lead_in,
             ringing_actions=tuple(s.plan.caller_actions) if s.plan.open_while_ringing else (),
+            more_targets=inp.unit_id is not None and (n < len(s.plan.stages) or len(stage.targets) > 1),
         )
         room = s.rooms[room_id] = Room(spec, attempt, self._vis, s, self._metrics)
         what = "fallback " if stage.fallback else ""
@@ -558,6 +710,15 @@ class BuildingCallWorkflow:
         # customActionResult comes before callEnded.
         await self._until(self._actions_recorded)
         data: dict[str, Any] = {"end_reason": end_reason}
+        missed = [r for r in s.rooms.values() if r.rang] if self._missed(end_reason, talk) else []
+        follow = bool(missed) and workflow.patched(PATCH_FOLLOW_UP)
+        window = s.plan.follow_up_window_s if follow and s.plan is not None else 0.0
+        if follow:
+            # before the media room closes: the bridge keeps the snapshot with the room
+            data["snapshot"] = inp.media_required and await self._store_snapshot()
+            if window > 0:
+                s.follow_up_until = workflow.now() + timedelta(seconds=window)
+                data["follow_up_until"] = s.follow_up_until.isoformat()
         if inp.media_required:
             data |= await self._close_media()
         ended = self._log.event(
@@ -574,6 +735,9 @@ class BuildingCallWorkflow:
             "keepTime": keep,
             "answered_by": answered_by.key() if answered_by else None,
         }
+        pushes = [self._log.push(ended, inp.caller, PushType.CALL_FINISHED, finished)]
+        if follow:
+            pushes += self._missed_pushes(ended, missed, bool(data["snapshot"]))
         await record_local(
             RecordInput(
                 call=CallRecord(
@@ -584,12 +748,15 @@ class BuildingCallWorkflow:
                     end_reason=end_reason,
                     err_code=err_code,
                     keep_time_s=keep,
+                    follow_up_until=s.follow_up_until,
                 ),
                 events=[ended],
-                pushes=[self._log.push(ended, inp.caller, PushType.CALL_FINISHED, finished)],
+                pushes=pushes,
             ),
             f"record callEnded ({end_reason})",
         )
+        if s.follow_up_until is not None:
+            await self._follow_up_window(window)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return EscalationResult(
             call_id=inp.call_id,
@@ -599,6 +766,68 @@ class BuildingCallWorkflow:
             keep_time_s=keep,
             attempts=[r.attempt for r in s.rooms.values()],
         )
+
+    def _missed(self, end_reason: str, talk: Room | None) -> bool:
+        """Nobody answered and nobody gave up (issue 10 item 4: the follow-up's trigger): no
+        talk, the end reason is not ``cancelVoip`` (caller, backend, cancellation) nor
+        ``initiateFailed``."""
+        return talk is None and end_reason not in (EventName.CANCEL_VOIP.value, INITIATE_FAILED)
+
+    def _missed_pushes(self, ended: CallEvent, rooms: list[Room], snapshot: bool) -> list[PushMessage]:
+        """One ``missed_call`` push per rung listener (issue 10 item 4), caused by ``callEnded``:
+        who called, the snapshot link (the resident app's ``/v1/me/calls/{id}/snapshot.jpg``)
+        and the follow-up window with its routes."""
+        inp, s = self._inp, self._s
+        own = unqualified(inp.call_id)
+        base = f"/v1/me/calls/{own}"
+        payload: dict[str, Any] = {
+            "call_id": own,
+            "caller": inp.caller.key(),
+            "caller_name": s.plan.caller_name if s.plan else inp.caller.key(),
+            "unit_id": inp.unit_id,
+            "snapshot_url": f"{base}/snapshot.jpg" if snapshot else None,
+            "follow_up_until": s.follow_up_until.isoformat() if s.follow_up_until else None,
+        }
+        if s.follow_up_until is not None:
+            payload["call_back_url"] = f"{base}/call-back"
+            if s.plan is not None and s.plan.remote_open_after_miss:
+                payload["open_door_url"] = f"{base}/open-door"
+        out: list[PushMessage] = []
+        for room in rooms:
+            if all(p.recipient != room.listener for p in out):
+                out.append(self._log.push(ended, room.listener, PushType.MISSED_CALL, payload))
+        return out
+
+    async def _store_snapshot(self) -> bool:
+        """Activity ``store_snapshot``: the media bridge's visitor snapshot of this call, stored
+        with the call in PostgreSQL (issue 10 item 4); False when there is none or the bridge
+        cannot be reached (logged: the follow-up goes on without a picture)."""
+        try:
+            stored: bool = await workflow.execute_activity(
+                STORE_SNAPSHOT,
+                self._inp.call_id,
+                result_type=bool,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=MEDIA_RETRY,
+                summary="store the visitor snapshot with the call",
+            )
+        except ActivityError as e:
+            workflow.logger.warning("storing the snapshot of %s failed: %s", self._inp.call_id, e)
+            return False
+        return stored
+
+    async def _follow_up_window(self, window_s: float) -> None:
+        """Keep the missed call open for ``window_s`` (a durable timer): ``call_back`` and
+        ``open_door`` are accepted meanwhile. A cancellation closes the window early. Then
+        every in-call action it started settles."""
+        s = self._s
+        s.follow_up_open = True
+        try:
+            await workflow.sleep(window_s, summary=f"follow-up window ({seconds(window_s)})")
+        except asyncio.CancelledError:
+            workflow.logger.info("follow-up window of %s closed by a cancellation", self._inp.call_id)
+        s.follow_up_open = False
+        await self._until(self._actions_recorded)
 
     async def _close_media(self) -> dict[str, Any]:
         """Close the call's media room (docs/media.md); ``{"traffic": [PartyTraffic...],
@@ -685,6 +914,32 @@ class BuildingCallWorkflow:
             if room.listener == party:
                 return room
         raise rejection(Rejection.CALL_NOT_ACTIVE, f"{party.key()} has no live room in this call")
+
+    def _follow_up_room(self, party: Party) -> Room:
+        """The last room that rang ``party`` in this missed call, inside its follow-up window.
+        Rejections: ``FollowUpClosed`` (no window, or it closed), ``NotAParty`` (not rung)."""
+        s = self._s
+        if not s.follow_up_open:
+            raise rejection(Rejection.FOLLOW_UP_CLOSED, "the call has no open follow-up window")
+        rung = [r for r in s.rooms.values() if r.listener == party and r.rang and party != self._inp.caller]
+        if not rung:
+            raise rejection(Rejection.NOT_A_PARTY, f"{party.key()} was not rung by this call")
+        return rung[-1]
+
+    def _open_door_room(self, party: Party) -> Room:
+        """``_follow_up_room`` when the policy allows opening after a miss and the door offers
+        it. Rejections: those of ``_follow_up_room``, ``FollowUpNotAllowed``, ``UnknownAction``."""
+        room = self._follow_up_room(party)
+        plan = self._s.plan
+        if plan is None or not plan.remote_open_after_miss:
+            raise rejection(Rejection.FOLLOW_UP_NOT_ALLOWED, "the policy does not allow opening after a miss")
+        if FOLLOW_UP_ACTION not in plan.caller_actions:
+            raise rejection(
+                Rejection.UNKNOWN_ACTION,
+                f"the calling device does not offer {FOLLOW_UP_ACTION!r}"
+                f" (it offers {plan.caller_actions or 'nothing'})",
+            )
+        return room
 
     def _talk_room_for_action(self, inp: CustomActionInput) -> Room:
         """The talk room of ``inp.party``. Rejections: NotAParty / CallNotActive / UnknownAction."""

@@ -64,6 +64,7 @@ class RoomMessage(StrEnum):
 
     ANSWER = "answer"  # the listener answered (section 4)
     REJECT = "reject"  # the listener declined (section 4)
+    PASS = "pass"  # the listener passed: "skip me, move on now" (issue 10 item 3)
     HANG_UP = "hang_up"  # a party hung up (sections 3, 5, 6)
     FORCE_HANG_UP = "force_hang_up"  # forceHangUpVoip (sections 3, 5, 6)
     CANCEL = "cancel"  # the building call no longer needs this room (answered by another, ...)
@@ -78,6 +79,7 @@ MEDIA_MESSAGES = (RoomMessage.JOINED, RoomMessage.JOIN_FAILED, RoomMessage.MEDIA
 _OUTCOMES = {
     EventName.TIMEOUT: AttemptOutcome.NO_ANSWER,
     EventName.REJECT_VOIP: AttemptOutcome.REJECTED,
+    EventName.PASS_VOIP: AttemptOutcome.PASSED,
     EventName.BUSY: AttemptOutcome.BUSY,
     EventName.CANCEL_VOIP: AttemptOutcome.CANCELLED,
     EventName.JOIN_FAIL_CALLER: AttemptOutcome.FAILED,
@@ -105,6 +107,7 @@ class RoomSpec:
     record_media: bool = False  # unit policy record_media: the bridge records the talk
     lead_in: tuple[CallEvent, ...] = ()  # the building call's events written with the ring (escalated)
     ringing_actions: tuple[str, ...] = ()  # in-call actions offered while ringing (open_while_ringing)
+    more_targets: bool = False  # a unit's call would ring someone else after this listener (issue 10)
 
 
 @dataclass(slots=True)
@@ -250,6 +253,11 @@ class Room:
         """The rung party."""
         return self.spec.listener
 
+    @property
+    def rang(self) -> bool:
+        """The listener was rung (the INCOMING_CALL push went out)."""
+        return self._rang
+
     def post(self, kind: RoomMessage, party: Party | None = None, reason: str | None = None) -> None:
         """Hand the room a message; applied in order by ``run()``. Ignored once it ended."""
         if not self.ended:
@@ -301,6 +309,8 @@ class Room:
                     "auto_answer": spec.listener_auto_answer,
                     # only when offered: older calls' pushes (stored histories) stay as they were
                     **({"ringing_actions": list(spec.ringing_actions)} if spec.ringing_actions else {}),
+                    # issue 10: the app offers "pass" (only then: stored histories' pushes unchanged)
+                    **({"more_targets": True} if spec.more_targets else {}),
                 },
             )
         ]
@@ -416,6 +426,9 @@ class Room:
         elif kind in (RoomMessage.HANG_UP, RoomMessage.REJECT) and is_listener and phase != Phase.TALK:
             # sections 4, 5: the listener declines, or hangs up while waiting for the caller
             self._end = _End(EventName.REJECT_VOIP, msg.party, "listener declined")
+        elif kind == RoomMessage.PASS and is_listener and phase == Phase.WAIT:
+            # issue 10 item 3: like a decline for this room, recorded as its own event
+            self._end = _End(EventName.PASS_VOIP, msg.party, "listener passed")
         elif kind == RoomMessage.ANSWER and is_listener and phase == Phase.WAIT:
             await self._on_answer()
         elif kind == RoomMessage.JOINED and is_caller and not self._caller_joined:
@@ -558,7 +571,11 @@ class Room:
         finish = self._log.event(EventName.FINISH_VOIP, keep_time_s=keep)
         payload = {"end_reason": end.event.value, "keepTime": keep, "room_id": spec.room_id}
         pushes = [self._log.push(end_voip, spec.caller, PushType.CALL_ENDED, payload)]
-        if self._rang and not self._answered and end.event != EventName.REJECT_VOIP:
+        if (
+            self._rang
+            and not self._answered
+            and end.event not in (EventName.REJECT_VOIP, EventName.PASS_VOIP)
+        ):
             pushes.append(self._log.push(end_voip, spec.listener, PushType.CALL_CANCELLED, payload))
         elif self._rang:
             pushes.append(self._log.push(end_voip, spec.listener, PushType.CALL_ENDED, payload))

@@ -26,9 +26,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from temporalio.client import Client
 
-from api.deps import Access, PartyIdentity, PartyIdentityDep, PoolDep, backend_or_party
+from api.deps import Access, PartyIdentity, PartyIdentityDep, PoolDep, TemporalDep, backend_or_party
 from api.problems import Problem, not_found, problem_responses
+from api.replan import notify_plan_changed
 from ringflow import availability as rules
 from ringflow.contracts.availability import (
     MAX_DND_S,
@@ -118,11 +120,14 @@ async def _get_dnd(pool: PoolDep, tenant: str, user_id: str) -> DoNotDisturb:
     )
 
 
-async def _put_dnd(pool: PoolDep, tenant: str, user_id: str, body: DoNotDisturbIn) -> DoNotDisturb:
+async def _put_dnd(
+    pool: PoolDep, client: Client, tenant: str, user_id: str, body: DoNotDisturbIn
+) -> DoNotDisturb:
     _check_until(body.until)
     async with transaction(pool) as conn:
         await _person(conn, tenant, user_id)
         await availability.set_dnd(conn, qualify(tenant, user_id), body.until)
+    await notify_plan_changed(client, pool, tenant, f"user {user_id} do-not-disturb on", user_id=user_id)
     return await _get_dnd(pool, tenant, user_id)
 
 
@@ -141,12 +146,14 @@ async def get_my_do_not_disturb(ident: PartyIdentityDep, pool: PoolDep) -> DoNot
 
 
 @router.put("/v1/me/do-not-disturb", response_model=DoNotDisturb, responses=_PROBLEMS)
-async def put_my_do_not_disturb(body: DoNotDisturbIn, ident: PartyIdentityDep, pool: PoolDep) -> DoNotDisturb:
+async def put_my_do_not_disturb(
+    body: DoNotDisturbIn, ident: PartyIdentityDep, pool: PoolDep, client: TemporalDep
+) -> DoNotDisturb:
     """Switch the resident's own do-not-disturb on until ``until`` (UTC; null = until
     switched off). 422 ``validation`` when ``until`` is not in the future or more than 30
     days ahead (``MAX_DND_S``)."""
     me = _me(ident)
-    return await _put_dnd(pool, me.tenant_id, ident.party.id, body)
+    return await _put_dnd(pool, client, me.tenant_id, ident.party.id, body)
 
 
 @router.delete("/v1/me/do-not-disturb", response_model=DoNotDisturb, responses=_PROBLEMS)
@@ -164,12 +171,12 @@ async def get_do_not_disturb(user_id: str, access: Read, pool: PoolDep) -> DoNot
 
 @router.put("/v1/users/{user_id}/do-not-disturb", response_model=DoNotDisturb, responses=_PROBLEMS)
 async def put_do_not_disturb(
-    user_id: str, body: DoNotDisturbIn, access: Write, pool: PoolDep
+    user_id: str, body: DoNotDisturbIn, access: Write, pool: PoolDep, client: TemporalDep
 ) -> DoNotDisturb:
     """Switch a user's own do-not-disturb on until ``until`` (backend ``directory:write``: the
     same switch as the resident's ``PUT /v1/me/do-not-disturb``, which the resident may switch
     off; the manager's own is ``User.do_not_disturb``). 422 as the resident's route."""
-    return await _put_dnd(pool, access.tenant_id, _subject(access, user_id), body)
+    return await _put_dnd(pool, client, access.tenant_id, _subject(access, user_id), body)
 
 
 @router.delete("/v1/users/{user_id}/do-not-disturb", response_model=DoNotDisturb, responses=_PROBLEMS)
@@ -187,10 +194,13 @@ async def _get_quiet(pool: PoolDep, tenant: str, user_id: str) -> QuietHoursIn:
     return QuietHoursIn(rules=list(person.quiet_hours))
 
 
-async def _put_quiet(pool: PoolDep, tenant: str, user_id: str, body: QuietHoursIn) -> QuietHoursIn:
+async def _put_quiet(
+    pool: PoolDep, client: Client, tenant: str, user_id: str, body: QuietHoursIn
+) -> QuietHoursIn:
     async with transaction(pool) as conn:
         await _person(conn, tenant, user_id)
         await availability.put_quiet_hours(conn, qualify(tenant, user_id), body.rules)
+    await notify_plan_changed(client, pool, tenant, f"user {user_id} quiet hours changed", user_id=user_id)
     return await _get_quiet(pool, tenant, user_id)
 
 
@@ -202,11 +212,13 @@ async def get_my_quiet_hours(ident: PartyIdentityDep, pool: PoolDep) -> QuietHou
 
 
 @router.put("/v1/me/quiet-hours", response_model=QuietHoursIn, responses=_PROBLEMS)
-async def put_my_quiet_hours(body: QuietHoursIn, ident: PartyIdentityDep, pool: PoolDep) -> QuietHoursIn:
+async def put_my_quiet_hours(
+    body: QuietHoursIn, ident: PartyIdentityDep, pool: PoolDep, client: TemporalDep
+) -> QuietHoursIn:
     """Replace the resident's weekly quiet hours (``[]``: none). 422 ``validation`` on a bad
     rule (same start and end, unknown time zone, a day twice, more than 14 rules)."""
     me = _me(ident)
-    return await _put_quiet(pool, me.tenant_id, ident.party.id, body)
+    return await _put_quiet(pool, client, me.tenant_id, ident.party.id, body)
 
 
 @router.get("/v1/users/{user_id}/quiet-hours", response_model=QuietHoursIn, responses=_PROBLEMS)
@@ -216,9 +228,11 @@ async def get_quiet_hours(user_id: str, access: Read, pool: PoolDep) -> QuietHou
 
 
 @router.put("/v1/users/{user_id}/quiet-hours", response_model=QuietHoursIn, responses=_PROBLEMS)
-async def put_quiet_hours(user_id: str, body: QuietHoursIn, access: Write, pool: PoolDep) -> QuietHoursIn:
+async def put_quiet_hours(
+    user_id: str, body: QuietHoursIn, access: Write, pool: PoolDep, client: TemporalDep
+) -> QuietHoursIn:
     """Replace a user's weekly quiet hours (backend ``directory:write``). 422 as the resident's."""
-    return await _put_quiet(pool, access.tenant_id, _subject(access, user_id), body)
+    return await _put_quiet(pool, client, access.tenant_id, _subject(access, user_id), body)
 
 
 # ---------------------------------------------------------------- presence
@@ -237,7 +251,9 @@ async def _get_presence(pool: PoolDep, tenant: str, user_id: str) -> Presence:
         return await presence_of(conn, tenant, user_id, datetime.now(UTC))
 
 
-async def _put_presence(pool: PoolDep, tenant: str, user_id: str, body: PresenceIn) -> Presence:
+async def _put_presence(
+    pool: PoolDep, client: Client, tenant: str, user_id: str, body: PresenceIn
+) -> Presence:
     """Set away/available and push the new presence to the person's own clients (the outbox
     row in the same transaction: ``call_id`` empty, ``payload`` the :class:`Presence`)."""
     _check_until(body.until)
@@ -263,6 +279,7 @@ async def _put_presence(pool: PoolDep, tenant: str, user_id: str, body: Presence
                 )
             ],
         )
+    await notify_plan_changed(client, pool, tenant, f"user {user_id} {body.status.value}", user_id=user_id)
     return presence
 
 
@@ -274,12 +291,14 @@ async def get_my_presence(ident: PartyIdentityDep, pool: PoolDep) -> Presence:
 
 
 @router.put("/v1/me/presence", response_model=Presence, responses=_PROBLEMS)
-async def put_my_presence(body: PresenceIn, ident: PartyIdentityDep, pool: PoolDep) -> Presence:
+async def put_my_presence(
+    body: PresenceIn, ident: PartyIdentityDep, pool: PoolDep, client: TemporalDep
+) -> Presence:
     """Set the resident ``away`` (until ``until``, UTC, at most 30 days ahead; null = until set
     back) or ``available``; pushes ``presence`` to their clients. 422 ``validation``: ``in_call``
     (derived), ``until`` with ``available`` or out of range."""
     me = _me(ident)
-    return await _put_presence(pool, me.tenant_id, ident.party.id, body)
+    return await _put_presence(pool, client, me.tenant_id, ident.party.id, body)
 
 
 @router.get("/v1/users/{user_id}/presence", response_model=Presence, responses=_PROBLEMS)
@@ -291,7 +310,9 @@ async def get_presence(user_id: str, access: Read, pool: PoolDep) -> Presence:
 
 
 @router.put("/v1/users/{user_id}/presence", response_model=Presence, responses=_PROBLEMS)
-async def put_presence(user_id: str, body: PresenceIn, access: Write, pool: PoolDep) -> Presence:
+async def put_presence(
+    user_id: str, body: PresenceIn, access: Write, pool: PoolDep, client: TemporalDep
+) -> Presence:
     """Set a user ``away``/``available`` (backend ``directory:write``, or the user's own token);
     pushes ``presence`` to the user's clients. 422 as ``PUT /v1/me/presence``."""
-    return await _put_presence(pool, access.tenant_id, _subject(access, user_id), body)
+    return await _put_presence(pool, client, access.tenant_id, _subject(access, user_id), body)

@@ -7,7 +7,7 @@ from PostgreSQL (``store/calls.py``), written by the workflows' ``record`` activ
 - ``POST /v1/calls`` (backend ``X-API-Key``, or a device's bearer token for its own
   calls) with ``Idempotency-Key``: the workflow id, so a double press starts ONE call.
 - ``GET /v1/calls/{call_id}``, ``GET /v1/calls`` (history filters).
-- ``POST /v1/calls/{id}/answer|reject|hang-up|cancel`` (party token) and
+- ``POST /v1/calls/{id}/answer|reject|pass|hang-up|cancel`` (party token) and
   ``/force-hang-up`` (backend): workflow updates returning ``ActionResult``;
   :func:`party_action` is shared with the WebSocket push channel.
 """
@@ -60,6 +60,7 @@ from ringflow.contracts.calls import (
     EscalationInput,
     ForceHangUpInput,
     HangUpInput,
+    PassInput,
     Phase,
     RejectInput,
 )
@@ -99,6 +100,12 @@ _REJECTIONS: dict[Rejection, tuple[int, str, str]] = {
     Rejection.UNKNOWN_ACTION: (422, "unknown-action", "The calling device does not offer this action"),
     Rejection.UNKNOWN_ACTION_ID: (404, "not-found", "Unknown action"),
     Rejection.ACTION_SETTLED: (409, "action-settled", "The action was already acknowledged or timed out"),
+    Rejection.FOLLOW_UP_CLOSED: (409, "follow-up-closed", "The missed call's follow-up window is not open"),
+    Rejection.FOLLOW_UP_NOT_ALLOWED: (
+        403,
+        "follow-up-not-allowed",
+        "The policy does not allow this after a miss",
+    ),
 }
 
 
@@ -164,6 +171,7 @@ def _links(settings: Settings, call_id: str, tenant_id: str) -> dict[str, str]:
         "self": base,
         "answer": f"{base}/answer",
         "reject": f"{base}/reject",
+        "pass": f"{base}/pass",
         "hang_up": f"{base}/hang-up",
         "cancel": f"{base}/cancel",
         "temporal_ui": temporal_ui_url(settings, qualify(tenant_id, call_id)),
@@ -485,10 +493,11 @@ async def list_calls(
 _ACTION_PROBLEMS = problem_responses(403, 404, 409, 503)
 """What :func:`run_update` answers besides the action's result (422 comes with the body)."""
 
-PartyAction = Literal["answer", "reject", "hang_up"]
-_ACTION_UPDATES: dict[str, tuple[Update, type[AnswerInput | RejectInput | HangUpInput]]] = {
+PartyAction = Literal["answer", "reject", "pass", "hang_up"]
+_ACTION_UPDATES: dict[str, tuple[Update, type[AnswerInput | RejectInput | PassInput | HangUpInput]]] = {
     "answer": (Update.ANSWER, AnswerInput),
     "reject": (Update.REJECT, RejectInput),
+    "pass": (Update.PASS, PassInput),
     "hang_up": (Update.HANG_UP, HangUpInput),
 }
 
@@ -511,7 +520,9 @@ async def run_update(client: Client, call_id: str, update: str, arg: Contract, r
 
     Problems: the workflow's rejections ``AnsweredByAnother`` 409 (1005), ``CallNotActive``
     409 (1006), ``NotAParty`` 403 (1007), ``UnknownAction`` 422 (1014), ``UnknownActionId``
-    404 (1008), ``ActionSettled`` 409 (1015), any other rejection 409 ``action-rejected``;
+    404 (1008), ``ActionSettled`` 409 (1015), ``FollowUpClosed`` 409 ``follow-up-closed``
+    (1006), ``FollowUpNotAllowed`` 403 ``follow-up-not-allowed`` (1016), any other rejection
+    409 ``action-rejected``;
     unknown call 404 (1008); finished call 409 ``call-not-active`` (1006); no answer
     from the workflow within :data:`UPDATE_RPC_TIMEOUT` 503 ``unavailable`` (1012).
     ``call_id`` is the workflow id (tenant-qualified); problems name the tenant's own id.
@@ -566,6 +577,15 @@ async def answer(call_id: Identifier, ident: PartyIdentityDep, client: TemporalD
 async def reject(call_id: Identifier, ident: PartyIdentityDep, client: TemporalDep) -> ActionResult:
     """The token's party declines (``rejectVoip``, reference section 4). Errors as ``answer``."""
     return await party_action(client, call_id, "reject", ident.party, ident.tenant_id)
+
+
+@router.post("/{call_id}/pass", response_model=ActionResult, responses=_ACTION_PROBLEMS)
+async def pass_turn(call_id: Identifier, ident: PartyIdentityDep, client: TemporalDep) -> ActionResult:
+    """The token's party, being rung, passes: "skip me, move on now" (issue 10 item 3). Unlike
+    ``reject`` (``rejectVoip``) it is recorded as ``passVoip`` and leaves the party out of the
+    rest of this call (later rounds too); the plan moves on at once (ring-all: once nobody else
+    of the stage rings). Errors as ``answer``."""
+    return await party_action(client, call_id, "pass", ident.party, ident.tenant_id)
 
 
 @router.post("/{call_id}/hang-up", response_model=ActionResult, responses=_ACTION_PROBLEMS)

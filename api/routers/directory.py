@@ -22,8 +22,9 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import PoolDep, Principal, require_scopes
+from api.deps import PoolDep, Principal, TemporalDep, require_scopes
 from api.problems import Problem, not_found, problem_responses
+from api.replan import notify_plan_changed
 from ringflow.contracts.common import Identifier
 from ringflow.contracts.directory import (
     Authorization,
@@ -285,29 +286,42 @@ async def get_user(who: DirRead, user_id: Identifier, pool: PoolDep) -> User:
 
 @users.put("/{user_id}", responses={201: {"description": "Created"}, **_CONFLICT})
 async def put_user(
-    who: DirWrite, user_id: Identifier, body: UserIn, pool: PoolDep, response: Response
+    who: DirWrite,
+    user_id: Identifier,
+    body: UserIn,
+    pool: PoolDep,
+    response: Response,
+    client: TemporalDep,
 ) -> User:
-    """Create (201) or replace (200) the user."""
+    """Create (201) or replace (200) the user. The calls still ringing them re-plan (issue 10)."""
     _same_id(user_id, body.id, "id")
     async with _tx(pool) as conn:
         user, status = await store.put_user(conn, body, tenant=who.tenant_id)
     _put_status(response, status)
+    await notify_plan_changed(client, pool, who.tenant_id, f"user {user_id} updated", user_id=user_id)
     return user
 
 
 @users.patch("/{user_id}", responses=_NOT_FOUND)
-async def patch_user(who: DirWrite, user_id: Identifier, body: UserPatch, pool: PoolDep) -> User:
-    """Change the name or do-not-disturb (errCode 1003 while set); 404 if unknown."""
+async def patch_user(
+    who: DirWrite, user_id: Identifier, body: UserPatch, pool: PoolDep, client: TemporalDep
+) -> User:
+    """Change the name or do-not-disturb (errCode 1003 while set); 404 if unknown. The calls
+    still ringing the user re-plan (issue 10: ``planChanged``)."""
     async with _tx(pool) as conn:
-        return await store.patch_user(conn, user_id, body, tenant=who.tenant_id)
+        user = await store.patch_user(conn, user_id, body, tenant=who.tenant_id)
+    await notify_plan_changed(client, pool, who.tenant_id, f"user {user_id} updated", user_id=user_id)
+    return user
 
 
 @users.delete("/{user_id}", status_code=204, responses={**_NOT_FOUND, **_CONFLICT})
-async def delete_user(who: DirWrite, user_id: Identifier, pool: PoolDep) -> None:
+async def delete_user(who: DirWrite, user_id: Identifier, pool: PoolDep, client: TemporalDep) -> None:
     """Delete the user, their authorizations and residencies. 404 if unknown; 409
-    ``user-in-use`` while the user is a unit's fallback."""
+    ``user-in-use`` while the user is a unit's fallback. The calls still ringing the user
+    re-plan without them (issue 10)."""
     async with _tx(pool) as conn:
         await store.delete_user(conn, user_id, tenant=who.tenant_id)
+    await notify_plan_changed(client, pool, who.tenant_id, f"user {user_id} deleted", user_id=user_id)
 
 
 @users.get("/{user_id}/devices", tags=["authorizations"], responses=_NOT_FOUND)
@@ -353,24 +367,41 @@ async def get_unit(
 
 @units.put("/{unit_id}", responses={201: {"description": "Created"}, **_CONFLICT})
 async def put_unit(
-    who: DirWrite, unit_id: Identifier, body: UnitIn, pool: PoolDep, response: Response
+    who: DirWrite,
+    unit_id: Identifier,
+    body: UnitIn,
+    pool: PoolDep,
+    response: Response,
+    client: TemporalDep,
 ) -> Unit:
     """Create (201) or replace (200) the unit; residents are replaced by the body's order.
-    422 as for POST."""
+    422 as for POST. The unit's calls still ringing apply the new residents, order and policy
+    to the targets not yet rung (issue 10: ``planChanged``)."""
     _same_id(unit_id, body.id, "id")
     async with _tx(pool) as conn:
         unit, status = await store.put_unit(conn, body, tenant=who.tenant_id)
     _put_status(response, status)
+    await notify_plan_changed(
+        client, pool, who.tenant_id, f"unit {unit_id} updated", unit_id=unit_id, site_id=body.site_id
+    )
     return unit
 
 
 @units.delete("/{unit_id}", status_code=204, responses=_NOT_FOUND)
 async def delete_unit(
-    who: DirWrite, unit_id: Identifier, pool: PoolDep, site_id: SiteQuery = DEFAULT_SITE
+    who: DirWrite,
+    unit_id: Identifier,
+    pool: PoolDep,
+    client: TemporalDep,
+    site_id: SiteQuery = DEFAULT_SITE,
 ) -> None:
-    """Delete the unit of site ``site_id`` (its users stay); 404 if unknown."""
+    """Delete the unit of site ``site_id`` (its users stay); 404 if unknown. Its calls still
+    ringing ring nobody more after the current stage (issue 10: ``planChanged``)."""
     async with _tx(pool) as conn:
         await store.delete_unit(conn, unit_id, tenant=who.tenant_id, site=site_id)
+    await notify_plan_changed(
+        client, pool, who.tenant_id, f"unit {unit_id} deleted", unit_id=unit_id, site_id=site_id
+    )
 
 
 # ---------------------------------------------------------------- authorizations

@@ -8,7 +8,7 @@ Replies to actions have no ``id``: ``{"result": ActionResult, "action", "call_id
 
 Client -> server frames (JSON text, at most :data:`MAX_FRAME_BYTES`):
 ``{"ack": [ids]}`` marks messages delivered (only the party's own);
-``{"action": "answer"|"reject"|"hang_up", "call_id": ...}`` does what the REST action does.
+``{"action": "answer"|"reject"|"pass"|"hang_up", "call_id": ...}`` does what the REST action does.
 
 Close codes: 4401 bad/expired token (reason says which); 1003 a frame that is not
 JSON or not one of the frames above; 1009 a frame over :data:`MAX_FRAME_BYTES`.

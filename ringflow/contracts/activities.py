@@ -114,6 +114,7 @@ class CallRecord(Contract):
     keep_time_s: int | None = None
     callees: list[Party] | None = None
     site_id: str | None = None  # the site of the unit called (issue 9)
+    follow_up_until: datetime | None = None  # a missed call's follow-up window closes (issue 10)
 
 
 class Billing(Contract):

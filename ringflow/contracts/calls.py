@@ -45,6 +45,7 @@ class AttemptOutcome(StrEnum):
     SKIPPED = "skipped"  # failed a pre-call check (errCode 9, 13, 1001, 1003)
     CANCELLED = "cancelled"  # the building call was cancelled / answered elsewhere / forced
     FAILED = "failed"  # joinFail*/abortVoip before talk
+    PASSED = "passed"  # passVoip: the listener said "skip me, move on now" (issue 10)
 
 
 # ---------------------------------------------------------------- REST
@@ -111,6 +112,8 @@ class CallView(Contract):
     end_reason: str | None = None
     err_code: ErrCode | None = None
     keep_time_s: int | None = None
+    follow_up_until: datetime | None = None  # a missed call's follow-up window closes then (issue 10)
+    has_snapshot: bool = False  # the visitor's snapshot is stored with the call (issue 10)
     attempts: list[Attempt] = Field(default_factory=list)
     events: list[CallEvent] = Field(default_factory=list)
     temporal_ui_url: str | None = None
@@ -229,6 +232,48 @@ class ForceHangUpInput(Contract):
     reason: str = Field("forced by backend", max_length=200)
 
 
+class PassInput(Contract):
+    """Update ``pass``: a rung listener says "skip me, move on now" (issue 10 item 3): its
+    room ends with ``passVoip`` and the plan moves on at once; the listener is not rung
+    again in this call (later rounds leave them out). Errors: ``CallNotActive`` (1006, not
+    ringing you), ``NotAParty`` (1007)."""
+
+    party: Party
+
+
+class PlanChangedInput(Contract):
+    """Signal ``plan_changed`` (issue 10 item 3): the directory or a policy changed under a
+    ringing call (``what``: a short sentence for the ``planChanged`` event, e.g. ``"unit 101
+    updated"``). The call re-resolves its targets not yet rung at its next recorded point."""
+
+    what: str = Field("directory changed", max_length=200)
+
+
+class FollowUpInput(Contract):
+    """Updates ``call_back`` / ``open_door`` (issue 10 item 4): ``party``, a resident rung by
+    this missed call, acts inside the call's follow-up window. Errors: ``NotAParty`` (1007, not
+    rung by this call), ``FollowUpClosed`` (1006, no window or it closed),
+    ``FollowUpNotAllowed`` (1016, ``open_door`` when the policy's ``remote_open_after_miss`` is
+    off), ``UnknownAction`` (1014, the door does not offer ``open_door``)."""
+
+    party: Party
+
+
+class CallBackResult(Contract):
+    """Answer of ``call_back``: the id of the new call (``party`` -> the door device
+    ``door``) that the API starts; ``door`` answers by itself where its directory entry says
+    ``auto_answer`` (reference phone-calls-device)."""
+
+    call_id: str
+    new_call_id: str
+    door: Party
+
+
+STORE_SNAPSHOT = "store_snapshot"
+"""Activity: fetch the visitor snapshot of a missed call from the media bridge and store it
+with the call (``activities/snapshots.py``; input the call id, result: stored or not)."""
+
+
 class JoinInput(Contract):
     """Signals ``joined`` / ``join_failed`` / ``media_lost`` from the media bridge: ``party``'s
     media joined the building call's media room ``room_id`` (= ``call_id``, docs/media.md),
@@ -259,6 +304,7 @@ class CallStatus(Contract):
     talk_room_id: str | None = None
     talk_started_at: datetime | None = None
     attempts: list[Attempt] = Field(default_factory=list)
+    follow_up_until: datetime | None = None  # a missed call's open follow-up window (issue 10)
 
 
 # ---------------------------------------------------------------- in-call actions

@@ -65,6 +65,8 @@ PROBLEM_SLUGS: frozenset[str] = frozenset(
         "call-not-active",
         "unknown-action",
         "action-settled",
+        "follow-up-closed",
+        "follow-up-not-allowed",
         "action-rejected",
         "unavailable",
         # media signaling (api/routers/media.py, media/server.py)

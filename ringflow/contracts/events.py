@@ -46,6 +46,10 @@ class EventName(StrEnum):
     CUSTOM_ACTION_RESULT = "customActionResult"  # the device acknowledged it, or the ack timed out
     MEDIA_INTERRUPTED = "mediaInterruptVoip"  # the bridge holding the room died; parties re-offered
     MEDIA_RESUMED = "mediaResumeVoip"  # both parties' media are back on another bridge (data: interruption_s)
+    # issue 10 (re-planning, missed-call follow-up)
+    PASS_VOIP = "passVoip"  # a rung listener passed: "skip me, move on now" (ends its room)
+    PLAN_CHANGED = "planChanged"  # the targets not yet rung were re-resolved (directory/policy edit)
+    CALL_BACK = "callBack"  # a rung resident calls the door back after a miss (data: the new call)
 
 
 TERMINAL_EVENTS: frozenset[EventName] = frozenset(
@@ -58,6 +62,7 @@ TERMINAL_EVENTS: frozenset[EventName] = frozenset(
         EventName.TIMEOUT,
         EventName.HANG_UP_VOIP,
         EventName.ABORT_VOIP,
+        EventName.PASS_VOIP,
     }
 )
 """Events that end a caller-listener call; ``endVoip`` follows each of them."""

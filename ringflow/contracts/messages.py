@@ -37,15 +37,21 @@ class Update(StrEnum):
     FORCE_HANG_UP = "force_hang_up"  # ForceHangUpInput -> ActionResult
     CUSTOM_ACTION = "custom_action"  # CustomActionInput -> CustomActionResult
     CUSTOM_ACTION_ACK = "custom_action_ack"  # CustomActionAck -> CustomActionResult
+    PASS = "pass"  # PassInput -> ActionResult (issue 10 item 3: "skip me, move on now")
+    CALL_BACK = "call_back"  # FollowUpInput -> CallBackResult (issue 10 item 4, follow-up window)
+    OPEN_DOOR = "open_door"  # FollowUpInput -> CustomActionResult (issue 10 item 4, follow-up window)
 
 
 class Signal(StrEnum):
-    """Signals of a building call: media facts from the bridge (``JoinInput``, docs/media.md)."""
+    """Signals of a building call: media facts from the bridge (``JoinInput``, docs/media.md),
+    and ``plan_changed`` (``PlanChangedInput``) from the API when the directory or a policy
+    changed under a ringing call (issue 10 item 3, ``api/replan.py``)."""
 
     JOINED = "joined"
     JOIN_FAILED = "join_failed"
     MEDIA_LOST = "media_lost"
     MEDIA_BRIDGE_LOST = "media_bridge_lost"  # the bridge process/node holding the room died (issue 13)
+    PLAN_CHANGED = "plan_changed"
 
 
 class Query(StrEnum):
@@ -65,6 +71,10 @@ class Rejection(StrEnum):
     UNKNOWN_ACTION = "UnknownAction"
     UNKNOWN_ACTION_ID = "UnknownActionId"
     ACTION_SETTLED = "ActionSettled"
+    FOLLOW_UP_CLOSED = "FollowUpClosed"
+    """``call_back``/``open_door`` outside the missed call's follow-up window (issue 10)."""
+    FOLLOW_UP_NOT_ALLOWED = "FollowUpNotAllowed"
+    """``open_door`` after a miss when the policy's ``remote_open_after_miss`` is off."""
 
 
 REJECTION_ERR_CODES: dict[Rejection, ErrCode] = {
@@ -74,6 +84,8 @@ REJECTION_ERR_CODES: dict[Rejection, ErrCode] = {
     Rejection.UNKNOWN_ACTION: ErrCode.UNKNOWN_ACTION,
     Rejection.UNKNOWN_ACTION_ID: ErrCode.UNKNOWN_RESOURCE,
     Rejection.ACTION_SETTLED: ErrCode.ACTION_SETTLED,
+    Rejection.FOLLOW_UP_CLOSED: ErrCode.CALL_NOT_ACTIVE,
+    Rejection.FOLLOW_UP_NOT_ALLOWED: ErrCode.FORBIDDEN,
 }
 """errCode of each rejection (reference codes where one applies, else ringflow's)."""
 

@@ -48,6 +48,11 @@ class EscalationPolicy(Contract):
     Both are read from the unit's stored policy at each ring (``activities/directory.py``
     ``precall_checks``): a policy given with one call (``POST /v1/calls`` ``policy``) does not
     change them.
+    - ``follow_up_window_s`` (issue 10 item 4): after a missed call (nobody answered, the
+      caller did not give up), a resident who was rung may call the door back for this many
+      seconds (a durable timer of the call); None/0 = no follow-up window.
+    - ``remote_open_after_miss``: within that window a rung resident may also open the door
+      remotely (audited as the call's in-call action ``open_door``, ``after_miss``).
     """
 
     strategy: RingStrategy = RingStrategy.SEQUENTIAL
@@ -59,3 +64,6 @@ class EscalationPolicy(Contract):
     open_while_ringing: bool = False
     quiet_hours: list[QuietHours] = Field(default_factory=list, max_length=MAX_QUIET_HOURS)
     ring_through_dnd: RingThroughDnd | None = None
+    # issue 10 item 4 (missed-call follow-up): keep these last
+    follow_up_window_s: float | None = Field(None, ge=0, le=86400)
+    remote_open_after_miss: bool = False

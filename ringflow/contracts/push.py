@@ -33,6 +33,7 @@ class PushType(StrEnum):
     CUSTOM_ACTION_RESULT = "custom_action_result"  # to the listener: the action's outcome
     PRESENCE = "presence"  # to a person: their presence changed (away/available; no call: call_id "")
     MEDIA_REOFFER = "media_reoffer"  # to both parties: the bridge died, offer again (issue 13)
+    MISSED_CALL = "missed_call"  # to each rung resident: nobody answered (snapshot link, follow-up)
 
 
 class PushMessage(Contract):

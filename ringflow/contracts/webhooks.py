@@ -12,7 +12,7 @@ type                made from                               ``data``
 ``call.ringing``    ``ringing`` (one per rung target)       :class:`CallRingingData`
 ``call.answered``   ``answered``                            :class:`CallAnsweredData`
 ``call.action``     ``customActionResult``                  :class:`CallActionData`
-``call.missed``     ``callEnded`` nobody answered           :class:`CallEndedData`
+``call.missed``     ``callEnded`` nobody answered           :class:`CallMissedData`
 ``call.ended``      ``callEnded`` (always, after missed)    :class:`CallEndedData`
 ``device.offline``  not produced yet (docs/webhooks.md)     :class:`DeviceOfflineData`
 ==================  ======================================  ================================
@@ -90,7 +90,7 @@ class CallActionData(CallRef):
 
 class AttemptData(Contract):
     """One rung target of a call (``attempts`` row): ``outcome`` answered / no_answer /
-    busy / rejected / cancelled / failed / skipped, ``end_reason`` its terminal event,
+    busy / rejected / passed / cancelled / failed / skipped, ``end_reason`` its terminal event,
     ``keepTime`` seconds of talk."""
 
     room_id: str
@@ -116,6 +116,16 @@ class CallEndedData(CallRef):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     attempts: list[AttemptData] = Field(default_factory=list)
+
+
+class CallMissedData(CallEndedData):
+    """``call.missed`` (issue 10 item 4): :class:`CallEndedData` and the follow-up:
+    ``snapshot_url`` (the backend's ``GET /v1/calls/{call_id}/snapshot.jpg``, when the visitor's
+    snapshot is stored with the call) and ``follow_up_until`` (UTC; until then a rung resident
+    may call the door back or open it, per the unit's policy; None: no window)."""
+
+    snapshot_url: str | None = None
+    follow_up_until: datetime | None = None
 
 
 class DeviceOfflineData(Contract):

@@ -1,11 +1,13 @@
 """Regenerate the stored histories replayed by ``tests/test_replay.py``.
 
-``python -m tests.histories.generate [--tag TAG]``: runs the demo scenario (sequential:
-A no answer, B busy, C answers and talks 25 s), a ring-all race, a media call (one
-media room: the door joins once, a previewing listener answers, opens the door, hangs
-up) and an availability call (issue 10: A away, B in do-not-disturb, both skipped at the
-ring's instant, C answers) as ``BuildingCallWorkflow`` on a time-skipping server with the fake activities, and
-writes each call's history as JSON here, named ``<scenario><TAG>.json``. Keep the histories
+``python -m tests.histories.generate [--tag TAG] [--only SCENARIO ...]``: runs the demo
+scenario (sequential: A no answer, B busy, C answers and talks 25 s), a ring-all race, a
+media call (one media room: the door joins once, a previewing listener answers, opens the
+door, hangs up), an availability call (issue 10: A away, B in do-not-disturb, both skipped at
+the ring's instant, C answers) and a missed call (issue 10: A passes, the unit changes under
+the ringing call, nobody answers, the follow-up window: a call back and a remote open) as
+``BuildingCallWorkflow`` on a time-skipping server with the fake activities, and writes each
+call's history as JSON here, named ``<scenario><TAG>.json`` (``--only``: those scenarios). Keep the histories
 of older code and add new ones with a new TAG; regenerate old ones only on purpose
 (docs/design.md#versioning). The legacy shape's histories (``EscalationWorkflow`` plus one
 ``CallWorkflow`` per attempt, ``<scenario>[-s2|-s3][.<attempt>].json``) were made by this
@@ -19,6 +21,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from ringflow.availability import PersonAvailability
@@ -27,10 +30,14 @@ from ringflow.contracts.calls import (
     CustomActionAck,
     CustomActionInput,
     EscalationInput,
+    FollowUpInput,
     ForceHangUpInput,
     HangUpInput,
     JoinInput,
+    PassInput,
+    PlanChangedInput,
 )
+from ringflow.contracts.messages import Signal
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
 from ringflow.stack.binaries import temporal_test_server
 from ringflow.temporal import DATA_CONVERTER
@@ -48,7 +55,10 @@ async def _wait_ringing(handle, party) -> None:
     raise TimeoutError(f"{party} not ringing")
 
 
-async def main(tag: str) -> None:
+SCENARIOS = ("demo", "race", "media", "dnd", "missed")
+
+
+async def main(tag: str, only: tuple[str, ...] = SCENARIOS) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=DATA_CONVERTER, test_server_existing_path=str(temporal_test_server())
     )
@@ -57,6 +67,11 @@ async def main(tag: str) -> None:
         fake.lines[user("bob").key()] = "elsewhere.1"
         tq = f"tq-{uuid.uuid4()}"
         async with running(env, tq, fake):
+            if only != SCENARIOS:
+                if "missed" in only:
+                    await _missed_call(env, tq, fake, f"missed{tag}")
+                ids = [f"missed{tag}"] if "missed" in only else []
+                return await _write(env, ids)
             demo = await env.client.start_workflow(
                 BuildingCallWorkflow.run,
                 EscalationInput(
@@ -94,10 +109,71 @@ async def main(tag: str) -> None:
             await race.result()
             await _media_call(env, tq, fake, f"media{tag}")
             await _availability_call(env, tq, fake, f"dnd{tag}")
-            ids = [f"{s}{tag}" for s in ("demo", "race", "media", "dnd")]
-        for wf_id in ids:
-            history = await env.client.get_workflow_handle(wf_id).fetch_history()
-            (HERE / f"{wf_id}.json").write_text(history.to_json())
+            fake.lines.clear()
+            await _missed_call(env, tq, fake, f"missed{tag}")
+            ids = [f"{s}{tag}" for s in SCENARIOS]
+        await _write(env, ids)
+
+
+async def _write(env: WorkflowEnvironment, ids: list[str]) -> None:
+    for wf_id in ids:
+        history = await env.client.get_workflow_handle(wf_id).fetch_history()
+        (HERE / f"{wf_id}.json").write_text(history.to_json())
+
+
+async def _missed_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
+    """Issue 10: a media call to unit 101 (10 s rings, a 600 s follow-up window with remote
+    open): bob moves out while alice rings (``planChanged``), alice passes, carol times out;
+    the snapshot is stored, carol calls back and opens the door, the window closes."""
+    alice, carol = user("alice"), user("carol")
+    h = await env.client.start_workflow(
+        BuildingCallWorkflow.run,
+        EscalationInput(
+            call_id=call_id,
+            caller=LOBBY,
+            unit_id="101",
+            media_required=True,
+            policy=EscalationPolicy(ring_timeout_s=10, follow_up_window_s=600, remote_open_after_miss=True),
+        ),
+        id=call_id,
+        task_queue=tq,
+    )
+    await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=LOBBY))
+    await _wait_ringing(h, alice)
+    fake.units["101"].residents.remove("bob")
+    await h.signal(Signal.PLAN_CHANGED, PlanChangedInput(what="unit 101 updated"))
+    for _ in range(500):
+        if any(e.name == "planChanged" for e in fake.events(call_id=call_id)):
+            break
+        await asyncio.sleep(0.02)
+    await h.execute_update(BuildingCallWorkflow.pass_turn, PassInput(party=alice))
+    await _wait_ringing(h, carol)
+    await env.sleep(11)
+    for _ in range(500):
+        if (await h.query(BuildingCallWorkflow.status)).follow_up_until is not None:
+            break
+        await asyncio.sleep(0.02)
+    await h.execute_update(BuildingCallWorkflow.call_back, FollowUpInput(party=carol))
+    opening = asyncio.create_task(
+        h.execute_update(BuildingCallWorkflow.open_door, FollowUpInput(party=carol))
+    )
+    await _door_acks(h, fake, call_id)
+    await opening
+    await h.result()
+    fake.units["101"].residents.insert(1, "bob")
+
+
+async def _door_acks(h: WorkflowHandle, fake: FakeDirectory, call_id: str) -> None:
+    """The door acknowledges the call's first ``custom_action`` push ("door opened")."""
+    for _ in range(500):
+        pushed = [p for p in fake.pushes() if p.type == "custom_action" and p.call_id == call_id]
+        if pushed:
+            break
+        await asyncio.sleep(0.02)
+    await h.execute_update(
+        BuildingCallWorkflow.custom_action_ack,
+        CustomActionAck(party=LOBBY, action_id=pushed[0].payload["action_id"], detail="door opened"),
+    )
 
 
 async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
@@ -119,15 +195,7 @@ async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, ca
             BuildingCallWorkflow.custom_action, CustomActionInput(party=carol, action="open_door")
         )
     )
-    for _ in range(500):
-        pushed = [p for p in fake.pushes() if p.type == "custom_action" and p.call_id == call_id]
-        if pushed:
-            break
-        await asyncio.sleep(0.02)
-    await h.execute_update(
-        BuildingCallWorkflow.custom_action_ack,
-        CustomActionAck(party=LOBBY, action_id=pushed[0].payload["action_id"], detail="door opened"),
-    )
+    await _door_acks(h, fake, call_id)
     await asking
     await env.sleep(10)
     await h.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=carol))
@@ -157,4 +225,6 @@ async def _availability_call(env: WorkflowEnvironment, tq: str, fake: FakeDirect
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", required=True, help="suffix of the scenario ids and file names, e.g. -bc2")
-    asyncio.run(main(parser.parse_args().tag))
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="only these scenarios")
+    args = parser.parse_args()
+    asyncio.run(main(args.tag, tuple(args.only) if args.only else SCENARIOS))

@@ -18,6 +18,9 @@
 //   per call, sendrecv transceivers for the local microphone/camera (muted until the
 //   answer) or recvonly when there is none, complete ICE gathering, then
 //   POST /v1/calls/{call_id}/media {sdp, type: "offer"} -> {sdp, type: "answer"};
+// - POST /v1/calls/{id}/pass (issue 10: "skip me, move on now"; shown on a unit's call
+//   whose incoming_call says more_targets), POST /v1/me/calls/{id}/call-back | open-door
+//   (a missed call inside its follow_up_until: the call log's buttons);
 // - POST /v1/calls/{id}/answer | reject | hang-up; in talk (and while ringing where the
 //   push offers it in ringing_actions: policy open_while_ringing),
 //   POST /v1/calls/{id}/actions {"action": "open_door"} -> CustomActionResult
@@ -242,6 +245,13 @@
         c.check();
         break;
       }
+      case "talk_started":
+        // a call this app placed (a call back): the door answered
+        if (call && call.outgoing && call.state !== "ended") {
+          call.talkStart = Date.now();
+          call.setState("talk", "call.inCall");
+        }
+        break;
       case "call_cancelled":
       case "call_ended":
         if (call) call.stopped(p, frame.type === "call_cancelled");
@@ -498,6 +508,8 @@
       this.callerName = p.caller_name || p.caller || t("call.unknownCaller");
       this.roomType = p.room_type === "voice" ? "voice" : "video";
       this.ringingActions = Array.isArray(p.ringing_actions) ? p.ringing_actions : [];
+      this.moreTargets = p.more_targets === true; // a unit's call that would ring someone else
+      this.outgoing = false; // a call this app placed (call back), not an incoming one
       this.ringS = Number(p.ring_timeout_s) || 60;
       // the countdown runs from the server's ring time when the clocks roughly agree
       const age = (Date.now() - Date.parse(frame.at)) / 1000;
@@ -522,6 +534,7 @@
       node.dataset.callId = this.id;
       $(".answer", node).addEventListener("click", () => this.answer());
       $(".reject", node).addEventListener("click", () => this.reject());
+      $(".pass", node).addEventListener("click", () => this.pass());
       $(".hang-up", node).addEventListener("click", () => this.hangUp());
       $(".open-door", node).addEventListener("click", () => this.openDoor());
       $(".camera", node).addEventListener("click", () => this.toggleVideo());
@@ -545,6 +558,7 @@
       $(".place", n).textContent = this.place();
       $(".answer", n).textContent = t("call.answer");
       $(".reject", n).textContent = t("call.decline");
+      $(".pass", n).textContent = t("call.pass");
       $(".open-door", n).textContent = t("call.openDoor");
       $(".hang-up", n).textContent = t("call.hangUp");
       $(".camera", n).textContent = this.sendingVideo ? t("call.videoOff") : t("call.videoOn");
@@ -568,6 +582,7 @@
       const ringing = state === "ringing";
       $(".answer", this.node).hidden = !ringing;
       $(".reject", this.node).hidden = !ringing;
+      $(".pass", this.node).hidden = !(ringing && this.moreTargets);
       $(".hang-up", this.node).hidden = !(talk || state === "answering");
       $(".open-door", this.node).hidden = !(talk || (ringing && this.ringingActions.includes("open_door")));
       const hasCamera = !!(this.local && this.local.getVideoTracks().length);
@@ -838,14 +853,24 @@
     }
 
     async reject() {
+      await this.leaveRinging("reject", "call.declining", "call.cannotDecline");
+    }
+
+    async pass() {
+      // issue 10: passVoip, the building call moves on to the next resident at once
+      await this.leaveRinging("pass", "call.passing", "call.cannotPass");
+    }
+
+    async leaveRinging(action, statusKey, errorKey) {
+      // decline or pass: the ring stops here; call_ended may come before the answer
       if (this.state !== "ringing") return;
       this.handled();
       try {
-        await this.act("reject");
-        if (this.state !== "ended") this.setState("ending", "call.declining"); // call_ended may come first
+        await this.act(action);
+        if (this.state !== "ended") this.setState("ending", statusKey);
       } catch (e) {
         if (e.status === 409) this.finish(t("call.over", { msg: e.message }), null);
-        else this.error(t("call.cannotDecline", { msg: e.message }));
+        else this.error(t(errorKey, { msg: e.message }));
       }
     }
 
@@ -1064,7 +1089,51 @@
     door.hidden = !opened;
     door.textContent = t("history.doorOpened");
     $(".talk", node).textContent = c.keep_time_s ? t("history.talk", { d: I.fmtDuration(c.keep_time_s) }) : "";
+    followUp(node, c, missed, name);
     return node;
+  }
+
+  function followUp(node, c, missed, name) {
+    // issue 10: a missed call inside its follow-up window: call the door back, open it
+    const until = c.follow_up_until ? Date.parse(c.follow_up_until) : 0;
+    const box = $(".follow-up", node);
+    if (!missed || !(until > Date.now())) return;
+    box.hidden = false;
+    node.dataset.followUp = "true";
+    const out = $(".follow-up-result", node);
+    const back = $(".call-back", node);
+    back.textContent = t("history.callBack");
+    back.addEventListener("click", async () => {
+      back.disabled = true;
+      try {
+        const { doc } = await api("POST", `/v1/me/calls/${encodeURIComponent(c.call_id)}/call-back`);
+        out.textContent = t("history.callingBack", { name });
+        const call = new Call({ call_id: doc.call_id, at: new Date().toISOString(), payload: { caller_name: name, room_type: c.room_type } });
+        call.outgoing = true;
+        calls.set(doc.call_id, call);
+        call.setState("answering", "call.callingBack", { name });
+        call.startMedia().catch((e) => call.mediaFailed(e.message));
+      } catch (e) {
+        out.textContent = t("history.followUpFailed", { msg: e.message });
+        back.disabled = false;
+      }
+    });
+    const open = $(".open-door-after", node);
+    open.hidden = false;
+    open.textContent = t("call.openDoor");
+    open.addEventListener("click", async () => {
+      open.disabled = true;
+      out.textContent = t("door.opening");
+      try {
+        const { doc } = await api("POST", `/v1/me/calls/${encodeURIComponent(c.call_id)}/open-door`);
+        out.dataset.result = doc.result;
+        out.textContent = doc.result === "done" ? t("history.doorOpened") : t("history.followUpFailed", { msg: doc.detail || doc.result });
+      } catch (e) {
+        out.textContent = t("history.followUpFailed", { msg: e.message });
+        if (e.slug === "follow-up-not-allowed") open.hidden = true;
+      }
+      open.disabled = false;
+    });
   }
 
   function renderHistory() {
