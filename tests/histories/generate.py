@@ -5,7 +5,9 @@ scenario (sequential: A no answer, B busy, C answers and talks 25 s), a ring-all
 media call (one media room: the door joins once, a previewing listener answers, opens the
 door, hangs up), an availability call (issue 10: A away, B in do-not-disturb, both skipped at
 the ring's instant, C answers) and a missed call (issue 10: A passes, the unit changes under
-the ringing call, nobody answers, the follow-up window: a call back and a remote open) as
+the ringing call, nobody answers, the follow-up window: a call back and a remote open) and a
+media failover (issue 13: the bridge node holding the talking call dies, both parties join
+again on another node) as
 ``BuildingCallWorkflow`` on a time-skipping server with the fake activities, and writes each
 call's history as JSON here, named ``<scenario><TAG>.json`` (``--only``: those scenarios). Keep the histories
 of older code and add new ones with a new TAG; regenerate old ones only on purpose
@@ -37,6 +39,7 @@ from ringflow.contracts.calls import (
     PassInput,
     PlanChangedInput,
 )
+from ringflow.contracts.media import BridgeLostInput, MediaPlacement
 from ringflow.contracts.messages import Signal
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
 from ringflow.stack.binaries import temporal_test_server
@@ -55,64 +58,63 @@ async def _wait_ringing(handle, party) -> None:
     raise TimeoutError(f"{party} not ringing")
 
 
-SCENARIOS = ("demo", "race", "media", "dnd", "missed")
-
-
-async def main(tag: str, only: tuple[str, ...] = SCENARIOS) -> None:
+async def main(tag: str, only: tuple[str, ...] | None = None) -> None:
+    """Play ``only`` (default: every scenario of :data:`SCENARIOS`) and write their histories."""
+    names = only or tuple(SCENARIOS)
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=DATA_CONVERTER, test_server_existing_path=str(temporal_test_server())
     )
     async with env:
         fake = FakeDirectory()
-        fake.lines[user("bob").key()] = "elsewhere.1"
         tq = f"tq-{uuid.uuid4()}"
         async with running(env, tq, fake):
-            if only != SCENARIOS:
-                if "missed" in only:
-                    await _missed_call(env, tq, fake, f"missed{tag}")
-                ids = [f"missed{tag}"] if "missed" in only else []
-                return await _write(env, ids)
-            demo = await env.client.start_workflow(
-                BuildingCallWorkflow.run,
-                EscalationInput(
-                    call_id=f"demo{tag}",
-                    caller=LOBBY,
-                    unit_id="101",
-                    policy=EscalationPolicy(ring_timeout_s=30),
-                ),
-                id=f"demo{tag}",
-                task_queue=tq,
-            )
-            await _wait_ringing(demo, user("alice"))
-            await env.sleep(31)
-            await _wait_ringing(demo, user("carol"))
-            await demo.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=user("carol")))
-            await env.sleep(25)
-            await demo.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=LOBBY))
-            await demo.result()
-            fake.lines.clear()
-            race = await env.client.start_workflow(
-                BuildingCallWorkflow.run,
-                EscalationInput(
-                    call_id=f"race{tag}",
-                    caller=LOBBY,
-                    unit_id="101",
-                    policy=EscalationPolicy(strategy=RingStrategy.SIMULTANEOUS),
-                ),
-                id=f"race{tag}",
-                task_queue=tq,
-            )
-            await _wait_ringing(race, user("carol"))
-            await race.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=user("bob")))
-            await env.sleep(3)
-            await race.execute_update(BuildingCallWorkflow.force_hang_up, ForceHangUpInput())
-            await race.result()
-            await _media_call(env, tq, fake, f"media{tag}")
-            await _availability_call(env, tq, fake, f"dnd{tag}")
-            fake.lines.clear()
-            await _missed_call(env, tq, fake, f"missed{tag}")
-            ids = [f"{s}{tag}" for s in SCENARIOS]
-        await _write(env, ids)
+            for name in names:
+                fake.lines.clear()
+                await SCENARIOS[name](env, tq, fake, f"{name}{tag}")
+        await _write(env, [f"{name}{tag}" for name in names])
+
+
+async def _demo_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
+    """The demo: sequential, alice does not answer, bob is busy, carol answers and talks 25 s."""
+    fake.lines[user("bob").key()] = "elsewhere.1"
+    demo = await env.client.start_workflow(
+        BuildingCallWorkflow.run,
+        EscalationInput(
+            call_id=call_id,
+            caller=LOBBY,
+            unit_id="101",
+            policy=EscalationPolicy(ring_timeout_s=30),
+        ),
+        id=call_id,
+        task_queue=tq,
+    )
+    await _wait_ringing(demo, user("alice"))
+    await env.sleep(31)
+    await _wait_ringing(demo, user("carol"))
+    await demo.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=user("carol")))
+    await env.sleep(25)
+    await demo.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=LOBBY))
+    await demo.result()
+
+
+async def _race_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
+    """A ring-all race: bob answers while all three ring, the backend forces the hang-up."""
+    race = await env.client.start_workflow(
+        BuildingCallWorkflow.run,
+        EscalationInput(
+            call_id=call_id,
+            caller=LOBBY,
+            unit_id="101",
+            policy=EscalationPolicy(strategy=RingStrategy.SIMULTANEOUS),
+        ),
+        id=call_id,
+        task_queue=tq,
+    )
+    await _wait_ringing(race, user("carol"))
+    await race.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=user("bob")))
+    await env.sleep(3)
+    await race.execute_update(BuildingCallWorkflow.force_hang_up, ForceHangUpInput())
+    await race.result()
 
 
 async def _write(env: WorkflowEnvironment, ids: list[str]) -> None:
@@ -222,9 +224,48 @@ async def _availability_call(env: WorkflowEnvironment, tq: str, fake: FakeDirect
     fake.people.clear()
 
 
+async def _failover_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
+    """Issue 13 item 4: a media call (the door and carol talk), the bridge node holding the room
+    dies, both join again on node-b, carol hangs up."""
+    carol = user("carol")
+    fake.media_placement = MediaPlacement(node_id="node-a")
+    h = await env.client.start_workflow(
+        BuildingCallWorkflow.run,
+        EscalationInput(call_id=call_id, caller=LOBBY, callees=[carol], media_required=True),
+        id=call_id,
+        task_queue=tq,
+    )
+    await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=LOBBY))
+    await _wait_ringing(h, carol)
+    await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=carol))
+    await env.sleep(1)
+    await h.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=carol))
+    await env.sleep(5)
+    fake.media_placement = MediaPlacement(node_id="node-b", moves=1)
+    await h.signal(BuildingCallWorkflow.media_bridge_lost, BridgeLostInput(room_id=call_id, node="node-a/0"))
+    await env.sleep(2)
+    for party in (LOBBY, carol):
+        await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=party))
+    await env.sleep(10)
+    await h.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=carol))
+    await h.result()
+    fake.media_placement = None
+
+
+SCENARIOS = {
+    "demo": _demo_call,
+    "race": _race_call,
+    "media": _media_call,
+    "dnd": _availability_call,
+    "missed": _missed_call,
+    "failover": _failover_call,
+}
+"""Every scenario by name (``--only``): each plays one call with id ``<name><TAG>``."""
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", required=True, help="suffix of the scenario ids and file names, e.g. -bc2")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="only these scenarios")
     args = parser.parse_args()
-    asyncio.run(main(args.tag, tuple(args.only) if args.only else SCENARIOS))
+    asyncio.run(main(args.tag, tuple(args.only) if args.only else None))
