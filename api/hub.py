@@ -118,11 +118,15 @@ class Hub:
         self._task = asyncio.create_task(self._listen_forever(), name="push-hub-listen")
 
     async def stop(self) -> None:
-        """Stop listening."""
+        """Stop listening. Raises nothing: a failure of the listening task is logged."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("push: the LISTEN task failed while stopping")
 
     @asynccontextmanager
     async def session(self, recipient: str, websocket: WebSocket) -> AsyncIterator[Session]:
@@ -176,7 +180,13 @@ class Hub:
             try:
                 await self._listen_once()
                 log.warning("push: LISTEN connection lost; reconnecting")
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.exceptions.InternalClientError,  # a protocol op cut short (server going down)
+            ) as e:
                 log.warning("push: LISTEN connection failed (%s); retrying", e)
             await asyncio.sleep(self.retry_s)
 

@@ -19,9 +19,16 @@ from bench.history_stats import (
 
 HERE = Path(__file__).parent / "histories"
 NAMES = sorted(p.stem for p in HERE.glob("*.json"))
+
+
+def _workflow_type(name: str) -> str:
+    first = json.loads((HERE / f"{name}.json").read_text())["events"][0]
+    return first["workflowExecutionStartedEventAttributes"]["workflowType"]["name"]
+
+
 PARENTS = [
-    n for n in NAMES if "." not in n and "-bc" not in n
-]  # legacy EscalationWorkflow histories; "<id>.<n>" are rooms
+    n for n in NAMES if "." not in n and _workflow_type(n) == "EscalationWorkflow"
+]  # legacy EscalationWorkflow histories ("<id>.<n>" are their rooms); the rest are BuildingCallWorkflow
 
 
 def load(workflow_id: str) -> WorkflowHistory:
