@@ -1,0 +1,365 @@
+"""Play one scenario through the real ``BuildingCallWorkflow`` on the time-skipping test server.
+
+:func:`simulate` starts the Java test server (``WorkflowEnvironment.start_time_skipping``, about
+0.1 s) unless given one, registers ringflow's search attributes, runs a worker with the real
+workflows and the in-memory activities (:mod:`ringflow.simulation.memory`), moves the server's
+clock to the scenario's start instant and starts the call as the API would
+(``POST /v1/calls``: the unit, the caller device, the settings' timeouts; no media).
+
+The driver then repeats: wait until the workflow has processed everything due (a query: the
+test server answers it after the workflow task in flight, so every ``record`` of that task is
+in memory), read the new rings (their ``ringing`` events and ``incoming_call`` pushes), and
+skip the clock (``env.sleep``) exactly to the earliest of: the next reaction of a ringing person
+(counted from their ``ringing``), the next edit, the caller's hang-up, the end of a talk, the
+next ring deadline (``ringing`` + the push's ``ring_timeout_s``: a new ring may follow it). So
+no reaction is ever late, and time is only skipped, never waited for. Precision: the server's
+clock runs at wall-clock pace while the driver works between skips (milliseconds per step), so
+event times are exact to a few milliseconds (the timeline prints tenths of seconds).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from ringflow.contracts.calls import (
+    AnswerInput,
+    EscalationInput,
+    EscalationResult,
+    HangUpInput,
+    PassInput,
+    PlanChangedInput,
+    RejectInput,
+)
+from ringflow.contracts.common import Party, PartyKind
+from ringflow.contracts.directory import Building
+from ringflow.contracts.events import CallEvent, EventName
+from ringflow.contracts.push import PushType
+from ringflow.contracts.search import SEARCH_ATTRIBUTES
+from ringflow.simulation.memory import MemoryCalls, MemoryDirectory, SimActivities
+from ringflow.simulation.scenario import Edit, PersonIn, Scenario, resolve_when, site_of
+from workflows import WORKFLOWS
+from workflows.building_call import BuildingCallWorkflow
+
+OTHER_CALL_ROOM = "another-call.1"
+"""The room that holds the line of a person the scenario says is ``busy``."""
+_EPS = 0.001  # past a ring deadline: its timer has fired when the skip returns
+
+
+class SimulationError(ValueError):
+    """A scenario that cannot be played (one line, for the CLI): e.g. a start in the past."""
+
+
+async def register_search_attributes(env: WorkflowEnvironment) -> None:
+    """Register ringflow's search attributes on ``env``. The time-skipping test server
+    rejects upserts of unknown attributes (the workflow task then fails for ever) but
+    implements OperatorService.AddSearchAttributes; the dev server already has them."""
+    try:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},
+            )
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+
+
+@dataclass
+class Simulation:
+    """What a simulated call did: the scenario's call (``unit_id``, ``caller``, ``start``: the
+    instant it was placed, ``time_zone`` of the site), the recorded ``events`` (as ``ringflow
+    calls show`` lists them), the workflow's ``result``, ``started_at`` (``callStarted``'s
+    instant: times are counted from it) and ``notes``: reactions the engine refused (a person
+    who no longer rang when their reaction came), with the rejection."""
+
+    unit_id: str
+    unit_name: str
+    site_id: str
+    site_name: str
+    time_zone: str
+    caller: Party
+    caller_name: str
+    start: datetime
+    started_at: datetime
+    events: list[CallEvent]
+    result: EscalationResult
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(order=True)
+class _Due:
+    at: datetime
+    n: int
+    kind: str = field(compare=False)  # react | talk_end | edit | hang_up
+    party: Party | None = field(default=None, compare=False)
+    action: str = field(default="", compare=False)
+    room_id: str | None = field(default=None, compare=False)
+    edit: Edit | None = field(default=None, compare=False)
+
+
+class _Driver:
+    """The scenario's side of one simulated call (module docstring)."""
+
+    def __init__(self, scenario: Scenario, calls: MemoryCalls, caller: Party) -> None:
+        self.caller = caller
+        self.scenario = scenario
+        self.calls = calls
+        self.directory = calls.directory
+        self.due: list[_Due] = []
+        self.counter = itertools.count()
+        self.seen_rooms: set[str] = set()
+        self.notes: list[str] = []
+        self.handle: WorkflowHandle[Any, EscalationResult] | None = None
+        self.start: datetime | None = None
+        self.started_at: datetime | None = None
+
+    def schedule(self, at: datetime, kind: str, **kw: Any) -> None:
+        heapq.heappush(self.due, _Due(at, next(self.counter), kind, **kw))
+
+    def set_person(self, uid: str, state: PersonIn) -> None:
+        """Store ``state`` as ``uid``'s availability and line (busy: held by another call)."""
+        assert self.start is not None
+        user = self.directory.users[uid]
+        self.directory.people[uid] = state.availability(
+            uid, user.do_not_disturb, self.directory.time_zone, self.start
+        )
+        key = Party(kind=PartyKind.USER, id=uid).key()
+        if state.busy:
+            self.calls.lines.setdefault(key, OTHER_CALL_ROOM)
+        elif self.calls.lines.get(key) == OTHER_CALL_ROOM:
+            del self.calls.lines[key]
+
+    async def settle(self) -> None:
+        """Wait until the workflow processed everything due now: a query is answered after the
+        workflow task in flight; again until no new record came meanwhile."""
+        assert self.handle is not None
+        for _ in range(100):
+            n = len(self.calls.records)
+            try:
+                await self.handle.query(BuildingCallWorkflow.status)
+            except (WorkflowQueryFailedError, RPCError):
+                pass
+            if len(self.calls.records) == n:
+                return
+
+    def observe(self) -> list[datetime]:
+        """Schedule the reactions of rings not seen before; the ring deadlines of rooms still
+        ringing (instants)."""
+        events = self.calls.events()
+        if self.started_at is None:
+            first = next((e for e in events if e.name is EventName.CALL_STARTED), None)
+            if first is not None:
+                self.started_at = first.at
+                for i, edit in enumerate(self.scenario.edits):
+                    self.schedule(first.at + timedelta(seconds=edit.at_s), "edit", edit=edit, action=str(i))
+                if self.scenario.hang_up_at_s is not None:
+                    at = first.at + timedelta(seconds=self.scenario.hang_up_at_s)
+                    self.schedule(at, "hang_up")
+        ended = {e.room_id for e in events if e.name is EventName.FINISH_VOIP}
+        timeouts = {
+            p.room_id: float(p.payload.get("ring_timeout_s") or 0)
+            for p in self.calls.pushes()
+            if p.type is PushType.INCOMING_CALL
+        }
+        deadlines = []
+        for e in events:
+            if e.name is not EventName.RINGING or e.room_id is None:
+                continue
+            if e.room_id not in self.seen_rooms:
+                self.seen_rooms.add(e.room_id)
+                listener = e.listener
+                reaction = self.scenario.reactions.get(listener.id) if listener is not None else None
+                if reaction is not None and listener is not None and listener.kind is PartyKind.USER:
+                    action, after = reaction.action
+                    self.schedule(
+                        e.at + timedelta(seconds=after), "react", party=listener, action=action, room_id=e.room_id
+                    )
+            if e.room_id not in ended and e.room_id in timeouts:
+                deadlines.append(e.at + timedelta(seconds=timeouts[e.room_id]))
+        return deadlines
+
+    def call_ended(self) -> bool:
+        return any(e.name is EventName.CALL_ENDED for e in self.calls.events())
+
+    async def perform(self, due: _Due) -> None:
+        """Do what is due: a person's reaction, a talk's end, an edit, the caller's hang-up."""
+        handle = self.handle
+        assert handle is not None and self.started_at is not None
+        at_s = (due.at - self.started_at).total_seconds()
+        try:
+            if due.kind == "edit":
+                assert due.edit is not None
+                await self.apply(due.edit)
+            elif due.kind == "hang_up":
+                await handle.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=self.caller))
+            elif due.kind == "talk_end":
+                assert due.party is not None
+                await handle.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=due.party))
+            else:
+                assert due.party is not None
+                party = due.party
+                if due.action == "answer":
+                    res = await handle.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=party))
+                    talk = next(
+                        (
+                            e.at
+                            for e in self.calls.events()
+                            if e.room_id == res.room_id and e.name is EventName.CALLING
+                        ),
+                        due.at,
+                    )
+                    reaction = self.scenario.reactions[party.id]
+                    self.schedule(talk + timedelta(seconds=reaction.talks_s), "talk_end", party=party)
+                elif due.action == "pass":
+                    await handle.execute_update(BuildingCallWorkflow.pass_turn, PassInput(party=party))
+                else:
+                    await handle.execute_update(BuildingCallWorkflow.reject, RejectInput(party=party))
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            kind = getattr(cause, "type", None) or type(cause).__name__
+            who = due.party.key() if due.party is not None else "caller"
+            what = due.action or due.kind.replace("_", " ")
+            self.notes.append(f"{at_s:6.1f}s  {who} {what}: refused ({kind}: {cause})")
+
+    async def apply(self, edit: Edit) -> None:
+        """Store the edit in the in-memory directory, then signal ``plan_changed`` as
+        ``api/replan.py`` ``notify_plan_changed`` does (after the change is stored)."""
+        assert self.handle is not None
+        unit = self.directory.units[self.scenario.unit]
+        update: dict[str, Any] = {}
+        if edit.policy is not None:
+            patch = {k: getattr(edit.policy, k) for k in edit.policy.model_fields_set}
+            update["policy"] = unit.policy.model_copy(update=patch)
+        if edit.residents is not None:
+            update["residents"] = list(edit.residents)
+        if update:
+            self.directory.units[unit.id] = unit.model_copy(update=update)
+        for uid, state in (edit.people or {}).items():
+            self.set_person(uid, state)
+        try:
+            await self.handle.signal(
+                BuildingCallWorkflow.plan_changed, PlanChangedInput(what=edit.sentence(unit.id)[:200])
+            )
+        except RPCError:  # the call closed meanwhile: as the API, skip it
+            pass
+
+
+async def simulate(
+    building: Building,
+    scenario: Scenario,
+    *,
+    env: WorkflowEnvironment | None = None,
+    default_ring_timeout_s: float = 60.0,
+    join_timeout_s: float = 30.0,
+    time_limit_s: float = 3600.0,
+) -> Simulation:
+    """Play ``scenario`` (checked against ``building``: ``scenario.check_scenario``) through the
+    real workflow on ``env`` (a time-skipping environment; None: start one and shut it down).
+    The timeouts are the deployment's defaults (settings ``ring_timeout_s``, ...), as the API
+    passes them. Raises :class:`SimulationError` when the start instant is before the test
+    server's clock (it only moves forward)."""
+    if env is None:
+        from ringflow.stack.binaries import temporal_test_server
+        from ringflow.temporal import DATA_CONVERTER
+
+        own = await WorkflowEnvironment.start_time_skipping(
+            data_converter=DATA_CONVERTER, test_server_existing_path=str(temporal_test_server())
+        )
+        try:
+            return await simulate(
+                building,
+                scenario,
+                env=own,
+                default_ring_timeout_s=default_ring_timeout_s,
+                join_timeout_s=join_timeout_s,
+                time_limit_s=time_limit_s,
+            )
+        finally:
+            await own.shutdown()
+    site_id, zone = site_of(building)
+    directory = MemoryDirectory(building, site_id, zone)
+    calls = MemoryCalls(directory)
+    unit = directory.units[scenario.unit]
+    caller_sn = scenario.caller or building.devices[0].sn
+    caller = Party(kind=PartyKind.DEVICE, id=caller_sn)
+    if scenario.last_answered is not None:
+        directory.last[unit.id] = scenario.last_answered
+    driver = _Driver(scenario, calls, caller)
+    await register_search_attributes(env)
+    task_queue = f"ringflow-simulate-{uuid.uuid4().hex[:8]}"
+    now = await env.get_current_time()
+    start = resolve_when(scenario.at, zone, now)
+    if start < now:
+        raise SimulationError(
+            f"at {scenario.at!r} is in the past: the simulated clock starts now ({now.isoformat()}) "
+            "and only moves forward (give a wall time like 'Tue 23:30' or a future date)"
+        )
+    driver.start = start
+    for uid, state in scenario.people.items():
+        driver.set_person(uid, state)
+    async with Worker(env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=SimActivities(calls).all()):
+        if start > now:
+            await env.sleep((start - now).total_seconds())
+        call_id = f"sim-{unit.id}-{uuid.uuid4().hex[:8]}"
+        driver.handle = await env.client.start_workflow(
+            BuildingCallWorkflow.run,
+            EscalationInput(
+                call_id=call_id,
+                caller=caller,
+                unit_id=unit.id,
+                site_id=site_id,
+                default_ring_timeout_s=default_ring_timeout_s,
+                join_timeout_s=join_timeout_s,
+                time_limit_s=time_limit_s,
+                media_required=False,
+            ),
+            id=call_id,
+            task_queue=task_queue,
+        )
+        handle = driver.handle
+        while True:
+            await driver.settle()
+            deadlines = driver.observe()
+            if driver.call_ended():
+                break
+            upcoming = [d.at for d in driver.due[:1]] + deadlines
+            if not upcoming:
+                break  # nothing the scenario does: the workflow's own timers decide
+            target = min(upcoming)
+            is_deadline = target in deadlines and (not driver.due or driver.due[0].at > target)
+            now = await env.get_current_time()
+            wait = (target - now).total_seconds() + (_EPS if is_deadline else 0.0)
+            if wait > 0:
+                await env.sleep(wait)
+            while driver.due and driver.due[0].at <= target:
+                await driver.perform(heapq.heappop(driver.due))
+                await driver.settle()
+        result = await handle.result()
+        await driver.settle()
+    assert driver.started_at is not None
+    return Simulation(
+        unit_id=unit.id,
+        unit_name=unit.name,
+        site_id=site_id,
+        site_name=building.site.name if building.site is not None else site_id,
+        time_zone=zone,
+        caller=caller,
+        caller_name=directory.devices[caller_sn].name,
+        start=start,
+        started_at=driver.started_at,
+        events=calls.events(),
+        result=result,
+        notes=driver.notes,
+    )
