@@ -130,11 +130,13 @@ async def check_building(building: Building, now: datetime) -> list[str]:
         if fallback is not None and fallback in users:
             if users[fallback].do_not_disturb:
                 findings.append(
-                    f"unit {unit.id}: fallback {fallback!r} is in do-not-disturb (the property manager's switch)"
+                    f"unit {unit.id}: fallback {fallback!r} is in do-not-disturb"
+                    " (the property manager's switch)"
                 )
             if fallback in unit.residents and unit.policy.quiet_hours:
                 findings.append(
-                    f"unit {unit.id}: fallback {fallback!r} is a resident, so the unit's quiet hours skip it too"
+                    f"unit {unit.id}: fallback {fallback!r} is a resident,"
+                    " so the unit's quiet hours skip it too"
                 )
         bypass = unit.policy.ring_through_dnd
         if bypass is not None:
@@ -153,6 +155,8 @@ async def check_building(building: Building, now: datetime) -> list[str]:
             findings.append(f"unit {unit.id} has nobody to ring (no residents, no fallback)")
             continue
         callers = [sn for sn in directory.devices if any(directory.authorized(u, sn) for u in targets)]
+        if not callers:
+            findings.append(f"unit {unit.id} rings nobody from any device (no target authorized one)")
         windows: dict[tuple[str, str, str], list[str]] = defaultdict(list)  # (hours, why) -> days
         points = _instants(unit, monday, zone)
         for sn in callers:
@@ -179,10 +183,10 @@ async def check_building(building: Building, now: datetime) -> list[str]:
                     f"unit {unit.id} rings nobody from {sn} at any time ({_explain(before, fallback)})"
                 )
         by_window: dict[tuple[str, str, str], list[str]] = defaultdict(list)  # (devices, hours, why) -> days
-        for (hours, why, day), sns in windows.items():
-            by_window[(", ".join(dict.fromkeys(sns)), hours, why)].append(day)
-        for (sns, hours, why), days in by_window.items():
+        for (hours, explained, day), sns in windows.items():
+            by_window[(", ".join(dict.fromkeys(sns)), hours, explained)].append(day)
+        for (devices, hours, explained), days in by_window.items():
             findings.append(
-                f"unit {unit.id} rings nobody from {sns} {','.join(days)} {hours} {zone} ({why})"
+                f"unit {unit.id} rings nobody from {devices} {','.join(days)} {hours} {zone} ({explained})"
             )
     return findings

@@ -33,7 +33,13 @@ from ringflow.contracts.calls import STORE_SNAPSHOT
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.directory import AuthorizationTarget, Building, Device, Unit, User
 from ringflow.contracts.events import CallEvent
-from ringflow.contracts.media import MEDIA_CLOSE_ROOM, MEDIA_CONNECT, MediaConnectInput, MediaPlacement, RoomStats
+from ringflow.contracts.media import (
+    MEDIA_CLOSE_ROOM,
+    MEDIA_CONNECT,
+    MediaConnectInput,
+    MediaPlacement,
+    RoomStats,
+)
 from ringflow.contracts.push import PushMessage
 from ringflow.contracts.tenancy import DEFAULT_TENANT
 
@@ -46,7 +52,9 @@ class MemoryDirectory:
     manager's switch of the file), ``last`` (round-robin memory by unit id), ``calls`` (call id
     -> (unit, site), as ``start_call`` recorded them)."""
 
-    def __init__(self, building: Building, site_id: str, time_zone: str, tenant: str = DEFAULT_TENANT) -> None:
+    def __init__(
+        self, building: Building, site_id: str, time_zone: str, tenant: str = DEFAULT_TENANT
+    ) -> None:
         self.tenant = tenant
         self.site_id = site_id
         self.time_zone = time_zone

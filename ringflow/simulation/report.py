@@ -25,7 +25,11 @@ def call_view(sim: Simulation) -> CallView:
         unit_id=sim.unit_id,
         room_type=RoomType.VIDEO,
         strategy=next(
-            (e.data["strategy"] for e in sim.events if e.name.value == "callStarted" and "strategy" in e.data),
+            (
+                e.data["strategy"]
+                for e in sim.events
+                if e.name.value == "callStarted" and "strategy" in e.data
+            ),
             "sequential",
         ),
         phase=Phase.ENDED,

@@ -19,45 +19,49 @@ event times are exact to a few milliseconds (the timeline prints tenths of secon
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from ringflow.contracts.calls import (
+    ActionResult,
     AnswerInput,
     EscalationInput,
     EscalationResult,
     HangUpInput,
     PassInput,
+    Phase,
     PlanChangedInput,
     RejectInput,
 )
 from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.directory import Building
 from ringflow.contracts.events import CallEvent, EventName
+from ringflow.contracts.messages import Update
 from ringflow.contracts.push import PushType
 from ringflow.contracts.search import SEARCH_ATTRIBUTES
 from ringflow.simulation.memory import MemoryCalls, MemoryDirectory, SimActivities
-from ringflow.simulation.scenario import Edit, PersonIn, Scenario, resolve_when, site_of
+from ringflow.simulation.scenario import Edit, PersonIn, Scenario, SimulationError, resolve_when, site_of
 from workflows import WORKFLOWS
 from workflows.building_call import BuildingCallWorkflow
 
 OTHER_CALL_ROOM = "another-call.1"
 """The room that holds the line of a person the scenario says is ``busy``."""
 _EPS = 0.001  # past a ring deadline: its timer has fired when the skip returns
-
-
-class SimulationError(ValueError):
-    """A scenario that cannot be played (one line, for the CLI): e.g. a start in the past."""
+_MOVING = (Phase.INITIATE, Phase.JOIN, Phase.FINISH)  # an attempt with a local activity in flight
 
 
 async def register_search_attributes(env: WorkflowEnvironment) -> None:
@@ -68,7 +72,7 @@ async def register_search_attributes(env: WorkflowEnvironment) -> None:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=env.client.namespace,
-                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},
+                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},  # type: ignore[misc]
             )
         )
     except RPCError as err:
@@ -141,22 +145,37 @@ class _Driver:
         elif self.calls.lines.get(key) == OTHER_CALL_ROOM:
             del self.calls.lines[key]
 
-    async def settle(self) -> None:
-        """Wait until the workflow processed everything due now: a query is answered after the
-        workflow task in flight; again until no new record came meanwhile."""
+    async def settle(self, expect: Callable[[], bool] | None = None) -> None:
+        """Wait until the workflow processed everything due now. A query is answered between
+        workflow activations (after the one in flight), but a workflow task's local
+        activities (``ring``, ``record``) complete in later activations of the same task, and
+        a timer that just fired may not have made its task yet: so query again until
+        ``expect()`` holds (what must have happened by now), no attempt is between two states
+        (a ring or a finish in flight), a call that ended has its ``callEnded`` recorded, and no
+        record came meanwhile."""
         assert self.handle is not None
-        for _ in range(100):
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 10.0
+        while loop.time() < give_up:
             n = len(self.calls.records)
             try:
-                await self.handle.query(BuildingCallWorkflow.status)
+                status = await self.handle.query(BuildingCallWorkflow.status)
             except (WorkflowQueryFailedError, RPCError):
-                pass
-            if len(self.calls.records) == n:
+                return  # closed: nothing more will happen
+            moving = status.phase in (Phase.INITIATE, Phase.JOIN, Phase.FINISH) or any(
+                a.phase in _MOVING for a in status.attempts
+            )
+            if status.phase is Phase.ENDED and not self.call_ended():
+                moving = True
+            if expect is not None and not expect():
+                moving = True
+            if not moving and len(self.calls.records) == n:
                 return
+            await asyncio.sleep(0.002)
 
-    def observe(self) -> list[datetime]:
+    def observe(self) -> list[tuple[datetime, str]]:
         """Schedule the reactions of rings not seen before; the ring deadlines of rooms still
-        ringing (instants)."""
+        ringing (instant, room id)."""
         events = self.calls.events()
         if self.started_at is None:
             first = next((e for e in events if e.name is EventName.CALL_STARTED), None)
@@ -167,13 +186,13 @@ class _Driver:
                 if self.scenario.hang_up_at_s is not None:
                     at = first.at + timedelta(seconds=self.scenario.hang_up_at_s)
                     self.schedule(at, "hang_up")
-        ended = {e.room_id for e in events if e.name is EventName.FINISH_VOIP}
+        ended = {e.room_id for e in events if e.name in (EventName.FINISH_VOIP, EventName.ANSWERED)}
         timeouts = {
             p.room_id: float(p.payload.get("ring_timeout_s") or 0)
             for p in self.calls.pushes()
             if p.type is PushType.INCOMING_CALL
         }
-        deadlines = []
+        deadlines: list[tuple[datetime, str]] = []
         for e in events:
             if e.name is not EventName.RINGING or e.room_id is None:
                 continue
@@ -184,14 +203,30 @@ class _Driver:
                 if reaction is not None and listener is not None and listener.kind is PartyKind.USER:
                     action, after = reaction.action
                     self.schedule(
-                        e.at + timedelta(seconds=after), "react", party=listener, action=action, room_id=e.room_id
+                        e.at + timedelta(seconds=after),
+                        "react",
+                        party=listener,
+                        action=action,
+                        room_id=e.room_id,
                     )
             if e.room_id not in ended and e.room_id in timeouts:
-                deadlines.append(e.at + timedelta(seconds=timeouts[e.room_id]))
+                deadlines.append((e.at + timedelta(seconds=timeouts[e.room_id]), e.room_id))
         return deadlines
+
+    def rooms_ended(self, room_ids: set[str]) -> bool:
+        """Every room of ``room_ids`` stopped ringing (ended or answered) in the records."""
+        done = {
+            e.room_id for e in self.calls.events() if e.name in (EventName.FINISH_VOIP, EventName.ANSWERED)
+        }
+        return room_ids <= done
 
     def call_ended(self) -> bool:
         return any(e.name is EventName.CALL_ENDED for e in self.calls.events())
+
+    async def update(self, name: Update, arg: object) -> ActionResult:
+        """The building call's update ``name`` as the API sends it; its result."""
+        assert self.handle is not None
+        return await self.handle.execute_update(name.value, arg, result_type=ActionResult)
 
     async def perform(self, due: _Due) -> None:
         """Do what is due: a person's reaction, a talk's end, an edit, the caller's hang-up."""
@@ -203,15 +238,15 @@ class _Driver:
                 assert due.edit is not None
                 await self.apply(due.edit)
             elif due.kind == "hang_up":
-                await handle.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=self.caller))
+                await self.update(Update.HANG_UP, HangUpInput(party=self.caller))
             elif due.kind == "talk_end":
                 assert due.party is not None
-                await handle.execute_update(BuildingCallWorkflow.hang_up, HangUpInput(party=due.party))
+                await self.update(Update.HANG_UP, HangUpInput(party=due.party))
             else:
                 assert due.party is not None
                 party = due.party
                 if due.action == "answer":
-                    res = await handle.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=party))
+                    res = await self.update(Update.ANSWER, AnswerInput(party=party))
                     talk = next(
                         (
                             e.at
@@ -223,9 +258,9 @@ class _Driver:
                     reaction = self.scenario.reactions[party.id]
                     self.schedule(talk + timedelta(seconds=reaction.talks_s), "talk_end", party=party)
                 elif due.action == "pass":
-                    await handle.execute_update(BuildingCallWorkflow.pass_turn, PassInput(party=party))
+                    await self.update(Update.PASS, PassInput(party=party))
                 else:
-                    await handle.execute_update(BuildingCallWorkflow.reject, RejectInput(party=party))
+                    await self.update(Update.REJECT, RejectInput(party=party))
         except WorkflowUpdateFailedError as e:
             cause = e.cause
             kind = getattr(cause, "type", None) or type(cause).__name__
@@ -248,12 +283,20 @@ class _Driver:
             self.directory.units[unit.id] = unit.model_copy(update=update)
         for uid, state in (edit.people or {}).items():
             self.set_person(uid, state)
-        try:
+        with contextlib.suppress(RPCError):  # the call closed meanwhile: as the API, skip it
             await self.handle.signal(
                 BuildingCallWorkflow.plan_changed, PlanChangedInput(what=edit.sentence(unit.id)[:200])
             )
-        except RPCError:  # the call closed meanwhile: as the API, skip it
-            pass
+
+
+def _quiet_runtime() -> Runtime:
+    """A Temporal runtime whose core logs errors only (the test server is not a production
+    server: the core warns about capabilities it lacks, which say nothing about the call)."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
 
 
 async def simulate(
@@ -275,7 +318,9 @@ async def simulate(
         from ringflow.temporal import DATA_CONVERTER
 
         own = await WorkflowEnvironment.start_time_skipping(
-            data_converter=DATA_CONVERTER, test_server_existing_path=str(temporal_test_server())
+            data_converter=DATA_CONVERTER,
+            test_server_existing_path=str(temporal_test_server()),
+            runtime=_quiet_runtime(),
         )
         try:
             return await simulate(
@@ -309,7 +354,9 @@ async def simulate(
     driver.start = start
     for uid, state in scenario.people.items():
         driver.set_person(uid, state)
-    async with Worker(env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=SimActivities(calls).all()):
+    async with Worker(
+        env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=SimActivities(calls).all()
+    ):
         if start > now:
             await env.sleep((start - now).total_seconds())
         call_id = f"sim-{unit.id}-{uuid.uuid4().hex[:8]}"
@@ -334,15 +381,18 @@ async def simulate(
             deadlines = driver.observe()
             if driver.call_ended():
                 break
-            upcoming = [d.at for d in driver.due[:1]] + deadlines
+            now = await env.get_current_time()
+            due_rooms = {room for at, room in deadlines if at <= now}
+            if due_rooms:  # fired (its timer is due): wait for its task, then look again
+                await driver.settle(lambda rooms=due_rooms: driver.rooms_ended(rooms))  # type: ignore[misc]
+                continue
+            upcoming = [d.at for d in driver.due[:1]] + [at for at, _ in deadlines]
             if not upcoming:
                 break  # nothing the scenario does: the workflow's own timers decide
             target = min(upcoming)
-            is_deadline = target in deadlines and (not driver.due or driver.due[0].at > target)
-            now = await env.get_current_time()
-            wait = (target - now).total_seconds() + (_EPS if is_deadline else 0.0)
-            if wait > 0:
-                await env.sleep(wait)
+            if target > now:
+                fires = any(at == target for at, _ in deadlines)
+                await env.sleep((target - now).total_seconds() + (_EPS if fires else 0.0))
             while driver.due and driver.due[0].at <= target:
                 await driver.perform(heapq.heappop(driver.due))
                 await driver.settle()

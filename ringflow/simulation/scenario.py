@@ -45,6 +45,11 @@ from ringflow.contracts.directory import Building
 from ringflow.contracts.policies import EscalationPolicy
 from ringflow.directory_load import BuildingFileError, read_document
 
+
+class SimulationError(ValueError):
+    """A scenario that cannot be played (one line, for the CLI): e.g. a start in the past."""
+
+
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WALL = re.compile(r"^(?:(?P<day>[A-Za-z]{3})[a-z]*\s+)?(?P<h>\d{1,2}):(?P<m>\d{2})$")
 
@@ -141,7 +146,9 @@ class Reaction(Contract):
 
     @model_validator(mode="after")
     def _one(self) -> Reaction:
-        given = [x for x in (self.answers_after_s, self.passes_after_s, self.rejects_after_s) if x is not None]
+        given = [
+            x for x in (self.answers_after_s, self.passes_after_s, self.rejects_after_s) if x is not None
+        ]
         if len(given) != 1:
             raise ValueError("give exactly one of answers_after_s, passes_after_s, rejects_after_s")
         return self
@@ -233,7 +240,9 @@ def check_scenario(scenario: Scenario, building: Building, path: str | Path) -> 
     units = {u.id: u for u in building.units}
     unit = units.get(scenario.unit)
     if unit is None:
-        problems.append(f"unit: no unit {scenario.unit!r} in the building (it has {', '.join(units) or 'none'})")
+        problems.append(
+            f"unit: no unit {scenario.unit!r} in the building (it has {', '.join(units) or 'none'})"
+        )
     devices = [d.sn for d in building.devices]
     if scenario.caller is not None and scenario.caller not in devices:
         problems.append(f"caller: no device {scenario.caller!r} in the building")
