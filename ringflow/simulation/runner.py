@@ -51,7 +51,7 @@ from ringflow.contracts.common import Party, PartyKind
 from ringflow.contracts.directory import Building
 from ringflow.contracts.events import CallEvent, EventName
 from ringflow.contracts.messages import Update
-from ringflow.contracts.push import PushType
+from ringflow.contracts.push import PushMessage, PushType
 from ringflow.contracts.search import SEARCH_ATTRIBUTES
 from ringflow.simulation.memory import MemoryCalls, MemoryDirectory, SimActivities
 from ringflow.simulation.scenario import Edit, PersonIn, Scenario, SimulationError, resolve_when, site_of
@@ -84,7 +84,8 @@ async def register_search_attributes(env: WorkflowEnvironment) -> None:
 class Simulation:
     """What a simulated call did: the scenario's call (``unit_id``, ``caller``, ``start``: the
     instant it was placed, ``time_zone`` of the site), the recorded ``events`` (as ``ringflow
-    calls show`` lists them), the workflow's ``result``, ``started_at`` (``callStarted``'s
+    calls show`` lists them) and ``pushes`` (the outbox: ``incoming_call``, ...), the workflow's
+    ``result``, ``started_at`` (``callStarted``'s
     instant: times are counted from it) and ``notes``: reactions the engine refused (a person
     who no longer rang when their reaction came), with the rejection."""
 
@@ -98,6 +99,7 @@ class Simulation:
     start: datetime
     started_at: datetime
     events: list[CallEvent]
+    pushes: list[PushMessage]
     result: EscalationResult
     notes: list[str] = field(default_factory=list)
 
@@ -230,9 +232,6 @@ class _Driver:
 
     async def perform(self, due: _Due) -> None:
         """Do what is due: a person's reaction, a talk's end, an edit, the caller's hang-up."""
-        handle = self.handle
-        assert handle is not None and self.started_at is not None
-        at_s = (due.at - self.started_at).total_seconds()
         try:
             if due.kind == "edit":
                 assert due.edit is not None
@@ -264,9 +263,20 @@ class _Driver:
         except WorkflowUpdateFailedError as e:
             cause = e.cause
             kind = getattr(cause, "type", None) or type(cause).__name__
-            who = due.party.key() if due.party is not None else "caller"
-            what = due.action or due.kind.replace("_", " ")
-            self.notes.append(f"{at_s:6.1f}s  {who} {what}: refused ({kind}: {cause})")
+            self.notes.append(f"{self.at_s(due.at):6.1f}s  {self.who(due)}: refused ({kind}: {cause})")
+
+    def at_s(self, at: datetime) -> float:
+        """Seconds of ``at`` since the call started."""
+        assert self.started_at is not None
+        return (at - self.started_at).total_seconds()
+
+    @staticmethod
+    def who(due: _Due) -> str:
+        """``user:bob pass``, ``caller hang up``, ``edit 0``: what is due, for a note."""
+        if due.kind == "edit":
+            return f"edit {due.action}"
+        who = due.party.key() if due.party is not None else "caller"
+        return f"{who} {due.action or due.kind.replace('_', ' ')}"
 
     async def apply(self, edit: Edit) -> None:
         """Store the edit in the in-memory directory, then signal ``plan_changed`` as
@@ -398,6 +408,10 @@ async def simulate(
                 await driver.settle()
         result = await handle.result()
         await driver.settle()
+        for due in sorted(driver.due):
+            driver.notes.append(
+                f"{driver.at_s(due.at):6.1f}s  {driver.who(due)}: not played, the call had ended"
+            )
     assert driver.started_at is not None
     return Simulation(
         unit_id=unit.id,
@@ -410,6 +424,7 @@ async def simulate(
         start=start,
         started_at=driver.started_at,
         events=calls.events(),
+        pushes=calls.pushes(),
         result=result,
         notes=driver.notes,
     )
