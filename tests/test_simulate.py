@@ -74,7 +74,7 @@ def near(rows: list[tuple[float, str, str]]) -> list[tuple[Near, str, str]]:
 
 
 def test_scenario_files_of_the_examples_read_and_fit_the_building() -> None:
-    for name in ("scenario-night.yaml", "scenario-edit.yaml"):
+    for name in ("scenario-night.yaml", "scenario-edit.yaml", "scenario-busy.yaml"):
         scenario = read_scenario(EXAMPLES / name)
         check_scenario(scenario, building(), name)
     edit = read_scenario(EXAMPLES / "scenario-edit.yaml").edits[0]

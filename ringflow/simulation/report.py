@@ -55,6 +55,7 @@ def header_lines(sim: Simulation, building: str, scenario: str) -> list[str]:
         f"  unit        : {sim.unit_id} ({sim.unit_name}), site {sim.site_id} ({sim.site_name})",
         f"  caller      : {party_label(sim.caller)} ({sim.caller_name})",
         f"  starts      : {_local(sim)} ({sim.start.isoformat()})",
+        "  times       : seconds of simulated time since callStarted (exact to ~0.05 s)",
     ]
 
 

