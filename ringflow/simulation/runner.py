@@ -60,6 +60,9 @@ from workflows.building_call import BuildingCallWorkflow
 
 OTHER_CALL_ROOM = "another-call.1"
 """The room that holds the line of a person the scenario says is ``busy``."""
+SETTLE_TIMEOUT_S = 10.0
+"""Wall-clock seconds the driver waits for the workflow to process one step (milliseconds
+normally) before it gives up with :class:`SimulationError`."""
 _EPS = 0.001  # past a ring deadline: its timer has fired when the skip returns
 _MOVING = (Phase.INITIATE, Phase.JOIN, Phase.FINISH)  # an attempt with a local activity in flight
 
@@ -154,10 +157,10 @@ class _Driver:
         a timer that just fired may not have made its task yet: so query again until
         ``expect()`` holds (what must have happened by now), no attempt is between two states
         (a ring or a finish in flight), a call that ended has its ``callEnded`` recorded, and no
-        record came meanwhile."""
+        record came meanwhile. Raises :class:`SimulationError` after :data:`SETTLE_TIMEOUT_S`."""
         assert self.handle is not None
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + 10.0
+        give_up = loop.time() + SETTLE_TIMEOUT_S
         while loop.time() < give_up:
             n = len(self.calls.records)
             try:
@@ -174,6 +177,10 @@ class _Driver:
             if not moving and len(self.calls.records) == n:
                 return
             await asyncio.sleep(0.002)
+        raise SimulationError(
+            f"the call workflow did not settle within {SETTLE_TIMEOUT_S:g} s of wall-clock time"
+            " (its worker or the test server is stuck; ringflow --debug shows where)"
+        )
 
     def observe(self) -> list[tuple[datetime, str]]:
         """Schedule the reactions of rings not seen before; the ring deadlines of rooms still
