@@ -73,7 +73,8 @@ def main() -> None:
     args.add_argument("--runs", type=int, default=3)
     runs = args.parse_args().runs
     load = os.getloadavg()
-    print(f"# bench.simulate: {runs} runs per scenario, {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f}")
+    cpus = os.cpu_count()
+    print(f"# bench.simulate: {runs} runs per scenario, {cpus} CPUs, load {load[0]:.2f} {load[1]:.2f}")
     print(f"{'scenario':<22} {'cli wall s':>10} {'cli cpu s':>10} {'run wall s':>11} {'run cpu s':>10}")
     for name in SCENARIOS:
         path = ROOT / "examples" / name

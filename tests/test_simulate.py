@@ -344,5 +344,8 @@ def test_cli_check_and_errors() -> None:
     assert bad.returncode == 1
     assert bad.stderr.startswith("ringflow: examples/building-lint.yaml: ") and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+    debug = run_cli("--debug", "simulate", "examples/building.yaml", "examples/building-lint.yaml")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1] == bad.stderr.rstrip()
     neither = run_cli("simulate", "examples/building.yaml")
     assert neither.returncode == 1 and "give either a SCENARIO file or --check" in neither.stderr
