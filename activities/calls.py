@@ -3,16 +3,23 @@
 claim + ``record`` of the ringing, one transaction). SQL lives in ``store/calls.py`` and
 ``store/outbox.py``.
 
+The control flow of ``ring``, ``start_call`` and ``replan`` is :func:`ring_with`,
+:func:`start_call_with` and :func:`replan_with` over a :class:`CallStore` (one transaction's
+writes and reads): :class:`PgCallStore` here, the in-memory one of ``ringflow simulate``
+(``ringflow/simulation/memory.py``), so the simulator's ring is this ring.
+
 Every method is idempotent (safe to retry): writes are keyed by ids the workflow made.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.directory import precall_checks, resolve_plan
+from activities.directory import DirectoryReader, PgDirectory, precall_with, resolve_with
 from ringflow.contracts.activities import (
     CallRecord,
     LineClaim,
@@ -27,8 +34,117 @@ from ringflow.contracts.activities import (
     StartCallResult,
 )
 from ringflow.contracts.calls import Phase
+from ringflow.contracts.common import Party
 from ringflow.contracts.tenancy import tenant_of
 from store import calls
+from store.directory import Conn
+
+
+class CallStore(Protocol):
+    """One transaction's view for the call activities' control flow: its writes (``record``,
+    the line claims) and its directory reads (``directory``)."""
+
+    @property
+    def directory(self) -> DirectoryReader:
+        """The directory as this transaction reads it."""
+        ...
+
+    async def record(self, inp: RecordInput) -> None:
+        """Write one state change (``store.calls.record``; idempotent by the ids in ``inp``)."""
+        ...
+
+    async def line_holder(self, party: Party, tenant: str) -> str | None:
+        """The room that holds ``party``'s line in ``tenant``, or None."""
+        ...
+
+    async def claim_line(self, party: Party, call_id: str, room_id: str) -> str:
+        """Claim ``party``'s line for ``room_id`` atomically; the room holding it afterwards."""
+        ...
+
+
+class PgCallStore:
+    """:class:`CallStore` over one asyncpg connection inside a transaction."""
+
+    __slots__ = ("conn", "directory")
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.directory: DirectoryReader = PgDirectory(conn)
+
+    async def record(self, inp: RecordInput) -> None:
+        await calls.record(self.conn, inp)
+
+    async def line_holder(self, party: Party, tenant: str) -> str | None:
+        return await calls.line_holder(self.conn, party, tenant)
+
+    async def claim_line(self, party: Party, call_id: str, room_id: str) -> str:
+        return await calls.claim_line(self.conn, party, call_id, room_id)
+
+
+async def ring_with(tx: CallStore, inp: RingInput) -> RingResult:
+    """``ring``'s steps in ``tx`` (see :meth:`CallActivities.ring`): ``inp.before``, then, unless
+    this room already holds the listener's line (a retry), the pre-call checks
+    (:func:`~activities.directory.precall_with` at ``inp.at``) and the line claim, then
+    ``inp.record``. ``skipped``/``busy``: nothing of the room is written."""
+    tenant = tenant_of(inp.call_id)  # the call id carries its tenant (tenancy.qualify)
+    await tx.record(inp.before)
+    if await tx.line_holder(inp.listener, tenant) != inp.room_id:
+        check = await precall_with(
+            tx.directory,
+            PrecallInput(
+                caller=inp.caller,
+                listener=inp.listener,
+                tenant_id=tenant,
+                at=inp.at,
+                call_id=inp.call_id,
+            ),
+        )
+        if not check.ok:
+            return RingResult(status=RingStatus.SKIPPED, err_code=check.err_code, reason=check.reason)
+        holder = await tx.claim_line(inp.listener, inp.call_id, inp.room_id)
+        if holder != inp.room_id:
+            return RingResult(status=RingStatus.BUSY, held_by=holder)
+    await tx.record(inp.record)
+    return RingResult(status=RingStatus.RANG)
+
+
+async def start_call_with(tx: CallStore, inp: StartCallInput) -> StartCallResult:
+    """``start_call``'s steps in ``tx`` (see :meth:`CallActivities.start_call`): ``inp.started``,
+    the plan (:func:`~activities.directory.resolve_with`), the call row's plan with phase wait
+    when someone may be rung. A non-retryable resolution failure is returned."""
+    await tx.record(inp.started)
+    try:
+        plan = await resolve_with(tx.directory, inp.resolve)
+    except ApplicationError as err:
+        if not err.non_retryable:
+            raise
+        return StartCallResult(error_type=err.type, error_message=err.message)
+    callees = plan.callees()
+    if callees:
+        await tx.record(
+            RecordInput(
+                call=CallRecord(
+                    call_id=inp.call_id,
+                    caller_name=plan.caller_name,
+                    strategy=plan.policy.strategy,
+                    phase=Phase.WAIT,
+                    callees=callees,
+                    site_id=plan.site_id,
+                )
+            )
+        )
+    return StartCallResult(plan=plan)
+
+
+async def replan_with(reader: DirectoryReader, inp: ResolveInput) -> StartCallResult:
+    """``replan``'s step (see :meth:`CallActivities.replan`): the targets re-resolved through
+    ``reader``; a non-retryable failure is returned, nothing is written."""
+    try:
+        return StartCallResult(plan=await resolve_with(reader, inp))
+    except ApplicationError as err:
+        if not err.non_retryable:
+            raise
+        return StartCallResult(error_type=err.type, error_message=err.message)
 
 
 class CallActivities:
@@ -70,27 +186,8 @@ class CallActivities:
         ``busy``; then nothing is claimed or written. Idempotent: when this room already
         holds the line (a retry after the commit), the checks are not run again and the
         idempotent ``record`` is rewritten."""
-        tenant = tenant_of(inp.call_id)  # the call id carries its tenant (tenancy.qualify)
         async with self.pool.acquire() as conn, conn.transaction():
-            await calls.record(conn, inp.before)
-            if await calls.line_holder(conn, inp.listener, tenant) != inp.room_id:
-                check = await precall_checks(
-                    conn,
-                    PrecallInput(
-                        caller=inp.caller,
-                        listener=inp.listener,
-                        tenant_id=tenant,
-                        at=inp.at,
-                        call_id=inp.call_id,
-                    ),
-                )
-                if not check.ok:
-                    return RingResult(status=RingStatus.SKIPPED, err_code=check.err_code, reason=check.reason)
-                holder = await calls.claim_line(conn, inp.listener, inp.call_id, inp.room_id)
-                if holder != inp.room_id:
-                    return RingResult(status=RingStatus.BUSY, held_by=holder)
-            await calls.record(conn, inp.record)
-        return RingResult(status=RingStatus.RANG)
+            return await ring_with(PgCallStore(conn), inp)
 
     @activity.defn(name="start_call")
     async def start_call(self, inp: StartCallInput) -> StartCallResult:
@@ -100,29 +197,7 @@ class CallActivities:
         A non-retryable ``resolve_targets`` failure is returned (``started`` still written).
         Idempotent (every write is)."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            await calls.record(conn, inp.started)
-            try:
-                plan = await resolve_plan(conn, inp.resolve)
-            except ApplicationError as err:
-                if not err.non_retryable:
-                    raise
-                return StartCallResult(error_type=err.type, error_message=err.message)
-            callees = plan.callees()
-            if callees:
-                await calls.record(
-                    conn,
-                    RecordInput(
-                        call=CallRecord(
-                            call_id=inp.call_id,
-                            caller_name=plan.caller_name,
-                            strategy=plan.policy.strategy,
-                            phase=Phase.WAIT,
-                            callees=callees,
-                            site_id=plan.site_id,
-                        )
-                    ),
-                )
-        return StartCallResult(plan=plan)
+            return await start_call_with(PgCallStore(conn), inp)
 
     @activity.defn(name="replan")
     async def replan(self, inp: ResolveInput) -> StartCallResult:
@@ -131,12 +206,7 @@ class CallActivities:
         unit, the caller deleted meanwhile) is returned as ``error_type``/``error_message``
         with ``plan`` None; nothing is written."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            try:
-                return StartCallResult(plan=await resolve_plan(conn, inp))
-            except ApplicationError as err:
-                if not err.non_retryable:
-                    raise
-                return StartCallResult(error_type=err.type, error_message=err.message)
+            return await replan_with(PgDirectory(conn), inp)
 
     def all(self) -> list:
         """Every activity method, for ``Worker(activities=...)``."""

@@ -47,16 +47,18 @@ def expected_error(error: BaseException) -> str | None:
     :func:`database_errors`), a bad building file, a refused API request
     (:class:`~ringflow.client.ApiError`: 401 wrong key, 404 unknown call, ...), an API that
     cannot be reached (``httpx.TransportError``), the push channel refusing the connection,
-    invalid ``RINGFLOW_*`` settings, a directory write the database refused."""
+    invalid ``RINGFLOW_*`` settings, a directory write the database refused, a scenario that
+    cannot be simulated."""
     import httpx
     import pydantic
     import websockets.exceptions
 
     from ringflow.client import ApiError
     from ringflow.directory_load import BuildingFileError
+    from ringflow.simulation.scenario import SimulationError
     from store.directory import DirectoryError
 
-    if isinstance(error, CliError | BuildingFileError):
+    if isinstance(error, CliError | BuildingFileError | SimulationError):
         return str(error)
     if isinstance(error, ApiError):
         detail = error.detail or error.doc.get("title") or error.type or "(no detail)"
@@ -822,6 +824,59 @@ def demo(
     if inspect.isawaitable(result):
         result = asyncio.run(result)  # type: ignore[arg-type]
     raise typer.Exit(code=int(result or 0))
+
+
+@app.command()
+def simulate(
+    building: Annotated[Path, typer.Argument(dir_okay=False, help="Building file (YAML or JSON)")],
+    scenario: Annotated[
+        Path | None, typer.Argument(dir_okay=False, help="Scenario file (YAML or JSON); not with --check")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Lint the building file over a week instead (exit 1 on findings)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The simulated call as JSON")] = False,
+) -> None:
+    """Dry-run a unit's policy: play SCENARIO (who is in do-not-disturb, away, busy; who answers
+    or passes after how long; policy edits mid-call) through the real call workflow on the
+    time-skipping test server, over BUILDING, and print the timeline the engine would record
+    (seconds of simulated time). With --check, list the building's units that would ring
+    nobody at some hour of the week, fallbacks in do-not-disturb and unreachable targets."""
+    from ringflow.directory_load import read_building
+
+    if check == (scenario is not None):
+        raise CliError("give either a SCENARIO file or --check (ringflow simulate --help)")
+    plan = read_building(building)
+    if check:
+        from ringflow.simulation.lint import check_building
+
+        findings = asyncio.run(check_building(plan, datetime.now(UTC)))
+        for line in findings or ["no findings"]:
+            typer.echo(line)
+        raise typer.Exit(code=1 if findings else 0)
+    assert scenario is not None
+    from ringflow.simulation.report import as_json as sim_json
+    from ringflow.simulation.report import text_lines
+    from ringflow.simulation.runner import simulate as run_simulation
+    from ringflow.simulation.scenario import check_scenario, read_scenario
+
+    played = read_scenario(scenario)
+    check_scenario(played, plan, scenario)
+    settings = get_settings()
+    sim = asyncio.run(
+        run_simulation(
+            plan,
+            played,
+            default_ring_timeout_s=settings.ring_timeout_s,
+            join_timeout_s=settings.join_timeout_s,
+            time_limit_s=settings.time_limit_s,
+        )
+    )
+    if as_json:
+        typer.echo(json.dumps(sim_json(sim, str(building), str(scenario)), indent=2))
+    else:
+        for line in text_lines(sim, str(building), str(scenario)):
+            typer.echo(line)
 
 
 def main() -> None:

@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ringflow.contracts.directory import Building, SiteIn
 from ringflow.contracts.tenancy import DEFAULT_SITE, DEFAULT_TENANT
 from store import directory as store
 from store.db import transaction
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class BuildingFileError(ValueError):
@@ -45,6 +48,14 @@ class LoadRefused(BuildingFileError):
 def read_building(path: str | Path) -> Building:
     """The validated ``Building`` in ``path``: ``.json`` is JSON, anything else YAML
     (a JSON document is also valid YAML). Raises BuildingFileError."""
+    return read_document(path, Building, "groups, devices, users, units, ...")
+
+
+def read_document(path: str | Path, model: type[M], keys: str) -> M:
+    """The validated ``model`` in the file ``path`` (a building file, a ``ringflow simulate``
+    scenario): ``.json`` is JSON, anything else YAML. ``keys``: the top-level keys named when
+    the top level is not a mapping. Raises BuildingFileError (one line: the file, then the
+    syntax error's line and column, or every bad field's path with what is wrong)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -61,17 +72,18 @@ def read_building(path: str | Path) -> Building:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise BuildingFileError(
-            f"{path}: the top level must be a mapping (groups, devices, users, units, ...)"
-        )
+        raise BuildingFileError(f"{path}: the top level must be a mapping ({keys})")
     try:
-        return Building.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
-        fields = [f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()]
-        n = e.error_count()
-        raise BuildingFileError(
-            f"{path}: {n} invalid field{'s' if n > 1 else ''}: " + "; ".join(fields)
-        ) from e
+        raise BuildingFileError(f"{path}: {validation_summary(e)}") from e
+
+
+def validation_summary(e: ValidationError) -> str:
+    """``N invalid field(s): path.to.field: what is wrong; ...`` on one line."""
+    fields = [f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()]
+    n = e.error_count()
+    return f"{n} invalid field{'s' if n > 1 else ''}: " + "; ".join(fields)
 
 
 def _yaml_where(e: yaml.YAMLError) -> str:

@@ -1,7 +1,7 @@
 """A person's availability in PostgreSQL (``user_availability``, migrations 0009 and 0010):
 manual do-not-disturb, away and weekly quiet hours, one row per person keyed by the
-tenant-qualified user id (``tenancy.qualify``); and what a ring needs of its call (the unit's
-policy and residents, the site's time zone).
+tenant-qualified user id (``tenancy.qualify``); and what a ring needs of its call (the unit
+``start_call`` recorded, the site's time zone).
 
 Only loading and storing: whether a person may be rung, or what their presence is, is decided
 at a given instant by the pure rules of :mod:`ringflow.availability` (an expired switch is off
@@ -17,12 +17,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from ringflow.availability import PersonAvailability, RingContext
+from ringflow.availability import PersonAvailability
 from ringflow.contracts.availability import QuietHours
 from ringflow.contracts.common import Party, PartyKind
-from ringflow.contracts.directory import Device
-from ringflow.contracts.tenancy import DEFAULT_SITE, party_key, qualify
-from store import directory
+from ringflow.contracts.tenancy import party_key, qualify
 
 Conn = Any  # asyncpg.Connection or Pool (both have fetchrow/execute)
 
@@ -139,39 +137,19 @@ async def put_quiet_hours(conn: Conn, key: str, rules: list[QuietHours]) -> None
     )
 
 
-async def ring_context(
-    conn: Conn,
-    *,
-    tenant: str,
-    caller: Party,
-    caller_device: Device | None,
-    listener_id: str,
-    call_id: str | None = None,
-    unit_id: str | None = None,
-    site_id: str | None = None,
-) -> RingContext:
-    """The call's side of an availability check of listener ``listener_id``: the unit called
-    (``unit_id``/``site_id``, else the ``calls`` row of ``call_id``: the unit and its site as
-    ``start_call`` recorded them), its stored policy's ``quiet_hours`` and ``ring_through_dnd``,
-    whether the listener is one of its residents, and the time zone of the unit's site (the
-    caller device's site for explicit callees, else the default site). A unit deleted since the
-    call started has no quiet hours and no bypass."""
-    if unit_id is None and call_id is not None:
-        row = await conn.fetchrow("SELECT unit_id, site_id FROM calls WHERE call_id = $1", call_id)
-        if row is not None:
-            unit_id, site_id = row["unit_id"], row["site_id"]
-    site = site_id or (caller_device.site_id if caller_device is not None else DEFAULT_SITE)
-    zone = await conn.fetchval("SELECT time_zone FROM sites WHERE tenant_id = $1 AND id = $2", tenant, site)
-    unit = await directory.find_unit(conn, unit_id, tenant=tenant, site=site) if unit_id else None
-    return RingContext.of(
-        caller,
-        caller_device.group_id if caller_device is not None else None,
-        listener_id,
-        zone or "UTC",
-        unit_id=unit.id if unit is not None else None,
-        residents=unit.residents if unit is not None else None,
-        policy=unit.policy if unit is not None else None,
+async def call_unit(conn: Conn, call_id: str) -> tuple[str | None, str | None] | None:
+    """(unit_id, site_id) of the ``calls`` row of ``call_id`` (as ``start_call`` recorded them),
+    or None when there is no such call."""
+    row = await conn.fetchrow("SELECT unit_id, site_id FROM calls WHERE call_id = $1", call_id)
+    return None if row is None else (row["unit_id"], row["site_id"])
+
+
+async def site_zone(conn: Conn, tenant: str, site: str) -> str | None:
+    """The IANA time zone of ``tenant``'s site ``site``, or None when there is no such site."""
+    zone: str | None = await conn.fetchval(
+        "SELECT time_zone FROM sites WHERE tenant_id = $1 AND id = $2", tenant, site
     )
+    return zone
 
 
 async def line_call(conn: Conn, user_id: str, *, tenant: str) -> str | None:

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from temporalio import activity
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -50,7 +48,7 @@ from ringflow.contracts.media import (
 )
 from ringflow.contracts.policies import EscalationPolicy, RingStrategy
 from ringflow.contracts.push import PushMessage
-from ringflow.contracts.search import SEARCH_ATTRIBUTES
+from ringflow.simulation.runner import register_search_attributes
 from workflows import WORKFLOWS
 
 LOBBY = Party(kind=PartyKind.DEVICE, id="LOBBY-1")
@@ -293,22 +291,6 @@ class FakeDirectory:
 
     def billing(self) -> list[Billing]:
         return [r.billing for r in self.records if r.billing is not None]
-
-
-async def register_search_attributes(env: WorkflowEnvironment) -> None:
-    """Register ringflow's search attributes on ``env``. The time-skipping test server
-    rejects upserts of unknown attributes (the workflow task then fails for ever) but
-    implements OperatorService.AddSearchAttributes; the dev server already has them."""
-    try:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={k.name: k.indexed_value_type for k in SEARCH_ATTRIBUTES},
-            )
-        )
-    except RPCError as err:
-        if err.status != RPCStatusCode.ALREADY_EXISTS:
-            raise
 
 
 @asynccontextmanager
