@@ -286,8 +286,15 @@ async def run_failover(n_calls: int, concentrate: bool) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     await agent.close()
         times = [t for t in resumed.values() if t is not None]
+        # the agents' own answer -> first loud frame of the door (voice calls, no preview: the
+        # resident offers while its answer is in flight), before the kill
+        answer_to_audio = [t.answer_to_audio_s for _, t in sessions if t.answer_to_audio_s is not None]
         return {
             "calls": n_calls,
+            "answer_to_audio_ms": {
+                "p50": 1000 * pct(answer_to_audio, 50),
+                "max": 1000 * max(answer_to_audio, default=float("nan")),
+            },
             "parties_cpu_pct": parties_cpu_pct,
             "killed_process_cpu_pct_before": 100 * (victim_cpu0 - victim_cpu_start) / 3.0,
             "killed_process_rooms": len(on_victim),
