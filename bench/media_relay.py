@@ -686,6 +686,10 @@ async def step(
                 await c.close()
 
 
+LATENCY_SETTLE_S = 5.0
+"""Seconds between the last load step and the latency calls: a step past the bridge's
+capacity leaves it closing 150+ peers for a few seconds, which a latency call would wait on."""
+
 LATENCY_MARKS = ("resident_connected", "first_packet_at_bridge", "first_packet_at_door", "first_loud_frame")
 """Where answer -> first audible frame goes, in order (:func:`latency_call`)."""
 
@@ -833,6 +837,8 @@ async def run(
                         await asyncio.sleep(1.0)
                         if row[f"{kind}_delivered"] < 0.5:
                             break  # far past the capacity: larger steps only take longer
+                if latency_calls and (out["audio"] or out["video"]):
+                    await asyncio.sleep(LATENCY_SETTLE_S)  # the last step's peers are closing
                 samples: dict[str, list[float]] = {k: [] for k in LATENCY_MARKS}
                 for i in range(latency_calls):
                     info(f"media_relay {relay}: latency call {i + 1}/{latency_calls}")
