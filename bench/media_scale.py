@@ -88,6 +88,7 @@ class NodeCall:
         body = {"party": who.model_dump(mode="json"), "role": role, "sdp": pc.localDescription.sdp}
         r = (await self.http.post(f"/rooms/{self.call_id}/peers", json=body)).raise_for_status()
         await pc.setRemoteDescription(RTCSessionDescription(sdp=r.json()["sdp"], type="answer"))
+        party.listen()  # record arrivals at its receivers (they exist once the answer is applied)
         await connected(pc)
 
     async def start(self, bench: Bench) -> None:
