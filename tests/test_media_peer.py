@@ -44,9 +44,7 @@ def test_playout_check_passes_on_the_installed_aiortc() -> None:
 
 
 def test_playout_check_names_what_changed(monkeypatch: pytest.MonkeyPatch) -> None:
-    changed = (
-        (RTCRtpReceiver, "__init__", "self.__jitter_buffer = JitterBuffer(capacity=32, prefetch=2)"),
-    )
+    changed = ((RTCRtpReceiver, "__init__", "self.__jitter_buffer = JitterBuffer(capacity=32, prefetch=2)"),)
     monkeypatch.setattr(peer_module, "_PLAYOUT_NEEDS", changed)
     check_playout.cache_clear()
     try:
