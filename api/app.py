@@ -100,6 +100,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             async with hub_lifespan(app):
                 yield
         finally:
+            await media.close_bridge_http(app.state)
             await app.state.pool.close()
             if own_provider and provider is not None:
                 await asyncio.to_thread(provider.shutdown)

@@ -67,7 +67,6 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.contrib.media import MediaRelay
-from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket, is_rtcp
 from av import AudioFrame, VideoFrame
@@ -78,7 +77,7 @@ from bench.common import cpu_s, emit, info, machine, parser, pct, summary_ms, ta
 from media.bridge import DRAIN_INTERVAL_S
 from media.forward import ForwardingRelay, enable_forwarding
 from media.network import MediaNetwork
-from media.peer import SAMPLE_RATE, Received, ToneTrack, peak
+from media.peer import AUDIO_PREFETCH, SAMPLE_RATE, ClientPeer, ToneTrack
 from media.rtpstream import OutStream
 
 VIDEO_WIDTH, VIDEO_HEIGHT, VIDEO_FPS = 640, 480, 15
@@ -105,6 +104,10 @@ three audio frames, about what a receiver's jitter buffer absorbs."""
 
 MIN_DELIVERED = 0.995
 """Share of the expected frames a step must deliver to count as holding its calls."""
+
+MAX_BRIDGE_CPU_PCT = 80.0
+"""Largest CPU share of one core a media process may use in a step of ``bench.media_scale``
+that counts as holding its calls (headroom for bursts)."""
 
 MAX_LATE = 0.01
 """Largest late share a step may have to count as holding its calls (issue 13: "< 1 %
@@ -561,11 +564,15 @@ async def connected(pc: RTCPeerConnection, timeout_s: float = 30.0) -> None:
             await asyncio.sleep(0.01)
 
 
-async def join(bridge: BridgeClient, call_id: str, role: str, pc: RTCPeerConnection) -> None:
-    """Offer ``pc`` (complete ICE) to the bench bridge and apply its answer."""
-    await pc.setLocalDescription(await pc.createOffer())
-    reply = await bridge.call(op="offer", call=call_id, role=role, sdp=pc.localDescription.sdp)
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+async def join(bridge: BridgeClient, call_id: str, role: str, peer: RTCPeerConnection | ClientPeer) -> None:
+    """Offer ``peer`` (complete ICE) to the bench bridge and apply its answer."""
+    if isinstance(peer, ClientPeer):
+        reply = await bridge.call(op="offer", call=call_id, role=role, sdp=await peer.offer())
+        await peer.accept(reply["sdp"])
+        return
+    await peer.setLocalDescription(await peer.createOffer())
+    reply = await bridge.call(op="offer", call=call_id, role=role, sdp=peer.localDescription.sdp)
+    await peer.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
 
 
 class Media:
@@ -679,35 +686,29 @@ async def step(
                 await c.close()
 
 
+LATENCY_SETTLE_S = 5.0
+"""Seconds between the last load step and the latency calls: a step past the bridge's
+capacity leaves it closing 150+ peers for a few seconds, which a latency call would wait on."""
+
 LATENCY_MARKS = ("resident_connected", "first_packet_at_bridge", "first_packet_at_door", "first_loud_frame")
 """Where answer -> first audible frame goes, in order (:func:`latency_call`)."""
 
 
-async def latency_call(bridge: BridgeClient, door_prefetch: int | None = None) -> dict[str, float]:
-    """One call with decoding parties (``ToneTrack``, Opus): the door joins and connects;
-    the resident answers (offers). Returns seconds from the answer (the resident's offer) to
-    each of :data:`LATENCY_MARKS`: its peer connection ``connected`` (ICE + DTLS), its first
-    RTP packet sent (its sender started: the bridge gets it within a millisecond on
-    loopback), the first RTP packet at the door, the first loud decoded frame at the door
-    (after the door's own jitter buffer and Opus decoder). ``door_prefetch``: frames the
-    door's audio jitter buffer holds before its first one (aiortc's ``JitterBuffer``
-    ``prefetch``, 4 = 80 ms by default; a what-if for the client side, not the bridge)."""
+async def latency_call(bridge: BridgeClient, door_prefetch: int | None = AUDIO_PREFETCH) -> dict[str, float]:
+    """One call with the reference clients' peers (``media.peer.ClientPeer`` with a
+    ``ToneTrack``, Opus, as ``ringflow/agent.py`` joins): the door joins and connects; the
+    resident answers (offers). Returns seconds from the answer (the resident's offer) to each
+    of :data:`LATENCY_MARKS`: its peer connection ``connected`` (ICE + DTLS), its first RTP
+    packet sent (its sender started: the bridge gets it within a millisecond on loopback),
+    the first RTP packet at the door, the first loud decoded frame at the door
+    (``ClientPeer.wait_loud``: after the door's own jitter buffer and Opus decoder).
+    ``door_prefetch``: the door's ``ClientPeer(audio_prefetch=...)``, the agent's
+    ``MediaSpec.audio_prefetch`` (default ``media.peer.AUDIO_PREFETCH``; None: aiortc's 4).
+    The first-packet marks wrap the door's receiver and the resident's transport (timing only)."""
     call_id = f"lat-{uuid.uuid4().hex[:8]}"
-    door = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    resident = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    door.addTrack(ToneTrack(440))
-    resident.addTrack(ToneTrack(880))
-    loop = asyncio.get_running_loop()
-    heard: asyncio.Future[float] = loop.create_future()
+    door = ClientPeer([ToneTrack(440)], audio_prefetch=door_prefetch)
+    resident = ClientPeer([ToneTrack(880)], audio_prefetch=door_prefetch)
     marks: dict[str, float] = {}
-    readers: list[asyncio.Task[None]] = []
-
-    async def listen(track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while not heard.done():
-                frame = await track.recv()
-                if isinstance(frame, AudioFrame) and peak(frame) > Received.LOUD:
-                    heard.set_result(time.monotonic())
 
     def first(pc: RTCPeerConnection, mark: str, sending: bool) -> None:
         """Note ``mark`` at the first RTP packet ``pc`` sends or receives on audio."""
@@ -732,30 +733,23 @@ async def latency_call(bridge: BridgeClient, door_prefetch: int | None = None) -
 
             receiver._handle_rtp_packet = got  # type: ignore[method-assign]
 
-    door.on("track", lambda track: readers.append(asyncio.ensure_future(listen(track))))
     try:
         await join(bridge, call_id, "door", door)
-        first(door, "first_packet_at_door", sending=False)
-        if door_prefetch is not None:
-            [audio] = [t for t in door.getTransceivers() if t.kind == "audio"]
-            receiver: Any = audio.receiver
-            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(16, prefetch=door_prefetch)
-        await connected(door)
+        first(door.pc, "first_packet_at_door", sending=False)
+        async with asyncio.timeout(30):
+            await door.connected()
         answered = time.monotonic()
         await join(bridge, call_id, "resident", resident)
-        first(resident, "first_packet_at_bridge", sending=True)
-        await connected(resident)
+        first(resident.pc, "first_packet_at_bridge", sending=True)
+        async with asyncio.timeout(30):
+            await resident.connected()
         marks["resident_connected"] = time.monotonic()
-        marks["first_loud_frame"] = await asyncio.wait_for(heard, 10)
+        async with asyncio.timeout(10):
+            marks["first_loud_frame"] = await door.wait_loud(answered)
         return {k: marks[k] - answered for k in LATENCY_MARKS if k in marks}
     finally:
-        for task in readers:
-            task.cancel()
-        for pc in (door, resident):
-            for sender in pc.getSenders():
-                if sender.track is not None:
-                    sender.track.stop()
-            await pc.close()
+        await door.close()
+        await resident.close()
         await bridge.call(op="close", call=call_id)
 
 
@@ -813,7 +807,7 @@ async def run(
     latency_calls: int,
     duration_s: float,
     cpu: int | None,
-    door_prefetch: int | None = None,
+    door_prefetch: int | None = AUDIO_PREFETCH,
 ) -> dict[str, Any]:
     """Every relay: audio steps, then video steps (each kind stopping after a step that
     delivered under half the frames: larger ones only take longer), then latency calls; each
@@ -823,7 +817,13 @@ async def run(
     if cpu is not None and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, os.sched_getaffinity(0) - {cpu})
     media = Media(video=any(video_steps.get(r) for r in relays))
-    result: dict[str, Any] = {"machine": machine(), "duration_s": duration_s, "bridge_cpu": cpu, "relays": {}}
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "duration_s": duration_s,
+        "bridge_cpu": cpu,
+        "door_prefetch": door_prefetch,
+        "relays": {},
+    }
     try:
         for relay in relays:
             out: dict[str, Any] = {"audio": [], "video": [], "latency": {}}
@@ -837,6 +837,8 @@ async def run(
                         await asyncio.sleep(1.0)
                         if row[f"{kind}_delivered"] < 0.5:
                             break  # far past the capacity: larger steps only take longer
+                if latency_calls and (out["audio"] or out["video"]):
+                    await asyncio.sleep(LATENCY_SETTLE_S)  # the last step's peers are closing
                 samples: dict[str, list[float]] = {k: [] for k in LATENCY_MARKS}
                 for i in range(latency_calls):
                     info(f"media_relay {relay}: latency call {i + 1}/{latency_calls}")
@@ -870,8 +872,9 @@ def main() -> None:
     )
     p.add_argument(
         "--door-prefetch",
-        type=int,
-        help="latency calls: frames the door's audio jitter buffer holds first (aiortc: 4); a what-if",
+        default=str(AUDIO_PREFETCH),
+        help="latency calls: the parties' ClientPeer audio_prefetch (default: the agent's, "
+        f"{AUDIO_PREFETCH}; 'aiortc': aiortc's own 4)",
     )
     p.add_argument("--serve-bridge", type=int, help=argparse.SUPPRESS)
     p.add_argument("--relay", default="stock", help=argparse.SUPPRESS)
@@ -890,7 +893,8 @@ def main() -> None:
     video = _steps(args.video_calls if args.video_calls is not None else defaults["video"])
     latency = args.latency_calls if args.latency_calls is not None else (5 if args.quick else 30)
     duration = args.duration or (4.0 if args.quick else 10.0)
-    result = asyncio.run(run(relays, audio, video, latency, duration, cpu, args.door_prefetch))
+    prefetch = None if args.door_prefetch == "aiortc" else int(args.door_prefetch)
+    result = asyncio.run(run(relays, audio, video, latency, duration, cpu, prefetch))
     load = f"load {result['machine']['loadavg']}, before the run"
     audio_rows, video_rows, latency_rows, summary = [], [], [], []
     for relay, out in result["relays"].items():

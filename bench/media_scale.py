@@ -55,6 +55,7 @@ from bench.media_relay import (
     Media,
     Party,
     connected,
+    run_queue_wait_s,
 )
 from media.network import MediaNetwork
 from ringflow.agent import CallSession, DeviceAgent, MediaSpec, ResidentAgent, ResidentScript
@@ -87,6 +88,7 @@ class NodeCall:
         body = {"party": who.model_dump(mode="json"), "role": role, "sdp": pc.localDescription.sdp}
         r = (await self.http.post(f"/rooms/{self.call_id}/peers", json=body)).raise_for_status()
         await pc.setRemoteDescription(RTCSessionDescription(sdp=r.json()["sdp"], type="answer"))
+        party.listen()  # record arrivals at its receivers (they exist once the answer is applied)
         await connected(pc)
 
     async def start(self, bench: Bench) -> None:
@@ -124,10 +126,12 @@ async def scale_step(
         await asyncio.sleep(2.0)
         procs = await processes(http)
         cpu0 = {p["index"]: cpu_s(p["pid"]) for p in procs}
-        own0, t0 = time.process_time(), time.monotonic()
+        wait0 = {p["index"]: run_queue_wait_s(p["pid"]) for p in procs}
+        own0, own_wait0, t0 = time.process_time(), run_queue_wait_s(os.getpid()), time.monotonic()
         await asyncio.sleep(duration_s)
         cpu1 = {p["index"]: cpu_s(p["pid"]) for p in procs}
-        own1, t1 = time.process_time(), time.monotonic()
+        wait1 = {p["index"]: run_queue_wait_s(p["pid"]) for p in procs}
+        own1, own_wait1, t1 = time.process_time(), run_queue_wait_s(os.getpid()), time.monotonic()
         elapsed = t1 - t0
         row: dict[str, Any] = {"processes": len(procs), "calls": n}
         per_call = []
@@ -135,6 +139,8 @@ async def scale_step(
             cpu_pct = 100 * (cpu1[p["index"]] - cpu0[p["index"]]) / elapsed
             row[f"p{p['index']}_rooms"] = p["rooms"]
             row[f"p{p['index']}_cpu_pct"] = cpu_pct
+            # runnable but not running (another process on its core): lateness then measures the machine
+            row[f"p{p['index']}_waited_pct"] = 100 * (wait1[p["index"]] - wait0[p["index"]]) / elapsed
             if p["rooms"]:
                 per_call.append(cpu_pct / p["rooms"])
         row["cpu_pct_per_call_per_process"] = sum(per_call) / len(per_call) if per_call else float("nan")
@@ -144,6 +150,7 @@ async def scale_step(
         row["audio_late"] = sum(1 for d in extra if d > LATE_S) / len(extra) if extra else float("nan")
         row["jitter_p99_ms"] = pct(extra, 99) * 1000
         row["parties_cpu_pct"] = 100 * (own1 - own0) / elapsed
+        row["parties_waited_pct"] = 100 * (own_wait1 - own_wait0) / elapsed
         max_cpu = max(row[f"p{p['index']}_cpu_pct"] for p in procs)
         row["holds"] = (
             max_cpu < MAX_BRIDGE_CPU_PCT
@@ -280,8 +287,15 @@ async def run_failover(n_calls: int, concentrate: bool) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     await agent.close()
         times = [t for t in resumed.values() if t is not None]
+        # the agents' own answer -> first loud frame of the door (voice calls, no preview: the
+        # resident offers while its answer is in flight), before the kill
+        answer_to_audio = [t.answer_to_audio_s for _, t in sessions if t.answer_to_audio_s is not None]
         return {
             "calls": n_calls,
+            "answer_to_audio_ms": {
+                "p50": 1000 * pct(answer_to_audio, 50),
+                "max": 1000 * max(answer_to_audio, default=float("nan")),
+            },
             "parties_cpu_pct": parties_cpu_pct,
             "killed_process_cpu_pct_before": 100 * (victim_cpu0 - victim_cpu_start) / 3.0,
             "killed_process_rooms": len(on_victim),

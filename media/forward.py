@@ -84,7 +84,7 @@ import fractions
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, Protocol
 
 import aiortc
@@ -233,13 +233,9 @@ def check_aiortc() -> str:
     ]
     needs += [(RTCRtpSender, "__init__", "self." + f.removeprefix("_RTCRtpSender")) for f in SENDER_FIELDS]
     needs += [(RTCRtpReceiver, "__init__", f"self.{f}") for f in _RECEIVER_FIELDS]
-    needs_typed: list[tuple[type, str, str]] = list(needs)
-    for cls, name, text in needs_typed:
-        if text not in sources[(cls, name)]:
-            raise ForwardingUnsupported(
-                f"aiortc {aiortc.__version__}: {cls.__name__}.{name} no longer contains {text!r}; "
-                "media/forward.py must be re-verified against this version"
-            )
+    changed = missing_source(needs, sources)
+    if changed is not None:
+        raise ForwardingUnsupported(f"{changed}; media/forward.py must be re-verified against this version")
     hooks: tuple[tuple[type, str], ...] = (
         (RTCRtpReceiver, "_send_rtcp_pli"),
         (RTCRtpReceiver, "_send_rtcp_nack"),
@@ -256,6 +252,25 @@ def check_aiortc() -> str:
     if aiortc.__version__ not in TESTED_AIORTC:
         log.warning("aiortc %s is not in media.forward.TESTED_AIORTC; hooks verified", aiortc.__version__)
     return aiortc.__version__
+
+
+def missing_source(
+    needs: Iterable[tuple[type, str, str]], sources: dict[tuple[type, str], str] | None = None
+) -> str | None:
+    """The first of ``needs`` ((class, method name, text its source must contain)) that the
+    installed aiortc no longer meets, as a sentence naming the aiortc version, or None when
+    all hold. ``sources``: method sources already read ((class, name) -> source). The check
+    :func:`check_aiortc` and ``media.peer.check_playout`` make of private aiortc paths."""
+    sources = dict(sources or {})
+    for cls, name, text in needs:
+        if (cls, name) not in sources:
+            try:
+                sources[(cls, name)] = inspect.getsource(getattr(cls, name))
+            except (AttributeError, OSError, TypeError) as e:
+                return f"aiortc {aiortc.__version__}: cannot read {cls.__name__}.{name}: {e}"
+        if text not in sources[(cls, name)]:
+            return f"aiortc {aiortc.__version__}: {cls.__name__}.{name} no longer contains {text!r}"
+    return None
 
 
 @functools.cache

@@ -7,7 +7,8 @@
 - :class:`ClientPeer`: one party's peer connection to the bridge: sends its tracks,
   receives what the bridge sends (optionally receive-only or send-only transceivers, e.g.
   a listener that previews the door before answering), counts frames per kind, and
-  reports the RTC stats per kind (:meth:`ClientPeer.stats`).
+  reports the RTC stats per kind (:meth:`ClientPeer.stats`). Its audio receivers hold
+  :data:`AUDIO_PREFETCH` packets before playing (aiortc: 4; :func:`set_audio_prefetch`).
 
 Used by the tests, the bench and the agents (``ringflow/agent.py``). Peers made here use
 the same rules as the bridge (``media/network.py``): no ICE servers, and host candidates
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import functools
 import math
 import time
 from array import array
@@ -26,12 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiortc
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import AUDIO_PTIME, VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from av import AudioFrame, VideoFrame
 from av.frame import Frame
+
+from media.forward import missing_source
 
 SAMPLE_RATE = 48000
 """Sample rate of the generated tone, Hz (Opus's native rate: no resampling)."""
@@ -273,6 +281,88 @@ async def _consume(track: MediaStreamTrack) -> None:
             await track.recv()
 
 
+# -- audio playout ----------------------------------------------------------------------
+
+AUDIO_PREFETCH = 1
+"""Audio packets a reference client's aiortc receiver holds after a frame before it hands
+that frame to the decoder (:class:`ClientPeer` ``audio_prefetch``; aiortc's own is
+:data:`AIORTC_AUDIO_PREFETCH`).
+
+aiortc's audio ``JitterBuffer`` releases a frame once ``prefetch`` complete frames follow it
+(1 and 0 alike: the next packet's timestamp ends a frame), in sequence order, one frame per
+arriving packet; it never paces playout. So its prefetch is a fixed delay of ``prefetch`` x
+20 ms on every frame, the first one included (answer -> first audible frame at the door:
+80 ms at 4, 20 ms at 1; ``bench.media_relay`` latency, bench/RESULTS.md section 6b), and it
+buys nothing against loss (a missing packet stalls the buffer until 16 packets are queued,
+whatever the prefetch) and little against jitter: reordered packets are put back in order at
+any prefetch as long as the one that is late arrives before 16 others; a packet later than
+the prefetch just delays its predecessors by as much (the buffer then stays that much deeper:
+aiortc never shrinks it). A door or an app on a LAN or Wi-Fi (jitter of a few ms, no
+reordering) loses nothing at 1; a client that plays frames straight to a sound device over a
+jittery path needs a playout buffer there (the device's), which a bigger prefetch does not
+give it."""
+
+AIORTC_AUDIO_PREFETCH = 4
+"""aiortc's own audio prefetch (``RTCRtpReceiver.__init__``: ``JitterBuffer(capacity=16,
+prefetch=4)``), 80 ms of 20 ms frames."""
+
+MAX_AUDIO_PREFETCH = 8
+"""Largest audio prefetch accepted (160 ms; the buffer holds 16 packets)."""
+
+_AUDIO_JITTER_CAPACITY = 16
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # name-mangled private attribute
+_PLAYOUT_NEEDS: tuple[tuple[type, str, str], ...] = (
+    # (class, method, text its source must contain): the audio receiver makes its jitter
+    # buffer in __init__ with these arguments and feeds every packet to it, and the buffer
+    # releases a frame after ``prefetch`` complete frames
+    (RTCRtpReceiver, "__init__", "self.__jitter_buffer = JitterBuffer(capacity=16, prefetch=4)"),
+    (RTCRtpReceiver, "_handle_rtp_packet", "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)"),
+    (JitterBuffer, "__init__", "self._prefetch = prefetch"),
+    (JitterBuffer, "_remove_frame", "if frames >= self._prefetch:"),
+)
+
+
+class PlayoutUnsupported(RuntimeError):
+    """The installed aiortc no longer makes its audio jitter buffer as :func:`set_audio_prefetch`
+    expects (it would otherwise change a private attribute that no longer does anything)."""
+
+
+@functools.cache
+def check_playout() -> str:
+    """Verify, by reading aiortc's source (:data:`_PLAYOUT_NEEDS`, as
+    ``media.forward.check_aiortc`` does for the bridge's hooks), that an audio
+    ``RTCRtpReceiver`` keeps its jitter buffer in the private ``__jitter_buffer`` made in its
+    ``__init__`` as ``JitterBuffer(capacity=16, prefetch=4)`` and feeds it every packet, so that
+    replacing it before the first packet sets the playout prefetch. Returns aiortc's version;
+    raises :class:`PlayoutUnsupported` naming what changed. Cached (one check per process)."""
+    changed = missing_source(_PLAYOUT_NEEDS)
+    if changed is not None:
+        raise PlayoutUnsupported(f"{changed}; media/peer.py set_audio_prefetch must be re-verified")
+    return str(aiortc.__version__)
+
+
+def set_audio_prefetch(transceiver: RTCRtpTransceiver, prefetch: int) -> None:
+    """Make the receiver of the audio ``transceiver`` (before its first packet) hold
+    ``prefetch`` packets after a frame before decoding it, instead of aiortc's
+    :data:`AIORTC_AUDIO_PREFETCH` (see :data:`AUDIO_PREFETCH` for the trade-off). Raises
+    ``ValueError`` (``prefetch`` not in 1..:data:`MAX_AUDIO_PREFETCH`, or not an audio
+    transceiver) and :class:`PlayoutUnsupported` (:func:`check_playout`)."""
+    if not 1 <= prefetch <= MAX_AUDIO_PREFETCH:
+        raise ValueError(f"audio prefetch must be 1..{MAX_AUDIO_PREFETCH} packets: {prefetch}")
+    if transceiver.kind != "audio":
+        raise ValueError(f"not an audio transceiver: {transceiver.kind}")
+    check_playout()
+    buffer = JitterBuffer(capacity=_AUDIO_JITTER_CAPACITY, prefetch=prefetch)
+    setattr(transceiver.receiver, _JITTER_BUFFER, buffer)
+
+
+def audio_prefetch(receiver: RTCRtpReceiver) -> int:
+    """The prefetch of the audio ``receiver``'s jitter buffer, packets (aiortc private state,
+    verified by :func:`check_playout`)."""
+    check_playout()
+    return int(getattr(receiver, _JITTER_BUFFER)._prefetch)
+
+
 # -- peers ------------------------------------------------------------------------------
 
 
@@ -355,6 +445,10 @@ class ClientPeer:
     ``recvonly`` per kind in ``receive`` that no track sends (e.g. ``receive=("video",)``
     for a listener without a camera that previews the door). With neither tracks nor
     ``receive``: one receive-only audio transceiver.
+
+    ``audio_prefetch``: packets each audio receiver holds after a frame before decoding it
+    (default :data:`AUDIO_PREFETCH` = 1, 20 ms; None: aiortc's own 4, 80 ms; 1 ..
+    :data:`MAX_AUDIO_PREFETCH`, else ``ValueError``; :func:`set_audio_prefetch`).
     """
 
     tracks: list[MediaStreamTrack] = field(default_factory=list)
@@ -365,6 +459,7 @@ class ClientPeer:
     send_only: bool = False
     read_pattern: bool = True  # read the test-pattern counter of received video frames
     _loud: asyncio.Event = field(default_factory=asyncio.Event)  # set at each loud audio frame
+    audio_prefetch: int | None = AUDIO_PREFETCH
 
     def __post_init__(self) -> None:
         direction = "sendonly" if self.send_only else "sendrecv"
@@ -375,6 +470,10 @@ class ClientPeer:
         for kind in receive:
             if kind not in sent or self.send_only:
                 self.pc.addTransceiver(kind, direction="recvonly")
+        if self.audio_prefetch is not None:
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    set_audio_prefetch(transceiver, self.audio_prefetch)
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

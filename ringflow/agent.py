@@ -41,7 +41,16 @@ from typing import Any, Literal, Protocol
 import httpx
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
 
-from media.peer import ClientPeer, FileTrack, PeerStats, TestPatternTrack, ToneTrack
+from media.peer import (
+    AUDIO_PREFETCH,
+    MAX_AUDIO_PREFETCH,
+    ClientPeer,
+    FileTrack,
+    PeerStats,
+    TestPatternTrack,
+    ToneTrack,
+    check_playout,
+)
 from ringflow.client import ApiError, Backend, PartyClient, Received, checked
 from ringflow.contracts.common import Party, PartyKind
 
@@ -72,7 +81,10 @@ class MediaSpec:
     any file FFmpeg reads, looped) or None (send no audio); ``video``: ``"pattern"`` (a
     ``width`` x ``height`` test pattern at ``fps``), a video file path (looped) or None.
     ``receive``: kinds received even when not sent (a resident without a camera still sees
-    the door). Raises nothing itself; :meth:`check` validates files.
+    the door). ``audio_prefetch``: packets the peer's audio receiver holds after a frame
+    before playing it (``media.peer.AUDIO_PREFETCH`` = 1, 20 ms, for a client on a LAN; None:
+    aiortc's own 4, 80 ms; the trade-off is in ``media.peer.AUDIO_PREFETCH``). Raises nothing
+    itself; :meth:`check` validates files and the prefetch.
     """
 
     audio: str | None = "tone"
@@ -82,12 +94,21 @@ class MediaSpec:
     height: int = 480
     fps: float = 15.0
     receive: tuple[str, ...] = ("audio", "video")
+    audio_prefetch: int | None = AUDIO_PREFETCH
 
     def check(self) -> None:
         """Raise ``FileNotFoundError`` / ``ValueError`` if a file source is missing or has no
-        stream of its kind, or the pattern size is invalid (before any call is placed)."""
+        stream of its kind, the pattern size is invalid or the audio prefetch out of range
+        (before any call is placed); ``media.peer.PlayoutUnsupported`` if this aiortc cannot
+        take a prefetch."""
         for track in self.tracks():
             track.stop()
+        if self.audio_prefetch is not None:
+            if not 1 <= self.audio_prefetch <= MAX_AUDIO_PREFETCH:
+                raise ValueError(
+                    f"audio prefetch must be 1..{MAX_AUDIO_PREFETCH} packets: {self.audio_prefetch}"
+                )
+            check_playout()
 
     def tracks(self) -> list[MediaStreamTrack]:
         """New tracks for one peer connection (each peer gets its own; stopping them stops
@@ -288,7 +309,10 @@ class Agent:
         agent's) and the ICE servers of ``GET /v1/media/ice-servers`` (STUN, TURN with a
         fresh ephemeral credential; none configured: host candidates only), a complete SDP
         offer to ``POST /v1/calls/{id}/media``, the bridge's answer applied. A second join
-        replaces the first peer (reconnect).
+        replaces the first peer (a reconnect, or a re-offer after the bridge died): make
+        before break, the old peer is closed once the bridge answered the new one (the bridge
+        then closed its side without a report; closing it first would end the call's media
+        on a live bridge, ``media_lost``), so the close is off the re-offer's path too.
 
         An offer refused with 403/404/409 is sent again every 0.2 s for ``retry_s`` seconds:
         a listener's ``incoming_call`` can arrive before the building call counts its
@@ -296,32 +320,33 @@ class Agent:
         :class:`~ringflow.client.ApiError` after that (the peer is closed then)."""
         spec = spec or self.media
         old, session.peer = session.peer, None
-        if old is not None:
-            await old.close()
         try:
-            ice = await self.client.ice_servers()
-        except ApiError as e:
-            if e.status != 404:  # 404: an API from before the route: host candidates only
+            ice = await self._ice_servers()
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=to_rtc_ice_servers(ice)))
+            peer = ClientPeer(spec.tracks(), pc=pc, receive=spec.receive, audio_prefetch=spec.audio_prefetch)
+            deadline = time.monotonic() + retry_s
+            try:
+                offer = await peer.offer()
+                while True:
+                    try:
+                        answer = await self.client.media_offer(session.call_id, offer)
+                        break
+                    except ApiError as e:
+                        if (
+                            e.status not in (403, 404, 409)
+                            or time.monotonic() > deadline
+                            or session.finishing
+                        ):
+                            raise
+                        self.info("call %s: offer refused (%s), again", session.call_id, e)
+                        await asyncio.sleep(0.2)
+                await peer.accept(answer)
+            except BaseException:
+                await peer.close()
                 raise
-            ice = []
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=to_rtc_ice_servers(ice)))
-        peer = ClientPeer(spec.tracks(), pc=pc, receive=spec.receive)
-        deadline = time.monotonic() + retry_s
-        try:
-            offer = await peer.offer()
-            while True:
-                try:
-                    answer = await self.client.media_offer(session.call_id, offer)
-                    break
-                except ApiError as e:
-                    if e.status not in (403, 404, 409) or time.monotonic() > deadline or session.finishing:
-                        raise
-                    self.info("call %s: offer refused (%s), again", session.call_id, e)
-                    await asyncio.sleep(0.2)
-            await peer.accept(answer)
-        except BaseException:
-            await peer.close()
-            raise
+        finally:
+            if old is not None:
+                await old.close()
         if session.finishing:  # the call ended while the offer was in flight: nothing to join
             await peer.close()
             return
@@ -329,6 +354,16 @@ class Agent:
         session.joins += 1
         peer.pc.on("connectionstatechange", lambda: self._on_peer_state(session, peer))
         self.info("call %s: joined the media room as %s (%s)", session.call_id, session.role, spec.describe())
+
+    async def _ice_servers(self) -> list[dict[str, Any]]:
+        """``GET /v1/media/ice-servers``; an API from before that route (404): none, host
+        candidates only."""
+        try:
+            return await self.client.ice_servers()
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            return []
 
     def _on_peer_state(self, session: CallSession, peer: ClientPeer) -> None:
         state = peer.pc.connectionState
@@ -709,13 +744,21 @@ class ResidentAgent(Agent):
             )
             self.info("call %s: previewed %d video frames", call_id, session.preview_video_frames)
         answered = time.monotonic()
+        # Not previewing: offer the peer while the answer is in flight (a rung listener may
+        # join before it answers; the bridge routes nothing to or from it until the workflow
+        # makes it the talker), so the answer's round trip and the join's overlap.
+        joining = asyncio.ensure_future(self.join(session)) if session.peer is None else None
         r = await self.client.action(call_id, "answer")
         self.info("call %s: answer -> %s", call_id, r.status_code)
         if r.status_code != 200:
+            if joining is not None:
+                with contextlib.suppress(ApiError):
+                    await joining
+                await self._leave(session)
             return
         session.answered_by, session.answered_at = self.party.key(), answered
-        if session.peer is None:
-            await self.join(session)
+        if joining is not None:
+            await joining
         self._spawn(self._first_audio(session, answered), session)
         if not await self._until_talk(session):
             return

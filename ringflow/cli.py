@@ -457,6 +457,14 @@ def device_run(
     ] = False,
     size: Annotated[str, typer.Option(help="Test pattern size WIDTHxHEIGHT")] = "640x480",
     fps: Annotated[float, typer.Option(min=1, max=60, help="Test pattern frames per second")] = 15.0,
+    audio_prefetch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=8,
+            help="Audio packets (20 ms each) received before playing one: 1 on a LAN, aiortc's own is 4",
+        ),
+    ] = 1,
     auto_answer: Annotated[
         bool | None,
         typer.Option(help="Answer calls placed to the device (default: as the directory says)"),
@@ -509,6 +517,7 @@ def device_run(
         width=int(width),
         height=int(height),
         fps=fps,
+        audio_prefetch=audio_prefetch,
     )
     try:
         media.check()

@@ -304,6 +304,20 @@ async def attempt_phase(conn: asyncpg.Connection | asyncpg.Pool, room_id: str) -
     return None if phase is None else Phase(phase)
 
 
+async def listener_phases(
+    conn: asyncpg.Connection | asyncpg.Pool, call_id: str, listener: Party
+) -> list[Phase]:
+    """The recorded phases of ``listener``'s attempts in building call ``call_id`` (the
+    workflow id, tenant-qualified), in ``seq`` order; empty when none is recorded yet. One
+    indexed read (``attempts_listener_idx``)."""
+    rows = await conn.fetch(
+        "SELECT phase FROM attempts WHERE listener = $1 AND call_id = $2 ORDER BY seq",
+        listener.key(),
+        call_id,
+    )
+    return [Phase(r["phase"]) for r in rows]
+
+
 _CALL_COLUMNS = """
     c.call_id, c.caller_kind, c.caller_id, c.caller_name, c.unit_id, c.room_type, c.strategy,
     c.phase, c.started_at, c.talk_started_at, c.ended_at, c.answered_by, c.end_reason,

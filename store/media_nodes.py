@@ -121,22 +121,29 @@ async def live_nodes(conn: Conn, expiry_s: float) -> list[NodeLoad] | None:
     ]
 
 
+_PLACED = f"""SELECT r.node_id, r.moves, n.control_url, {_LIVE} AS live
+                FROM media_rooms r JOIN media_nodes n USING (node_id) WHERE r.call_id = $2"""
+"""Where room $2 is placed and whether that node is live ($1: the expiry, seconds)."""
+
+
 async def place_room(pool: asyncpg.Pool, call_id: str, expiry_s: float) -> Placement | None:
     """The node of room ``call_id``: where it is, if that node is live; else the least loaded
     live node with room to spare (its last reported rooms plus the rooms placed on it since,
     per capacity; then CPU), recorded (a room that moves counts ``moves``). None when no node
     was ever registered (use ``media_url``). Raises :class:`NoMediaNode` when none is live
-    with capacity. Safe under concurrent calls for the same room (one placement wins)."""
+    with capacity. Safe under concurrent calls for the same room (one placement wins).
+
+    A room already on a live node costs one read (every offer after a room's first, e.g. the
+    re-offers of a failover inside a node); only a placement takes the transaction and the
+    room's lock."""
+    row = await pool.fetchrow(_PLACED, expiry_s, call_id)
+    if row is not None and row["live"]:
+        return Placement(call_id, row["node_id"], row["control_url"], row["moves"])
     async with pool.acquire() as c, c.transaction():
         if not await any_node(c):
             return None
         await c.execute("SELECT pg_advisory_xact_lock(hashtext('media_rooms:' || $1))", call_id)
-        row = await c.fetchrow(
-            f"""SELECT r.node_id, r.moves, n.control_url, {_LIVE} AS live
-                  FROM media_rooms r JOIN media_nodes n USING (node_id) WHERE r.call_id = $2""",
-            expiry_s,
-            call_id,
-        )
+        row = await c.fetchrow(_PLACED, expiry_s, call_id)
         if row is not None and row["live"]:
             return Placement(call_id, row["node_id"], row["control_url"], row["moves"])
         best = await c.fetchrow(

@@ -174,6 +174,8 @@ async def test_command_door_runs_the_command(tmp_path: Path) -> None:
         (["--token", "t", "--audio", "/nonexistent/door.wav"], "no media file"),
         (["--token", "t", "--listen-ip", "localhost"], "does not appear to be an IPv4 or IPv6"),
         (["--token", "t", "--fps", "0"], "greater than or equal to 1"),
+        (["--token", "t", "--audio-prefetch", "0"], "greater than or equal to 1"),
+        (["--token", "t", "--audio-prefetch", "9"], "less than or equal to 8"),
     ],
 )
 def test_device_run_argument_errors(args: list[str], message: str) -> None:

@@ -141,6 +141,31 @@ async def test_media_process_killed_mid_talk_the_call_resumes(world: World) -> N
         await resident.close()
 
 
+async def test_a_talking_listener_offers_again_without_asking_the_workflow(world: World) -> None:
+    """The API authorises a listener's offer from the attempts the call recorded (one read),
+    not with a workflow query: with the worker stopped (SIGSTOP: no query could be answered)
+    the talking resident's new offer (a reconnect on a live bridge) is answered at once; the
+    agent closes its old peer only after that (make before break), so the call goes on and
+    the new peer hears the door."""
+    door, resident, mine, theirs = await start_talk(world, "rq")
+    worker = world.stack.worker.pid
+    try:
+        old = theirs.peer
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(5):  # a workflow query would wait for the worker
+                await resident.join(theirs)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        assert theirs.peer is not None and theirs.peer is not old
+        await poll_heard(mine, theirs)
+        assert await door.hang_up(mine.call_id) == 200
+        assert (await door.wait_ended(mine.call_id, 20)).end_reason == "hangUpVoip"
+    finally:
+        await door.close()
+        await resident.close()
+
+
 async def test_node_killed_with_no_other_node_aborts(world: World) -> None:
     door, resident, mine, _ = await start_talk(world, "fn")
     try:

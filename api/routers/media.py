@@ -4,11 +4,12 @@ of a building call (``docs/media.md``).
 ``POST /v1/calls/{call_id}/media`` (party bearer token), body ``SdpOffer``
 ``{sdp, type: "offer"}`` with complete ICE (no trickle) -> ``SdpAnswer``
 ``{sdp, type: "answer"}``. The API authorises the party from Temporal (the
-building call's ``CallCaller`` search attribute, else its ``status`` query: the
-listener of a live attempt) and forwards the offer to the control API of the bridge
-node that holds the room (``store/media_nodes.py``: the registry places a new room on the
-least loaded live node; no registered node: settings ``media_url``; ``media/server.py``);
-the bridge creates the room on its first offer and reports the connection to the workflow.
+building call's ``CallCaller`` search attribute, else the listener of a live attempt: the
+attempts the call recorded in PostgreSQL, then its ``status`` query) and forwards the
+offer to the control API of the bridge node that holds the room (``store/media_nodes.py``:
+the registry places a new room on the least loaded live node; no registered node: settings
+``media_url``; ``media/server.py``); the bridge creates the room on its first offer and
+reports the connection to the workflow.
 
 Problems: 404 unknown call, 403 ``not-a-party``, 409 ``call-not-active`` (call
 over, or the listener's attempts are), 422 ``validation`` / ``invalid-sdp``, 503
@@ -22,9 +23,12 @@ the TURN REST API scheme). Problems: 401 only.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import asyncpg
 import httpx
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -58,10 +62,17 @@ LIVE_PHASES = frozenset({Phase.WAIT, Phase.JOIN, Phase.TALK})
 async def call_role(client: Client, pool: asyncpg.Pool, call_id: str, party: Party) -> Role:
     """``party``'s role in the media room of building call ``call_id``: the caller (its
     ``CallCaller`` search attribute), or the listener of an attempt of the call whose phase
-    is ``wait``, ``join`` or ``talk`` (the ``status`` query's attempts; docs/media.md). An
-    attempt the workflow still sees initiating counts once its ``ring`` activity committed
-    (the attempt row in ``pool`` says ``wait``): the push that tells the listener of the
-    call is written in that same transaction, so its offer never arrives too early.
+    is ``wait``, ``join`` or ``talk`` (docs/media.md).
+
+    The workflow must be running (``describe``, answered by the Temporal service). A listener
+    is looked up first in the attempts the call recorded in ``pool``
+    (:func:`store.calls.listener_phases`, one indexed read): a live phase there is enough,
+    as the pushes that tell a listener of its ring, its talk or a re-offer are written in the
+    same transaction as that phase; so the re-offers of a bridge failover and a rung
+    listener's offer cost no workflow query (a query waits for the worker, the busiest part
+    under load). Otherwise the workflow's ``status`` query decides (an attempt not recorded
+    yet; a recorded phase the workflow moved on from). An attempt the workflow still sees
+    initiating counts once its ``ring`` activity committed (the attempt row says ``wait``).
     Raises 404 (unknown call), 403 ``not-a-party`` (neither), 409 ``call-not-active`` (the
     call is closed, or that listener's attempts are not live), 503 ``temporal-unavailable``."""
     handle = client.get_workflow_handle(call_id)
@@ -71,6 +82,8 @@ async def call_role(client: Client, pool: asyncpg.Pool, call_id: str, party: Par
             raise call_not_active(unqualified(call_id), "the call is over")
         if desc.typed_search_attributes.get(CALL_CALLER) == party.key():
             return Role.CALLER
+        if any(p in LIVE_PHASES for p in await calls_store.listener_phases(pool, call_id, party)):
+            return Role.LISTENER
         status = await handle.query(Query.STATUS, result_type=CallStatus)
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
@@ -92,16 +105,40 @@ async def call_role(client: Client, pool: asyncpg.Pool, call_id: str, party: Par
     return Role.LISTENER
 
 
+def bridge_http(state: Any) -> httpx.AsyncClient:
+    """The API's HTTP client for the bridge nodes' control APIs, kept in the app's ``state``
+    (one per event loop; :func:`close_bridge_http` at shutdown): its connections are reused,
+    and a new ``httpx.AsyncClient`` per offer cost ~25 ms of CPU (its TLS context), which 20
+    re-offers of a failover paid one after another on the API's event loop."""
+    loop = asyncio.get_running_loop()
+    held: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = getattr(state, "bridge_http", None)
+    if held is None or held[0] is not loop or held[1].is_closed:
+        held = (loop, httpx.AsyncClient())
+        state.bridge_http = held
+    return held[1]
+
+
+async def close_bridge_http(state: Any) -> None:
+    """Close the client of :func:`bridge_http` if ``state`` has one (the app's shutdown)."""
+    held = getattr(state, "bridge_http", None)
+    if held is not None:
+        state.bridge_http = None
+        await held[1].aclose()
+
+
 async def forward_offer(
-    base_url: str, api_key: str, timeout_s: float, call_id: str, offer: PeerOffer
+    http: httpx.AsyncClient, base_url: str, api_key: str, timeout_s: float, call_id: str, offer: PeerOffer
 ) -> SdpAnswer:
-    """POST ``offer`` to room ``call_id`` of the bridge at ``base_url``; the bridge's 4xx
-    problems are passed on (422 ``invalid-sdp``), anything else is 503 ``media-unavailable``."""
+    """POST ``offer`` with ``http`` to room ``call_id`` of the bridge at ``base_url``; the
+    bridge's 4xx problems are passed on (422 ``invalid-sdp``), anything else is 503
+    ``media-unavailable``."""
     try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s) as http:
-            r = await http.post(
-                f"/rooms/{call_id}/peers", json=offer.model_dump(mode="json"), headers={"X-API-Key": api_key}
-            )
+        r = await http.post(
+            f"{base_url.rstrip('/')}/rooms/{call_id}/peers",
+            json=offer.model_dump(mode="json"),
+            headers={"X-API-Key": api_key},
+            timeout=timeout_s,
+        )
     except httpx.HTTPError as e:
         raise _unavailable("media", f"media bridge at {base_url}: {e!r}") from e
     if r.is_success:
@@ -125,6 +162,7 @@ async def forward_offer(
 async def media_offer(
     call_id: Identifier,
     body: SdpOffer,
+    request: Request,
     ident: PartyIdentityDep,
     client: TemporalDep,
     pool: PoolDep,
@@ -143,7 +181,10 @@ async def media_offer(
         )
     except media_nodes.NoMediaNode as e:
         raise _unavailable("media", str(e)) from e
-    return await forward_offer(url, settings.api_key, settings.media_request_timeout_s, workflow_id, offer)
+    http = bridge_http(request.app.state)
+    return await forward_offer(
+        http, url, settings.api_key, settings.media_request_timeout_s, workflow_id, offer
+    )
 
 
 @ice_router.get("/ice-servers")
