@@ -756,7 +756,8 @@ async def follow_calls(
     """``ringflow calls tail``: every ``interval_s`` seconds, list the calls started at or
     after ``since`` (``filters``: ``GET /v1/calls`` parameters), print ``new call`` for each
     new one, every event not yet printed of each call not yet ended (history order, times in
-    seconds since the call started), and ``ended`` once its ``callEnded`` is recorded. Runs
+    seconds since the call started), and ``ended`` once its ``callEnded`` is recorded. A call
+    of explicit callees is printed once its first attempt is recorded (its title names them). Runs
     until ``stop`` is set (or forever). Raises :class:`~ringflow.client.ApiError` and
     ``httpx.TransportError``."""
     from ringflow.contracts.calls import CallView, Phase
@@ -781,6 +782,8 @@ async def follow_calls(
             live.append(item["call_id"])
         for call_id in list(live):
             view = CallView.model_validate(await backend.call(call_id))
+            if call_id not in printed and not (view.unit_id or view.attempts or view.phase is Phase.ENDED):
+                continue  # its targets are not recorded yet (the first ring's own transaction)
             if call_id not in printed:
                 printed.add(call_id)
                 out(f"{call_id}  new call: {call_title(view).rsplit(': call ', 1)[0]}")
