@@ -10,7 +10,6 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -46,8 +45,7 @@ def next_dst_sunday(zone: str, after: datetime, forward: bool) -> date:
 
 async def jump(env: WorkflowEnvironment, to: datetime) -> None:
     """Skip the test server's clock to ``to`` (aware)."""
-    if not env.supports_time_skipping:
-        pytest.skip("needs the time-skipping test server to reach a given night")
+    assert env.supports_time_skipping, "needs the time-skipping test server to reach a given night"
     now = await env.get_current_time()
     assert to > now, (to, now)
     await env.sleep((to - now).total_seconds())
