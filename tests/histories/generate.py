@@ -178,20 +178,27 @@ async def _door_acks(h: WorkflowHandle, fake: FakeDirectory, call_id: str) -> No
     )
 
 
-async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
-    """docs/media.md: the door joins the room, carol previews, answers, opens the door, hangs up."""
-    carol = user("carol")
+async def _answered_media_call(env: WorkflowEnvironment, tq: str, call_id: str, listener) -> WorkflowHandle:
+    """A media call from the lobby door to ``listener``: the door joins the room, the listener
+    is rung, joins (preview) and answers after 1 s; the call's handle."""
     h = await env.client.start_workflow(
         BuildingCallWorkflow.run,
-        EscalationInput(call_id=call_id, caller=LOBBY, callees=[carol], media_required=True),
+        EscalationInput(call_id=call_id, caller=LOBBY, callees=[listener], media_required=True),
         id=call_id,
         task_queue=tq,
     )
     await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=LOBBY))
-    await _wait_ringing(h, carol)
-    await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=carol))
+    await _wait_ringing(h, listener)
+    await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=listener))
     await env.sleep(1)
-    await h.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=carol))
+    await h.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=listener))
+    return h
+
+
+async def _media_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory, call_id: str) -> None:
+    """docs/media.md: the door joins the room, carol previews, answers, opens the door, hangs up."""
+    carol = user("carol")
+    h = await _answered_media_call(env, tq, call_id, carol)
     asking = asyncio.create_task(
         h.execute_update(
             BuildingCallWorkflow.custom_action, CustomActionInput(party=carol, action="open_door")
@@ -229,17 +236,7 @@ async def _failover_call(env: WorkflowEnvironment, tq: str, fake: FakeDirectory,
     dies, both join again on node-b, carol hangs up."""
     carol = user("carol")
     fake.media_placement = MediaPlacement(node_id="node-a")
-    h = await env.client.start_workflow(
-        BuildingCallWorkflow.run,
-        EscalationInput(call_id=call_id, caller=LOBBY, callees=[carol], media_required=True),
-        id=call_id,
-        task_queue=tq,
-    )
-    await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=LOBBY))
-    await _wait_ringing(h, carol)
-    await h.signal(BuildingCallWorkflow.joined, JoinInput(room_id=call_id, party=carol))
-    await env.sleep(1)
-    await h.execute_update(BuildingCallWorkflow.answer, AnswerInput(party=carol))
+    h = await _answered_media_call(env, tq, call_id, carol)
     await env.sleep(5)
     fake.media_placement = MediaPlacement(node_id="node-b", moves=1)
     await h.signal(BuildingCallWorkflow.media_bridge_lost, BridgeLostInput(room_id=call_id, node="node-a/0"))
